@@ -1,0 +1,189 @@
+//! The host side of the guest console.
+//!
+//! Output goes to stdout (unbuffered: guests print a byte at a time and a user wants to see
+//! it now) or to a capture buffer that tests read back. Input comes from stdin on a thread of
+//! its own. When stdin is a terminal it is put in raw mode so keys reach the guest as typed,
+//! and Ctrl-A x quits, as in QEMU's -nographic; the terminal is restored on every exit path
+//! through [`restore_terminal`] (called by `main` and by the panic hook).
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+
+enum Output {
+    Stdout,
+    Capture(Mutex<Vec<u8>>),
+}
+
+/// A cheap handle to the console; clone it into every device that prints.
+#[derive(Clone)]
+pub struct Console {
+    out: Arc<Output>,
+}
+
+impl Console {
+    pub fn stdout() -> Self {
+        Console { out: Arc::new(Output::Stdout) }
+    }
+
+    /// A console whose output is kept in memory, for tests.
+    pub fn capture() -> Self {
+        Console { out: Arc::new(Output::Capture(Mutex::new(Vec::new()))) }
+    }
+
+    pub fn write(&self, bytes: &[u8]) {
+        match &*self.out {
+            Output::Stdout => {
+                let mut out = std::io::stdout().lock();
+                // A closed stdout (e.g. `| head`) must not kill the guest: drop the bytes.
+                let _ = out.write_all(bytes).and_then(|_| out.flush());
+            }
+            Output::Capture(buf) => buf.lock().unwrap().extend_from_slice(bytes),
+        }
+    }
+
+    /// What a capture console has received so far (empty for stdout).
+    pub fn captured(&self) -> Vec<u8> {
+        match &*self.out {
+            Output::Stdout => Vec::new(),
+            Output::Capture(buf) => buf.lock().unwrap().clone(),
+        }
+    }
+
+    /// Starts feeding stdin to the guest: `sink` gets each chunk of input bytes, `quit` runs
+    /// once if the user presses Ctrl-A x on a terminal. Returns at once; the reader thread
+    /// lives until stdin closes or the process exits.
+    pub fn start_input<S, Q>(&self, mut sink: S, quit: Q)
+    where
+        S: FnMut(&[u8]) + Send + 'static,
+        Q: FnOnce() + Send + 'static,
+    {
+        let interactive = enter_raw_mode();
+        let spawned = std::thread::Builder::new().name("console-in".into()).spawn(move || {
+            let mut escape = EscapeState::default();
+            let mut quit = Some(quit);
+            let mut buf = [0u8; 256];
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let n = match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if !interactive {
+                    sink(&buf[..n]);
+                    continue;
+                }
+                let (bytes, quit_now) = escape.feed(&buf[..n]);
+                if !bytes.is_empty() {
+                    sink(&bytes);
+                }
+                if quit_now {
+                    if let Some(q) = quit.take() {
+                        q();
+                    }
+                    return;
+                }
+            }
+        });
+        if spawned.is_err() {
+            restore_terminal();
+        }
+    }
+}
+
+/// Ctrl-A handling on an interactive console: `C-a x` quits, `C-a C-a` sends one C-a,
+/// `C-a` + anything else sends both keys.
+#[derive(Default)]
+struct EscapeState {
+    after_ctrl_a: bool,
+}
+
+const CTRL_A: u8 = 0x01;
+
+impl EscapeState {
+    /// Returns the bytes for the guest and whether the user asked to quit.
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if self.after_ctrl_a {
+                self.after_ctrl_a = false;
+                match b {
+                    b'x' | b'X' => return (out, true),
+                    CTRL_A => out.push(CTRL_A),
+                    other => out.extend_from_slice(&[CTRL_A, other]),
+                }
+            } else if b == CTRL_A {
+                self.after_ctrl_a = true;
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
+
+/// The terminal settings to put back, if we changed them.
+static SAVED_TERMIOS: Mutex<Option<libc::termios>> = Mutex::new(None);
+
+/// Puts stdin in raw mode if it is a terminal; returns whether it is one.
+fn enter_raw_mode() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
+        return false;
+    }
+    // SAFETY: termios is plain old data; tcgetattr fills it for a valid descriptor.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: stdin is a terminal (checked above) and `t` is a valid termios to fill.
+    if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut t) } != 0 {
+        return false;
+    }
+    *SAVED_TERMIOS.lock().unwrap() = Some(t);
+    let mut raw = t;
+    // SAFETY: cfmakeraw only edits the struct we own.
+    unsafe { libc::cfmakeraw(&mut raw) };
+    // Keep output processing so a guest's bare "\n" still starts a new line.
+    raw.c_oflag |= libc::OPOST | libc::ONLCR;
+    // SAFETY: valid descriptor and termios.
+    unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) };
+    true
+}
+
+/// Restores the terminal if raw mode was entered. Safe to call any number of times, from
+/// any exit path.
+pub fn restore_terminal() {
+    if let Ok(mut saved) = SAVED_TERMIOS.lock() {
+        if let Some(t) = saved.take() {
+            // SAFETY: restoring settings read earlier from the same descriptor.
+            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_collects_output() {
+        let c = Console::capture();
+        c.write(b"Hel");
+        c.clone().write(b"lo\n");
+        assert_eq!(c.captured(), b"Hello\n");
+        assert!(Console::stdout().captured().is_empty());
+    }
+
+    #[test]
+    fn ctrl_a_x_quits_and_ctrl_a_escapes() {
+        let mut e = EscapeState::default();
+        assert_eq!(e.feed(b"ls\r"), (b"ls\r".to_vec(), false));
+        assert_eq!(e.feed(&[CTRL_A, CTRL_A, b'q']), (vec![CTRL_A, b'q'], false));
+        assert_eq!(e.feed(&[CTRL_A, b'c']), (vec![CTRL_A, b'c'], false));
+        // The escape may be split across two reads.
+        assert_eq!(e.feed(&[b'a', CTRL_A]), (vec![b'a'], false));
+        assert_eq!(e.feed(b"x"), (vec![], true));
+    }
+
+    #[test]
+    fn restore_without_raw_mode_is_harmless() {
+        restore_terminal();
+        restore_terminal();
+    }
+}

@@ -1,0 +1,17 @@
+//! What both backends share, with no KVM and no RISC-V in it.
+//!
+//! - [`vm`]: the [`vm::VirtualMachine`] trait every backend implements and the [`vm::Outcome`] it returns.
+//! - [`error`]: one error type whose kind decides the process exit code.
+//! - [`console`]: the host side of the guest console (stdout or a capture buffer; stdin; raw tty).
+//! - [`bus`]: address ranges -> devices, used for x86 PIO, x86 MMIO and RISC-V MMIO alike.
+//! - [`devices`]: devices both backends can place on a bus.
+//! - [`stats`]: per exit/trap kind counts and handling times, printed by `--stats`.
+pub mod bus;
+pub mod console;
+pub mod devices;
+pub mod error;
+pub mod image;
+pub mod stats;
+pub mod vm;
+
+pub use error::{Error, ErrorKind, Result};

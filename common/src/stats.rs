@@ -1,0 +1,134 @@
+//! Per exit/trap kind statistics: how often each kind happened and what handling it cost.
+//!
+//! Both backends fill the same table (x86 by KVM exit reason, RISC-V by trap kind), so the
+//! teaching lab can compare the two ways to virtualize on equal terms. Recording never
+//! allocates after the first time a kind is seen, so it is safe on the hot path and inside
+//! synchronous signal handlers.
+use std::fmt::Write as _;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub count: u64,
+    pub total: Duration,
+    pub max: Duration,
+}
+
+impl Entry {
+    pub fn mean(&self) -> Duration {
+        if self.count == 0 {
+            Duration::ZERO
+        } else {
+            self.total / self.count as u32
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Kept in first-seen order; a handful of kinds, so a linear scan beats a map.
+    entries: Vec<(&'static str, Entry)>,
+    /// Extra lines the backend wants shown (e.g. final registers, host flavor).
+    pub notes: Vec<String>,
+}
+
+impl Stats {
+    pub fn new() -> Self {
+        Stats { entries: Vec::with_capacity(32), notes: Vec::new() }
+    }
+
+    /// Counts one event of `kind` that took `elapsed` to handle.
+    pub fn record(&mut self, kind: &'static str, elapsed: Duration) {
+        let entry = match self.entries.iter_mut().position(|(k, _)| *k == kind) {
+            Some(i) => &mut self.entries[i].1,
+            None => {
+                self.entries.push((kind, Entry::default()));
+                &mut self.entries.last_mut().unwrap().1
+            }
+        };
+        entry.count += 1;
+        entry.total += elapsed;
+        entry.max = entry.max.max(elapsed);
+    }
+
+    pub fn get(&self, kind: &str) -> Option<Entry> {
+        self.entries.iter().find(|(k, _)| *k == kind).map(|(_, e)| *e)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, Entry)> + '_ {
+        self.entries.iter().map(|(k, e)| (*k, *e))
+    }
+
+    pub fn total_count(&self) -> u64 {
+        self.entries.iter().map(|(_, e)| e.count).sum()
+    }
+
+    /// The table `--stats` prints: one row per kind, most frequent first.
+    pub fn table(&self) -> String {
+        let mut rows: Vec<_> = self.entries.clone();
+        rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(4).max(4);
+        let mut s = String::new();
+        let _ = writeln!(s, "{:<width$} {:>10} {:>12} {:>12}", "kind", "count", "mean (us)", "max (us)");
+        for (kind, e) in &rows {
+            let _ = writeln!(
+                s,
+                "{:<width$} {:>10} {:>12.2} {:>12.2}",
+                kind,
+                e.count,
+                e.mean().as_secs_f64() * 1e6,
+                e.max.as_secs_f64() * 1e6
+            );
+        }
+        let _ = writeln!(s, "{:<width$} {:>10}", "total", self.total_count());
+        for note in &self.notes {
+            let _ = writeln!(s, "{note}");
+        }
+        s
+    }
+}
+
+/// Resident memory of this process in bytes, not counting mappings that start at any of
+/// `exclude` (the guest RAM mappings): what the monitor itself costs.
+pub fn rss_excluding(exclude: &[u64]) -> Option<u64> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let mut total = 0u64;
+    let mut skip = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((start, _)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            skip = u64::from_str_radix(start, 16).map(|a| exclude.contains(&a)).unwrap_or(false);
+        } else if !skip && first == "Rss:" {
+            total += line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024;
+        }
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_count_mean_and_max() {
+        let mut s = Stats::new();
+        s.record("io-out", Duration::from_micros(10));
+        s.record("io-out", Duration::from_micros(30));
+        s.record("hlt", Duration::from_micros(1));
+        let e = s.get("io-out").unwrap();
+        assert_eq!(e.count, 2);
+        assert_eq!(e.mean(), Duration::from_micros(20));
+        assert_eq!(e.max, Duration::from_micros(30));
+        assert_eq!(s.total_count(), 3);
+        let t = s.table();
+        let first_row = t.lines().nth(1).unwrap();
+        assert!(first_row.starts_with("io-out"), "most frequent first: {t}");
+        assert!(t.contains("total") && t.contains(" 3"));
+    }
+
+    #[test]
+    fn rss_is_measured() {
+        let all = rss_excluding(&[]).unwrap();
+        assert!(all > 0);
+    }
+}

@@ -1,0 +1,73 @@
+//! The one trait both backends implement, and what a run ends with.
+use crate::console::Console;
+use crate::error::{EXIT_GUEST_FAILURE, EXIT_OK};
+use crate::image::Image;
+use crate::stats::Stats;
+use crate::Result;
+use std::time::Duration;
+
+/// Options every backend understands. Backend-specific ones (x86 entry mode, kernel command
+/// line, ...) live in the backend's own config.
+#[derive(Clone)]
+pub struct VmConfig {
+    /// Guest RAM in bytes.
+    pub mem_size: u64,
+    /// Stop a runaway guest after this long (a guest failure, exit code 1).
+    pub timeout: Option<Duration>,
+    /// Where guest console output goes and where its input comes from.
+    pub console: Console,
+}
+
+/// How the guest ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestExit {
+    /// x86 `hlt` with nothing left to wake it: the classic demo's normal end.
+    Halted,
+    /// The guest powered off (SBI shutdown, i8042 reset with reboot=k, ...) with this status.
+    PowerOff(i32),
+    /// The user pressed Ctrl-A x on an interactive console.
+    UserQuit,
+    /// The guest did something we cannot continue from; the text is a one-line diagnostic.
+    Failed(String),
+}
+
+/// What `run` returns: how the guest ended and what it cost.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub exit: GuestExit,
+    pub stats: Stats,
+}
+
+impl Outcome {
+    /// The process exit code this outcome stands for (see the README's table).
+    pub fn exit_code(&self) -> i32 {
+        match &self.exit {
+            GuestExit::Halted | GuestExit::UserQuit => EXIT_OK,
+            GuestExit::PowerOff(status) => *status,
+            GuestExit::Failed(_) => EXIT_GUEST_FAILURE,
+        }
+    }
+}
+
+/// A virtual machine: load an image, run it to completion.
+pub trait VirtualMachine {
+    /// Places the image in guest memory and prepares the boot CPU. Errors here are bad input.
+    fn load(&mut self, image: &Image) -> Result<()>;
+    /// Runs until the guest halts, powers off or fails.
+    fn run(&mut self) -> Result<Outcome>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_table() {
+        let o = |exit| Outcome { exit, stats: Stats::new() };
+        assert_eq!(o(GuestExit::Halted).exit_code(), 0);
+        assert_eq!(o(GuestExit::PowerOff(0)).exit_code(), 0);
+        assert_eq!(o(GuestExit::PowerOff(3)).exit_code(), 3);
+        assert_eq!(o(GuestExit::UserQuit).exit_code(), 0);
+        assert_eq!(o(GuestExit::Failed("triple fault".into())).exit_code(), 1);
+    }
+}

@@ -1,0 +1,1 @@
+//! URVirt (placeholder; see issue 4).
