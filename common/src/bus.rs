@@ -23,7 +23,10 @@ pub type SharedDevice = Arc<Mutex<dyn BusDevice>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusError {
-    Overlap { base: u64, len: u64 },
+    Overlap {
+        base: u64,
+        len: u64,
+    },
     EmptyRange,
     /// No device claims this address.
     Unmapped(u64),
@@ -32,7 +35,9 @@ pub enum BusError {
 impl std::fmt::Display for BusError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BusError::Overlap { base, len } => write!(f, "range {base:#x}+{len:#x} overlaps a device already on the bus"),
+            BusError::Overlap { base, len } => {
+                write!(f, "range {base:#x}+{len:#x} overlaps a device already on the bus")
+            }
             BusError::EmptyRange => write!(f, "a device range cannot be empty"),
             BusError::Unmapped(a) => write!(f, "no device at {a:#x}"),
         }

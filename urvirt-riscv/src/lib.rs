@@ -1,1 +1,28 @@
-//! URVirt (placeholder; see issue 4).
+//! URVirt: a trap-and-emulate RISC-V hypervisor that runs in U-mode as an ordinary Linux process.
+//!
+//! The guest's S-mode kernel runs directly on the CPU in our own (U-mode) process. Privileged
+//! instructions raise SIGILL, faults and MMIO raise SIGSEGV, and `ecall` (SBI) raises SIGSYS
+//! through seccomp or syscall user dispatch; handlers edit the saved context to emulate.
+//!
+//! Pure, host-independent pieces (decoder, CSRs, trap delivery, SBI) are unit-tested on any
+//! host. The engine exists only on riscv64 Linux; elsewhere [`lab`] runs the riscv64 build of
+//! `vmm` inside a riscv64 Linux under qemu-system-riscv64.
+pub mod config;
+pub mod lab;
+
+pub use config::{EcallTrap, RiscvConfig};
+
+use common::vm::VirtualMachine;
+use common::Result;
+
+/// The RISC-V backend for this host: the URVirt engine on riscv64 Linux, the lab host elsewhere.
+pub fn new_vm(config: RiscvConfig) -> Result<Box<dyn VirtualMachine>> {
+    #[cfg(all(target_arch = "riscv64", target_os = "linux"))]
+    {
+        Ok(Box::new(engine::UrvirtVm::new(config)?))
+    }
+    #[cfg(not(all(target_arch = "riscv64", target_os = "linux")))]
+    {
+        Ok(Box::new(lab::LabHostVm::new(config)?))
+    }
+}

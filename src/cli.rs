@@ -1,0 +1,125 @@
+//! Command-line definitions. Exit codes are part of the interface: see `after_help`.
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use common::vm::{VirtualMachine, VmConfig};
+use common::{Error, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  the guest halted or powered off normally (an SBI shutdown's reason becomes the status)
+  1  the guest failed: triple fault, emulation failure, unhandled exit, timeout
+  2  bad usage or bad input: missing/unreadable/empty/malformed image, image larger than
+     guest RAM, no /dev/kvm or no permission, bad --mem
+
+RISC-V note: URVirt runs the guest kernel in the same address space as the monitor. It
+traps what the guest does, but a hostile guest that jumps into monitor code is NOT contained.";
+
+#[derive(Parser)]
+#[command(name = "vmm", version, about = "A small, real virtual machine monitor: x86 on KVM, RISC-V by trap-and-emulate (URVirt)", after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a guest image (flat binary, Linux bzImage/vmlinux, or RISC-V kernel)
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Show this host's KVM: API version, virtualization flavor (VMX, SVM or PVM), extensions
+    Info,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Arch {
+    X86,
+    Riscv,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Real,
+    Protected,
+    Long,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Ecall {
+    Auto,
+    Seccomp,
+    Sud,
+}
+
+impl From<Ecall> for urvirt_riscv::EcallTrap {
+    fn from(e: Ecall) -> Self {
+        match e {
+            Ecall::Auto => urvirt_riscv::EcallTrap::Auto,
+            Ecall::Seccomp => urvirt_riscv::EcallTrap::Seccomp,
+            Ecall::Sud => urvirt_riscv::EcallTrap::Sud,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Guest architecture
+    #[arg(long, value_enum, default_value = "x86")]
+    pub arch: Arch,
+    /// x86 flat binaries: the CPU mode the image is entered in, at guest physical 0x1000
+    #[arg(long, value_enum, default_value = "real")]
+    pub mode: Mode,
+    /// Guest RAM, e.g. 128M or 1G (x86 default 256M, RISC-V default 128M)
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// Print exits/traps by kind with counts and mean handling time after the run
+    #[arg(long)]
+    pub stats: bool,
+    /// Stop a runaway guest after this many seconds (exit code 1)
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Linux: the kernel command line (default: console=ttyS0 reboot=k panic=1 ...)
+    #[arg(long, value_name = "CMDLINE")]
+    pub kernel_cmdline: Option<String>,
+    /// Linux: an initramfs to load
+    #[arg(long, value_name = "FILE")]
+    pub initrd: Option<PathBuf>,
+    /// RISC-V: how guest ecalls are trapped (auto: syscall user dispatch if the kernel has it, else seccomp)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub ecall: Ecall,
+    /// The guest image
+    pub image: PathBuf,
+}
+
+pub fn parse_timeout(secs: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::bad_input(format!("bad --timeout {secs}: give a positive number of seconds")))
+}
+
+#[cfg(target_arch = "x86_64")]
+pub fn x86_default_mem() -> u64 {
+    vmm_x86::config::DEFAULT_MEM
+}
+
+#[cfg(target_arch = "x86_64")]
+pub fn x86_vm(args: &RunArgs, vm: VmConfig) -> Result<Box<dyn VirtualMachine>> {
+    let mode = match args.mode {
+        Mode::Real => vmm_x86::EntryMode::Real,
+        Mode::Protected => vmm_x86::EntryMode::Protected,
+        Mode::Long => vmm_x86::EntryMode::Long,
+    };
+    let linux = vmm_x86::LinuxOptions { cmdline: args.kernel_cmdline.clone(), initrd: args.initrd.clone() };
+    vmm_x86::new_vm(vmm_x86::X86Config { vm, mode, linux })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn x86_default_mem() -> u64 {
+    256 << 20
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn x86_vm(_args: &RunArgs, _vm: VmConfig) -> Result<Box<dyn VirtualMachine>> {
+    Err(Error::bad_input("--arch x86 needs an x86_64 host with /dev/kvm; this build is for another architecture"))
+}

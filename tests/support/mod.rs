@@ -1,0 +1,69 @@
+//! Shared helpers for integration tests: they run the real `vmm` binary on real guests.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A built artifact under `target/` that set-up makes. A missing one fails the test loudly:
+/// a prerequisite that is not there is never a pass.
+pub fn artifact(rel: &str) -> PathBuf {
+    let p = root().join("target").join(rel);
+    assert!(
+        p.exists(),
+        "MISSING PREREQUISITE: {} does not exist. Run `scripts/setup.sh` first (it builds guests, kernels and the lab host).",
+        p.display()
+    );
+    p
+}
+
+/// Fails loudly unless /dev/kvm can be opened read-write.
+pub fn require_kvm() {
+    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    assert!(ok, "MISSING PREREQUISITE: /dev/kvm cannot be opened read-write on this machine; the x86 tests need real KVM");
+}
+
+/// The vmm binary cargo built for this test run.
+pub fn vmm() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vmm"));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs `vmm` with `args`, with a hard wall-clock limit so no test can hang.
+pub fn run_vmm(args: &[&str], limit_secs: u64) -> Output {
+    let mut c = Command::new("timeout");
+    c.arg("--kill-after=5").arg(limit_secs.to_string()).arg(env!("CARGO_BIN_EXE_vmm")).args(args);
+    c.stdin(Stdio::null());
+    let out = c.output().expect("spawn vmm");
+    assert_ne!(out.status.code(), Some(124), "vmm hung past {limit_secs}s: {}", describe(&out));
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn describe(o: &Output) -> String {
+    format!("status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}", o.status.code(), stdout(o), stderr(o))
+}
+
+/// Writes `bytes` to a fresh file in a per-test scratch folder and returns its path.
+pub fn scratch_file(test: &str, name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vmm-test-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
