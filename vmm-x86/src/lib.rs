@@ -1,5 +1,6 @@
 //! The x86 backend of vmm: guests on /dev/kvm, driven by KVM_RUN exits.
 pub mod config;
+pub mod linux;
 
 pub use config::{EntryMode, LinuxOptions, X86Config};
 
