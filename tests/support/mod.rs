@@ -23,7 +23,10 @@ pub fn artifact(rel: &str) -> PathBuf {
 /// Fails loudly unless /dev/kvm can be opened read-write.
 pub fn require_kvm() {
     let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
-    assert!(ok, "MISSING PREREQUISITE: /dev/kvm cannot be opened read-write on this machine; the x86 tests need real KVM");
+    assert!(
+        ok,
+        "MISSING PREREQUISITE: /dev/kvm cannot be opened read-write on this machine; the x86 tests need real KVM"
+    );
 }
 
 /// The vmm binary cargo built for this test run.

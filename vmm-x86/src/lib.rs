@@ -1,18 +1,38 @@
 //! The x86 backend of vmm: guests on /dev/kvm, driven by KVM_RUN exits.
+//!
+//! - [`kvm`] - opening /dev/kvm with clear errors.
+//! - [`memory`] - guest RAM (vm-memory) registered with KVM.
+//! - [`modes`] - flat binaries at 0x1000 in real, protected or long mode; GDT and page-table helpers.
+//! - [`exits`] - pure exit dispatch, and applying its result to the PIO/MMIO buses.
+//! - [`diag`] - one-line diagnostics for dead guests (RIP, instruction bytes).
+//! - [`watchdog`] - stops a runaway guest after --timeout.
+//! - [`vm`] - the VM, its vCPU and the run loop.
+//! - [`info`] - `vmm info`.
+//! - [`bench`] - `vmm bench --arch x86`.
+//! - [`linux`] - booting Linux (issue 3).
+pub mod bench;
 pub mod config;
+pub mod diag;
+pub mod exits;
+pub mod info;
+pub mod kvm;
 pub mod linux;
+pub mod memory;
+pub mod modes;
+pub mod vm;
+pub mod watchdog;
 
 pub use config::{EntryMode, LinuxOptions, X86Config};
 
 use common::vm::VirtualMachine;
-use common::{Error, Result};
+use common::Result;
 
-/// A KVM virtual machine configured by `config` (placeholder until the backend lands).
-pub fn new_vm(_config: X86Config) -> Result<Box<dyn VirtualMachine>> {
-    Err(Error::bad_input("the x86 backend is not built yet"))
+/// A KVM virtual machine configured by `config`. The image is loaded by `load`.
+pub fn new_vm(config: X86Config) -> Result<Box<dyn VirtualMachine>> {
+    Ok(Box::new(vm::X86Vm::new(config)?))
 }
 
 /// What `vmm info` prints about this host's KVM.
 pub fn info() -> Result<String> {
-    Err(Error::bad_input("the x86 backend is not built yet"))
+    info::report()
 }

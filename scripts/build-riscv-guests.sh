@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the RISC-V test guests (guests/riscv, riscv64gc-unknown-none-elf) into raw binaries:
+#   target/guests/riscv/{hello,sbi-probe,csr-test,spin}.bin  (Rust S-mode kernels linked at 0x80200000)
+#   target/guests/riscv/garbage.bin                            (fixed pseudo-random bytes: not code)
+# Idempotent: cargo rebuilds only what changed; unchanged .bin files are left alone.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CRATE="$ROOT/guests/riscv"
+OUT="$ROOT/target/guests/riscv"
+TARGET=riscv64gc-unknown-none-elf
+JOBS="${VMM_JOBS:-2}"
+
+log() { echo "[riscv-guests] $*" >&2; }
+die() { echo "[riscv-guests] ERROR: $*" >&2; exit 1; }
+
+rustup target list --installed 2>/dev/null | grep -qx "$TARGET" || rustup target add "$TARGET"
+
+# llvm-objcopy from rustup's llvm-tools, else binutils for riscv64.
+objcopy="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-objcopy"
+if [[ ! -x "$objcopy" ]]; then
+    rustup component add llvm-tools >/dev/null 2>&1 || true
+fi
+if [[ ! -x "$objcopy" ]]; then
+    objcopy="$(command -v riscv64-linux-gnu-objcopy)" ||
+        die "no objcopy: rustup component add llvm-tools, or apt-get install binutils-riscv64-linux-gnu"
+fi
+
+log "building guests/riscv for $TARGET"
+(cd "$CRATE" && cargo build -j"$JOBS" --release)
+
+mkdir -p "$OUT"
+# Writes $2 only when its content changes, so later steps can trust mtimes.
+install_if_changed() {
+    cmp -s "$1" "$2" 2>/dev/null || cp "$1" "$2"
+}
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+for guest in hello sbi-probe csr-test spin; do
+    "$objcopy" -O binary "$CRATE/target/$TARGET/release/$guest" "$tmp/$guest.bin"
+    install_if_changed "$tmp/$guest.bin" "$OUT/$guest.bin"
+done
+
+# garbage.bin: an all-ones word (a reserved, >32-bit encoding: always an illegal instruction)
+# followed by 252 fixed pseudo-random bytes. Entered with no stvec set, it must end in a clear
+# diagnostic naming pc 0x80200000 and the instruction.
+{
+    printf '\xff\xff\xff\xff'
+    hex="$(for i in $(seq 0 7); do echo "urvirt garbage $i" | sha256sum | cut -c1-64; done | tr -d '\n')"
+    printf "$(echo "${hex:0:504}" | sed 's/../\\x&/g')"
+} >"$tmp/garbage.bin"
+install_if_changed "$tmp/garbage.bin" "$OUT/garbage.bin"
+
+for f in "$OUT"/*.bin; do log "$(basename "$f"): $(stat -c %s "$f") bytes"; done

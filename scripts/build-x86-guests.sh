@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the x86 flat-binary guests from guests/x86/*.S with GNU binutils into target/guests/x86/.
+# Each guest is linked at 0x1000 (where vmm loads and enters flat binaries) and stripped to a
+# raw binary. Idempotent: a guest is rebuilt only when its source is newer than its binary.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+src="$root/guests/x86"
+out="$root/target/guests/x86"
+mkdir -p "$out"
+
+for tool in as ld objcopy; do
+    command -v "$tool" >/dev/null || { echo "build-x86-guests: '$tool' not found: apt-get install binutils" >&2; exit 1; }
+done
+
+# The .code16/.code32/.code64 directive in each source picks the instruction encoding; the
+# object format only needs to hold it, so 32-bit ELF serves the 16/32-bit guests.
+for s in "$src"/*.S; do
+    name="$(basename "$s" .S)"
+    bin="$out/$name.bin"
+    [[ -f "$bin" && "$bin" -nt "$s" && "$bin" -nt "${BASH_SOURCE[0]}" ]] && continue
+    if grep -q '^\s*\.code64' "$s"; then as_flags=(--64); ld_emul=elf_x86_64; else as_flags=(--32); ld_emul=elf_i386; fi
+    tmp="$(mktemp -d)"
+    as "${as_flags[@]}" -o "$tmp/$name.o" "$s"
+    ld -m "$ld_emul" -Ttext=0x1000 -e _start -o "$tmp/$name.elf" "$tmp/$name.o"
+    objcopy -O binary -j .text "$tmp/$name.elf" "$tmp/$name.bin"
+    mv "$tmp/$name.bin" "$bin"
+    rm -rf "$tmp"
+    echo "built $bin ($(stat -c %s "$bin") bytes)"
+done

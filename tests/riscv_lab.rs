@@ -1,0 +1,251 @@
+//! `vmm run --arch riscv` on this (non-riscv64) host: every guest runs through the real lab
+//! host, a riscv64 Linux under qemu-system-riscv64, where the riscv64 vmm traps the guest's
+//! ecalls with real seccomp or real syscall user dispatch. Set-up (`scripts/setup.sh`) builds
+//! the kernel, the riscv64 vmm and the guests; a missing piece fails loudly.
+mod support;
+
+use std::process::Output;
+use std::time::Instant;
+use support::{artifact, describe, path_str, run_vmm, scratch_file, stderr, stdout};
+
+/// Per-run wall-clock limit: a boot takes about a second; leave room for a busy machine.
+const LIMIT: u64 = 90;
+const LAB_NOTICE: &str = "vmm: running the riscv64 build inside riscv64 Linux under qemu-system-riscv64";
+
+fn require_lab() {
+    artifact("riscv-lab/Image");
+    artifact("riscv64gc-unknown-linux-gnu/release/vmm");
+}
+
+fn guest(name: &str) -> String {
+    require_lab();
+    path_str(&artifact(&format!("guests/riscv/{name}"))).to_string()
+}
+
+/// `vmm run --arch riscv --ecall <ecall> <extra..> <image>`.
+fn run_riscv(ecall: &str, extra: &[&str], image: &str) -> Output {
+    let mut args = vec!["run", "--arch", "riscv", "--ecall", ecall];
+    args.extend_from_slice(extra);
+    args.push(image);
+    run_vmm(&args, LIMIT)
+}
+
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", describe(out));
+}
+
+/// The user sees the guest and one line about the lab, never OpenSBI or the kernel.
+fn assert_no_plumbing(out: &Output) {
+    let (o, e) = (stdout(out), stderr(out));
+    assert!(e.starts_with(LAB_NOTICE), "the lab notice comes first on stderr: {}", describe(out));
+    assert_eq!(e.matches(LAB_NOTICE).count(), 1, "{}", describe(out));
+    for noise in ["OpenSBI", "Linux version", "Run /init", "Power down", "\x1b_URV"] {
+        assert!(!o.contains(noise) && !e.contains(noise), "{noise:?} leaked: {}", describe(out));
+    }
+}
+
+fn hello(ecall: &str) {
+    let out = run_riscv(ecall, &[], &guest("hello.bin"));
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "I wrote this with SBI calls\n", "{}", describe(&out));
+    assert_no_plumbing(&out);
+}
+
+#[test]
+fn hello_with_seccomp() {
+    hello("seccomp");
+}
+
+#[test]
+fn hello_with_syscall_user_dispatch() {
+    hello("sud");
+}
+
+#[test]
+fn hello_with_auto() {
+    hello("auto");
+}
+
+/// The exact console output of a self-checking guest whose checks all pass.
+fn checks_output(title: &str, names: &[&str]) -> String {
+    let mut s = format!("{title}\n");
+    for n in names {
+        s.push_str(&format!("PASS {n}\n"));
+    }
+    s.push_str(&format!("{title}: all {} checks passed\n", names.len()));
+    s
+}
+
+fn sbi_probe_expected() -> String {
+    let mut s = String::from("sbi-probe\n");
+    for n in [
+        "base.get_spec_version",
+        "base.get_impl_id",
+        "base.get_impl_version",
+        "base.probe_extension.base",
+        "base.probe_extension.time",
+        "base.probe_extension.dbcn",
+        "base.probe_extension.srst",
+        "base.probe_extension.unknown",
+        "base.get_mvendorid",
+        "base.get_marchid",
+        "base.get_mimpid",
+        "unknown.extension",
+        "unknown.base_function",
+    ] {
+        s.push_str(&format!("PASS {n}\n"));
+    }
+    s.push_str("dbcn: hello through write\nPASS dbcn.write\n");
+    s.push_str("dbcn: hello through write_byte\nPASS dbcn.write_byte\n");
+    s.push_str("PASS dbcn.read\nPASS time.set_timer\nPASS time.set_timer.disarm\n");
+    s.push_str("sbi-probe: all 18 checks passed\n");
+    s
+}
+
+fn sbi_probe(ecall: &str) {
+    let out = run_riscv(ecall, &[], &guest("sbi-probe.bin"));
+    assert_eq!(stdout(&out), sbi_probe_expected(), "{}", describe(&out));
+    assert_exit(&out, 0);
+    assert_no_plumbing(&out);
+}
+
+#[test]
+fn sbi_probe_with_seccomp() {
+    sbi_probe("seccomp");
+}
+
+#[test]
+fn sbi_probe_with_syscall_user_dispatch() {
+    sbi_probe("sud");
+}
+
+const CSR_CHECKS: &[&str] = &[
+    "sscratch.write_read",
+    "sepc.write_read",
+    "scause.write_read",
+    "stval.write_read",
+    "stvec.write_read",
+    "csrrw.old",
+    "csrrw.new",
+    "csrrs.old",
+    "csrrs.new",
+    "csrrc.old",
+    "csrrc.new",
+    "csrrwi.old",
+    "csrrwi.new",
+    "csrrsi.old",
+    "csrrsi.new",
+    "csrrci.old",
+    "csrrci.new",
+    "csrrs.x0_reads",
+    "csrrs.x0_keeps",
+    "sie.write_read",
+    "sie.clear",
+    "sip.read",
+    "sstatus.SIE",
+    "sstatus.SPIE",
+    "sstatus.SPP",
+    "sstatus.SUM",
+    "sstatus.SIE.immediate",
+    "time.monotonic",
+    "cycle.monotonic",
+    "instret.monotonic",
+    "satp.bare",
+    "satp.write_bare",
+    "sret.lands",
+    "sret.sstatus",
+    "sfence.vma",
+    "wfi",
+];
+
+fn csr_test(ecall: &str) {
+    let out = run_riscv(ecall, &[], &guest("csr-test.bin"));
+    assert_eq!(stdout(&out), checks_output("csr-test", CSR_CHECKS), "{}", describe(&out));
+    assert_exit(&out, 0);
+    assert_no_plumbing(&out);
+}
+
+#[test]
+fn csr_test_with_seccomp() {
+    csr_test("seccomp");
+}
+
+#[test]
+fn csr_test_with_syscall_user_dispatch() {
+    csr_test("sud");
+}
+
+#[test]
+fn stats_come_back_on_stderr() {
+    let out = run_riscv("seccomp", &["--stats"], &guest("hello.bin"));
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "I wrote this with SBI calls\n", "{}", describe(&out));
+    assert!(stderr(&out).contains("sigsys"), "the inner vmm's trap table reaches our stderr: {}", describe(&out));
+}
+
+#[test]
+fn empty_image_is_bad_input() {
+    require_lab();
+    let empty = scratch_file("riscv-empty", "empty.bin", b"");
+    let out = run_riscv("auto", &[], path_str(&empty));
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("is empty"), "{}", describe(&out));
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn image_larger_than_guest_ram_is_bad_input() {
+    require_lab();
+    // 3 MiB of `nop` into 2 MiB of RAM (the kernel goes 2 MiB in).
+    let nops: Vec<u8> = [0x13u8, 0, 0, 0].iter().copied().cycle().take(3 << 20).collect();
+    let big = scratch_file("riscv-big", "big.bin", &nops);
+    let out = run_riscv("auto", &["--mem", "2M"], path_str(&big));
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("does not fit"), "{}", describe(&out));
+    assert_eq!(stdout(&out), "");
+}
+
+fn garbage(ecall: &str) {
+    let out = run_riscv(ecall, &[], &guest("garbage.bin"));
+    assert_exit(&out, 1);
+    let e = stderr(&out);
+    assert!(e.contains("illegal instruction"), "{}", describe(&out));
+    assert!(e.contains("pc 0x80200000"), "the diagnostic names the pc: {}", describe(&out));
+    assert!(e.contains("ff ff"), "the diagnostic shows the instruction: {}", describe(&out));
+    assert_eq!(stdout(&out), "");
+    assert_no_plumbing(&out);
+}
+
+#[test]
+fn garbage_guest_fails_with_pc_and_instruction_seccomp() {
+    garbage("seccomp");
+}
+
+#[test]
+fn garbage_guest_fails_with_pc_and_instruction_sud() {
+    garbage("sud");
+}
+
+#[test]
+fn runaway_guest_is_stopped_by_timeout() {
+    let image = guest("spin.bin");
+    let start = Instant::now();
+    let out = run_riscv("auto", &["--timeout", "2"], &image);
+    let took = start.elapsed();
+    assert_exit(&out, 1);
+    assert_eq!(stdout(&out), "spinning forever\n", "{}", describe(&out));
+    assert!(stderr(&out).to_lowercase().contains("time"), "the diagnostic says why: {}", describe(&out));
+    assert!(took.as_secs_f64() >= 2.0, "stopped after {took:?}, before the 2 s timeout");
+    assert!(took.as_secs_f64() < 30.0, "took {took:?} to stop a 2 s timeout");
+}
+
+#[test]
+fn missing_lab_names_the_setup_command() {
+    let image = scratch_file("riscv-nolab", "hello.bin", &[0x73, 0, 0x50, 0x10]);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmm"));
+    cmd.args(["run", "--arch", "riscv", path_str(&image)]).env("VMM_RISCV_LAB", "/nonexistent/riscv-lab");
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("scripts/setup.sh"), "{}", describe(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "one line: {}", describe(&out));
+}

@@ -1,0 +1,102 @@
+//! Bad input (exit 2) and failing guests (exit 1) on x86: each gives one clear line.
+//! "No /dev/kvm" and "permission denied on /dev/kvm" cannot be staged on a machine that has
+//! KVM and runs tests as root; their messages are unit-tested in vmm-x86/src/kvm.rs.
+#![cfg(target_arch = "x86_64")]
+mod support;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn guest(name: &str) -> String {
+    path_str(&artifact(&format!("guests/x86/{name}"))).to_string()
+}
+
+/// Asserts the exit code and that stderr is exactly one line starting with `vmm: ` and containing `needle`.
+fn assert_one_line(out: &std::process::Output, code: i32, needle: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", describe(out));
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line expected: {}", describe(out));
+    assert!(lines[0].starts_with("vmm: ") && lines[0].contains(needle), "{}", describe(out));
+    assert_eq!(stdout(out), "", "{}", describe(out));
+}
+
+#[test]
+fn missing_image() {
+    let out = run_vmm(&["run", "--arch", "x86", "/nonexistent/guest.bin"], 30);
+    assert_one_line(&out, 2, "cannot read image /nonexistent/guest.bin: no such file");
+}
+
+#[test]
+fn unreadable_image() {
+    // Root can read any file, so use something no one can read as an image: a directory.
+    let dir = std::env::temp_dir();
+    let out = run_vmm(&["run", "--arch", "x86", path_str(&dir)], 30);
+    assert_one_line(&out, 2, "cannot read image");
+}
+
+#[test]
+fn empty_image() {
+    let p = scratch_file("empty", "empty.bin", b"");
+    let out = run_vmm(&["run", "--arch", "x86", path_str(&p)], 30);
+    assert_one_line(&out, 2, "is empty");
+}
+
+#[test]
+fn image_larger_than_guest_ram() {
+    require_kvm();
+    let p = scratch_file("big", "big.bin", &vec![0xf4; 128 << 10]);
+    let out = run_vmm(&["run", "--arch", "x86", "--mem", "64K", path_str(&p)], 30);
+    assert_one_line(&out, 2, "does not fit in 64 KiB of guest RAM");
+}
+
+#[test]
+fn bad_mem_values() {
+    let hello = guest("hello.bin");
+    let out = run_vmm(&["run", "--arch", "x86", "--mem", "12Q", &hello], 30);
+    assert_one_line(&out, 2, "bad size '12Q'");
+    require_kvm();
+    let out = run_vmm(&["run", "--arch", "x86", "--mem", "1K", &hello], 30);
+    assert_one_line(&out, 2, "bad --mem 1 KiB");
+    let out = run_vmm(&["run", "--arch", "x86", "--mem", "8G", &hello], 30);
+    assert_one_line(&out, 2, "bad --mem 8 GiB");
+}
+
+#[test]
+fn triple_fault_is_a_guest_failure() {
+    require_kvm();
+    let out = run_vmm(&["run", "--arch", "x86", "--mode", "long", &guest("triple.bin")], 30);
+    assert_one_line(&out, 1, "guest triple fault (KVM_EXIT_SHUTDOWN) at RIP=0x");
+    // The diagnostic shows the faulting instruction: ud2 is 0f 0b.
+    assert!(stderr(&out).contains("instruction bytes: 0f 0b"), "{}", describe(&out));
+}
+
+#[test]
+fn unknown_port_is_a_guest_failure() {
+    require_kvm();
+    let out = run_vmm(&["run", "--arch", "x86", &guest("badport.bin")], 30);
+    assert_one_line(&out, 1, "guest write of unknown I/O port 0x99 (size 1) at RIP=0x");
+}
+
+#[test]
+fn emulation_failure_names_the_instruction() {
+    require_kvm();
+    let out = run_vmm(&["run", "--arch", "x86", "--mode", "long", &guest("emufail.bin")], 30);
+    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+        // kvm-pvm runs guest instructions through KVM's emulator, which lacks xrstor.
+        assert_one_line(&out, 1, "KVM internal error: emulation failure (suberror 1) at RIP=0x1004");
+        assert!(stderr(&out).contains("instruction bytes: 0f ae 2c 25"), "{}", describe(&out));
+    } else {
+        // VMX/SVM execute it: #UD (XSAVE is off) with no IDT ends in a triple fault.
+        assert_one_line(&out, 1, "guest triple fault");
+    }
+}
+
+#[test]
+fn runaway_guest_is_stopped_by_timeout() {
+    require_kvm();
+    let start = Instant::now();
+    let out = run_vmm(&["run", "--arch", "x86", "--timeout", "1", &guest("loop.bin")], 20);
+    let took = start.elapsed();
+    assert_one_line(&out, 1, "guest did not finish within 1 s (--timeout)");
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "took {took:?}");
+}

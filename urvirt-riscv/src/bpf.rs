@@ -1,0 +1,107 @@
+//! The classic-BPF seccomp program that makes every guest `ecall` trap.
+//!
+//! It looks at `seccomp_data.instruction_pointer`: a syscall made from inside guest RAM gets
+//! SECCOMP_RET_TRAP (the kernel sends SIGSYS and does not run it); everything else, the
+//! monitor's own syscalls, is allowed. rt_sigreturn is always allowed first, whoever makes it.
+//!
+//! Why hand-written: seccompiler (and libseccomp) build filters on the syscall number and
+//! arguments only; neither can express a condition on the instruction pointer, which is the
+//! whole point here. The program is nine instructions, so we write it with libc's
+//! `sock_filter` and test it with a small interpreter below.
+//!
+//! Pure code: built and tested on any host; the engine installs it on riscv64.
+
+// Classic BPF opcodes (linux/filter.h).
+const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
+const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
+const BPF_JMP_JGE_K: u16 = 0x05 | 0x30; // BPF_JMP | BPF_JGE | BPF_K
+const BPF_JMP_JA: u16 = 0x05; // BPF_JMP | BPF_JA
+const BPF_RET_K: u16 = 0x06;
+
+pub const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
+pub const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+
+/// rt_sigreturn's number in the generic syscall table riscv64 uses.
+pub const NR_RT_SIGRETURN: u32 = 139;
+
+// Offsets in struct seccomp_data (little-endian): nr, arch, instruction_pointer (lo, hi).
+const OFF_NR: u32 = 0;
+const OFF_IP_LO: u32 = 8;
+const OFF_IP_HI: u32 = 12;
+
+fn stmt(code: u16, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt: 0, jf: 0, k }
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// The filter for guest RAM at `[start, end)`. Both must lie below 4 GiB (`end` may be
+/// exactly 4 GiB), which the engine's physical window guarantees.
+pub fn ecall_filter(start: u64, end: u64) -> Vec<libc::sock_filter> {
+    assert!(start < end && end <= 1 << 32, "guest RAM must lie in the 32-bit physical window");
+    // Jump offsets count from the next instruction; ALLOW is at index 8, TRAP at 7.
+    let last_check = if end == 1 << 32 {
+        stmt(BPF_JMP_JA, 0) // every ip >= start with hi == 0 is inside
+    } else {
+        jump(BPF_JMP_JGE_K, end as u32, 1, 0) // ip >= end: allow, else trap
+    };
+    vec![
+        stmt(BPF_LD_W_ABS, OFF_NR),                         // 0
+        jump(BPF_JMP_JEQ_K, NR_RT_SIGRETURN, 6, 0),         // 1: rt_sigreturn -> allow
+        stmt(BPF_LD_W_ABS, OFF_IP_HI),                      // 2
+        jump(BPF_JMP_JEQ_K, 0, 0, 4),                       // 3: ip >= 4 GiB -> allow
+        stmt(BPF_LD_W_ABS, OFF_IP_LO),                      // 4
+        jump(BPF_JMP_JGE_K, start as u32, 0, 2),            // 5: ip < start -> allow
+        last_check,                                         // 6
+        stmt(BPF_RET_K, SECCOMP_RET_TRAP),                  // 7
+        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),                 // 8
+    ]
+}
+
+/// Runs a classic-BPF program on (nr, ip), for tests: only the opcodes we emit.
+#[cfg(test)]
+fn run(prog: &[libc::sock_filter], nr: u32, ip: u64) -> u32 {
+    let mut data = [0u8; 64];
+    data[0..4].copy_from_slice(&nr.to_le_bytes());
+    data[8..16].copy_from_slice(&ip.to_le_bytes());
+    let (mut pc, mut acc) = (0usize, 0u32);
+    loop {
+        let i = prog[pc];
+        pc += 1;
+        match i.code {
+            BPF_LD_W_ABS => acc = u32::from_le_bytes(data[i.k as usize..i.k as usize + 4].try_into().unwrap()),
+            BPF_JMP_JEQ_K => pc += if acc == i.k { i.jt } else { i.jf } as usize,
+            BPF_JMP_JGE_K => pc += if acc >= i.k { i.jt } else { i.jf } as usize,
+            BPF_JMP_JA => pc += i.k as usize,
+            BPF_RET_K => return i.k,
+            c => panic!("opcode {c:#x}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traps_only_inside_guest_ram() {
+        let p = ecall_filter(0x8000_0000, 0x8800_0000);
+        assert_eq!(run(&p, 64, 0x8020_0004), SECCOMP_RET_TRAP);
+        assert_eq!(run(&p, 64, 0x8000_0000), SECCOMP_RET_TRAP, "first byte");
+        assert_eq!(run(&p, 64, 0x87ff_fffc), SECCOMP_RET_TRAP, "last word");
+        assert_eq!(run(&p, 64, 0x8800_0000), SECCOMP_RET_ALLOW, "just past the end");
+        assert_eq!(run(&p, 64, 0x7fff_fffc), SECCOMP_RET_ALLOW, "just below");
+        assert_eq!(run(&p, 64, 0x2a_8000_1000), SECCOMP_RET_ALLOW, "monitor code high up");
+        assert_eq!(run(&p, 64, 0x1_8020_0000), SECCOMP_RET_ALLOW, "same low half, above 4 GiB");
+        assert_eq!(run(&p, NR_RT_SIGRETURN, 0x8020_0000), SECCOMP_RET_ALLOW, "rt_sigreturn always");
+    }
+
+    #[test]
+    fn ram_up_to_four_gib() {
+        let p = ecall_filter(0x8000_0000, 1 << 32);
+        assert_eq!(run(&p, 1, 0xffff_fffc), SECCOMP_RET_TRAP);
+        assert_eq!(run(&p, 1, 1 << 32), SECCOMP_RET_ALLOW);
+    }
+}

@@ -1,0 +1,192 @@
+//! Guest RAM: a memfd mapped at guest physical 0x80000000 in our own address space.
+//!
+//! The guest runs with satp = Bare, so its physical addresses are our virtual addresses:
+//! RAM must sit exactly at 0x80000000 (MAP_FIXED_NOREPLACE, which fails rather than
+//! clobbering something of ours). The rest of the 32-bit physical window, [64 KiB, 4 GiB)
+//! outside RAM, is reserved PROT_NONE so that no later host mapping (heap, thread stacks,
+//! timers' threads) can appear at an address the guest might take for a device: a guest
+//! access there faults and becomes an access fault, not a read of monitor memory. Mappings
+//! that already existed in that window (a non-PIE monitor binary would) are listed by
+//! [`host_mappings_in_window`] so `--stats` can say so.
+use crate::loader::{Kernel, RAM_BASE};
+use common::{Error, Result};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// The 32-bit physical window we keep free of host mappings.
+const WINDOW_START: u64 = 0x1_0000;
+const WINDOW_END: u64 = 0x1_0000_0000;
+
+pub struct GuestMemory {
+    pub base: u64,
+    pub size: u64,
+    _fd: OwnedFd,
+    /// PROT_NONE reservations around RAM: (address, length).
+    reserved: Vec<(u64, u64)>,
+}
+
+fn os_err(what: &str) -> Error {
+    let e = std::io::Error::last_os_error();
+    Error::bad_input(format!("{what}: {}", common::image::io_reason(&e)))
+}
+
+impl GuestMemory {
+    /// Creates `size` bytes of zeroed RAM at [`RAM_BASE`].
+    pub fn new(size: u64) -> Result<Self> {
+        if size < 1 << 20 || size % 4096 != 0 || RAM_BASE.checked_add(size).is_none_or(|e| e > WINDOW_END) {
+            return Err(Error::bad_input(format!(
+                "--mem {}: URVirt needs between 1 MiB and 2 GiB of guest RAM, in whole pages",
+                common::image::human_size(size)
+            )));
+        }
+        // SAFETY: memfd_create with a valid NUL-terminated name; we own the returned fd.
+        let raw = unsafe { libc::memfd_create(c"urvirt-ram".as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(os_err("cannot create guest RAM (memfd_create)"));
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: ftruncate on our own memfd.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) } != 0 {
+            return Err(os_err("cannot size guest RAM (ftruncate)"));
+        }
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; on success the range
+        // [RAM_BASE, RAM_BASE+size) is ours.
+        let p = unsafe {
+            libc::mmap(
+                RAM_BASE as *mut libc::c_void,
+                size as usize,
+                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED || p as u64 != RAM_BASE {
+            return Err(os_err(&format!("cannot map guest RAM at {RAM_BASE:#x} (something of ours is there)")));
+        }
+        let mut mem = GuestMemory { base: RAM_BASE, size, _fd: fd, reserved: Vec::new() };
+        mem.reserve_window();
+        Ok(mem)
+    }
+
+    /// Reserves every free gap of the physical window with PROT_NONE.
+    fn reserve_window(&mut self) {
+        let mut taken = mappings();
+        taken.sort();
+        let mut cursor = WINDOW_START;
+        for (start, end) in taken.into_iter().chain(std::iter::once((WINDOW_END, WINDOW_END))) {
+            let end_of_gap = start.min(WINDOW_END);
+            if end_of_gap > cursor {
+                let len = end_of_gap - cursor;
+                // SAFETY: MAP_FIXED_NOREPLACE into a gap /proc/self/maps shows as free; if a
+                // race filled it, the call fails and we simply skip that gap.
+                let p = unsafe {
+                    libc::mmap(
+                        cursor as *mut libc::c_void,
+                        len as usize,
+                        libc::PROT_NONE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE,
+                        -1,
+                        0,
+                    )
+                };
+                if p as u64 == cursor {
+                    self.reserved.push((cursor, len));
+                }
+            }
+            cursor = cursor.max(end);
+            if cursor >= WINDOW_END {
+                break;
+            }
+        }
+    }
+
+    /// Guest RAM as a byte slice.
+    ///
+    /// # Safety
+    /// The caller must not hold two of these at once, nor one while the guest runs.
+    pub unsafe fn bytes<'a>(&self) -> &'a mut [u8] {
+        // SAFETY: the mapping lives as long as `self`; exclusivity is the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.base as *mut u8, self.size as usize) }
+    }
+
+    /// Copies the kernel's segments and the device tree into RAM.
+    pub fn load(&mut self, kernel: &Kernel, fdt_addr: u64, fdt: &[u8]) {
+        // SAFETY: the guest is not running yet; this is the only view.
+        let ram = unsafe { self.bytes() };
+        for s in &kernel.segments {
+            let off = (s.gpa - self.base) as usize;
+            ram[off..off + s.bytes.len()].copy_from_slice(&s.bytes);
+            ram[off + s.bytes.len()..off + s.mem_len as usize].fill(0);
+        }
+        let off = (fdt_addr - self.base) as usize;
+        ram[off..off + fdt.len()].copy_from_slice(fdt);
+        self.flush_icache();
+    }
+
+    /// Makes code we just wrote into RAM visible to instruction fetch on every hart this
+    /// thread may run on (a plain fence.i would cover only the current one).
+    pub fn flush_icache(&self) {
+        /// __NR_riscv_flush_icache: __NR_arch_specific_syscall (244) + 15.
+        const SYS_RISCV_FLUSH_ICACHE: libc::c_long = 259;
+        // SAFETY: the syscall only takes an address range; flags 0 means all threads.
+        unsafe { libc::syscall(SYS_RISCV_FLUSH_ICACHE, self.base, self.base + self.size, 0) };
+    }
+
+    pub fn contains(&self, addr: u64) -> bool {
+        addr.wrapping_sub(self.base) < self.size
+    }
+}
+
+impl Drop for GuestMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the ranges we mapped; nothing refers to them any more.
+        unsafe {
+            libc::munmap(self.base as *mut libc::c_void, self.size as usize);
+            for &(a, l) in &self.reserved {
+                libc::munmap(a as *mut libc::c_void, l as usize);
+            }
+        }
+    }
+}
+
+/// Every mapping of this process as (start, end), from /proc/self/maps.
+fn mappings() -> Vec<(u64, u64)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    maps.lines()
+        .filter_map(|l| {
+            let (range, _) = l.split_once(' ')?;
+            let (a, b) = range.split_once('-')?;
+            Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+        })
+        .collect()
+}
+
+/// Host mappings (other than RAM and our reservations) inside the guest's physical window,
+/// as /proc/self/maps lines. Empty when the guest sees nothing of the host there.
+pub fn host_mappings_in_window(mem: &GuestMemory) -> Vec<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    maps.lines()
+        .filter(|l| {
+            let Some((a, _)) = l.split_once('-') else { return false };
+            let a = u64::from_str_radix(a, 16).unwrap_or(u64::MAX);
+            (WINDOW_START..WINDOW_END).contains(&a)
+                && !mem.contains(a)
+                && !mem.reserved.iter().any(|&(r, _)| r == a)
+                && !l.contains(" ---p ")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The executable mapping that holds `addr` (the monitor's code), as [start, end).
+pub fn code_range_of(addr: u64) -> Option<(u64, u64)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|l| {
+        let mut parts = l.split_whitespace();
+        let (a, b) = parts.next()?.split_once('-')?;
+        let perms = parts.next()?;
+        let (a, b) = (u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?);
+        (perms.contains('x') && (a..b).contains(&addr)).then_some((a, b))
+    })
+}

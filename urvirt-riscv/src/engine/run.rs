@@ -1,0 +1,297 @@
+//! What happens inside the signal handlers while a guest runs.
+//!
+//! One [`RunState`] per run, reachable from the handlers through a static pointer. A handler
+//! copies the guest registers out of the ucontext, asks the pure code in [`crate::hart`] what
+//! to do, writes the result back and returns: the kernel then resumes the guest at the edited
+//! pc. When the guest ends, the handler writes the saved monitor registers instead, so the
+//! kernel resumes the monitor inside [`super::signals::enter_guest`].
+//!
+//! Handlers allocate only when a statistics kind is seen for the first time, and only ever
+//! interrupt guest code (never the monitor's allocator), so that is safe here.
+use super::context::{self, SavedRegs};
+use super::signals;
+use super::sud;
+use super::timer::{self, HostTimer};
+use crate::hart::{self, Action, Handled, Hart};
+use crate::platform::{GuestRam, Platform};
+use common::console::Console;
+use common::stats::Stats;
+use common::vm::GuestExit;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SYS_SECCOMP: i32 = 1;
+const SYS_USER_DISPATCH: i32 = 2;
+/// The longest a `wfi` sleeps before letting the guest look around again.
+const WFI_MAX_SLEEP: Duration = Duration::from_millis(10);
+
+pub struct RunState {
+    pub hart: Hart,
+    pub ram_base: u64,
+    pub ram_size: u64,
+    pub console: Console,
+    pub input: Arc<Mutex<VecDeque<u8>>>,
+    pub input_started: bool,
+    pub stats: Stats,
+    /// The monitor's registers at the moment it entered the guest.
+    pub monitor: SavedRegs,
+    pub in_guest: bool,
+    pub exit: Option<GuestExit>,
+    /// When `--timeout` runs out, and the value the user gave (for the message).
+    pub timeout: Option<(Instant, Duration)>,
+    pub guest_timer: HostTimer,
+    pub armed_deadline: u64,
+    pub timebase: u64,
+}
+
+static STATE: AtomicPtr<RunState> = AtomicPtr::new(std::ptr::null_mut());
+/// Set by the console thread on Ctrl-A x.
+pub static QUIT: AtomicBool = AtomicBool::new(false);
+
+/// Makes `st` the state the handlers use (null: none).
+pub fn set_state(st: *mut RunState) {
+    STATE.store(st, Ordering::SeqCst);
+}
+
+/// The host side of the guest's world inside a handler.
+struct EnginePlatform<'a> {
+    ram: GuestRam<'a>,
+    console: &'a Console,
+    input: &'a Arc<Mutex<VecDeque<u8>>>,
+    input_started: &'a mut bool,
+}
+
+impl Platform for EnginePlatform<'_> {
+    fn time(&mut self) -> u64 {
+        timer::rdtime()
+    }
+    // U-mode may not read cycle/instret on Linux (scounteren); the guest gets the time
+    // counter for both, which is monotonic and has the documented frequency.
+    fn cycle(&mut self) -> u64 {
+        timer::rdtime()
+    }
+    fn instret(&mut self) -> u64 {
+        timer::rdtime()
+    }
+    fn console_write(&mut self, bytes: &[u8]) {
+        self.console.write(bytes);
+    }
+    fn console_read(&mut self, buf: &mut [u8]) -> usize {
+        if !*self.input_started {
+            // Start reading stdin the first time the guest asks for input, so guests that
+            // never read do not put the terminal in raw mode.
+            *self.input_started = true;
+            let sink = self.input.clone();
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() };
+            self.console.start_input(
+                move |b| sink.lock().unwrap().extend(b),
+                move || {
+                    QUIT.store(true, Ordering::SeqCst);
+                    signals::poke(tid);
+                },
+            );
+        }
+        let mut q = self.input.lock().unwrap();
+        let n = buf.len().min(q.len());
+        for (dst, src) in buf.iter_mut().zip(q.drain(..n)) {
+            *dst = src;
+        }
+        n
+    }
+    fn read_guest(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
+        self.ram.read(gpa, buf)
+    }
+    fn write_guest(&mut self, gpa: u64, bytes: &[u8]) -> bool {
+        self.ram.write(gpa, bytes)
+    }
+}
+
+impl RunState {
+    fn in_ram(&self, addr: u64) -> bool {
+        addr.wrapping_sub(self.ram_base) < self.ram_size
+    }
+
+    /// The instruction bytes at `pc` (4, or 2 for a compressed one at the very end of RAM).
+    fn fetch(&self, pc: u64) -> Option<u32> {
+        if !self.in_ram(pc) || !self.in_ram(pc + 1) {
+            return None;
+        }
+        // SAFETY: pc and pc+1 are inside the RAM mapping (checked above).
+        let low = unsafe { std::ptr::read_unaligned(pc as *const u16) } as u32;
+        if crate::decode::insn_len(low as u16) == 2 || !self.in_ram(pc + 3) {
+            return Some(low);
+        }
+        // SAFETY: pc..pc+4 is inside the RAM mapping (checked above).
+        Some(unsafe { std::ptr::read_unaligned(pc as *const u32) })
+    }
+
+    fn platform(&mut self) -> (&mut Hart, EnginePlatform<'_>) {
+        // SAFETY: the guest is stopped in this handler; this is the only view of RAM now.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(self.ram_base as *mut u8, self.ram_size as usize) };
+        let p = EnginePlatform {
+            ram: GuestRam { base: self.ram_base, bytes },
+            console: &self.console,
+            input: &self.input,
+            input_started: &mut self.input_started,
+        };
+        (&mut self.hart, p)
+    }
+
+    fn fail(&mut self, kind: &'static str, why: String) -> Handled {
+        Handled { kind, action: Action::Fail(why) }
+    }
+
+    /// `wfi`: sleep until the timer deadline, the timeout or a short while, whichever is first.
+    fn wait_for_interrupt(&mut self) {
+        if crate::trap::wfi_should_wake(&self.hart) {
+            return;
+        }
+        let mut nap = WFI_MAX_SLEEP;
+        let deadline = self.hart.csrs.timer_deadline;
+        if deadline != u64::MAX {
+            nap = nap.min(timer::ticks_to_duration(deadline.saturating_sub(timer::rdtime()), self.timebase));
+        }
+        if let Some((at, _)) = self.timeout {
+            nap = nap.min(at.saturating_duration_since(Instant::now()));
+        }
+        timer::sleep(nap);
+    }
+
+    /// Points the host timer at the guest's SBI deadline when it changed.
+    fn rearm_guest_timer(&mut self) {
+        let deadline = self.hart.csrs.timer_deadline;
+        if deadline == self.armed_deadline {
+            return;
+        }
+        self.armed_deadline = deadline;
+        let after = (deadline != u64::MAX)
+            .then(|| timer::ticks_to_duration(deadline.saturating_sub(timer::rdtime()), self.timebase));
+        self.guest_timer.arm(after);
+    }
+
+    fn timed_out(&self) -> Option<String> {
+        let (at, limit) = self.timeout?;
+        (Instant::now() >= at).then(|| {
+            format!(
+                "the guest was still running after --timeout {}s (pc {:#x}); stopped it",
+                limit.as_secs_f64(),
+                self.hart.pc
+            )
+        })
+    }
+
+    /// Handles one trap of the running guest; `hart` already holds its registers.
+    fn handle(&mut self, sig: libc::c_int, info: *const libc::siginfo_t) -> Handled {
+        let pc = self.hart.pc;
+        match sig {
+            libc::SIGILL => match self.fetch(pc) {
+                Some(raw) => {
+                    let (hart, mut p) = self.platform();
+                    hart::on_illegal(hart, raw, &mut p)
+                }
+                None => self.fail("sigill", format!("guest executed an illegal instruction at pc {pc:#x}, outside guest RAM")),
+            },
+            libc::SIGSYS => {
+                // SAFETY: the kernel passed a valid siginfo for this signal.
+                let code = unsafe { (*info).si_code };
+                if code != SYS_SECCOMP && code != SYS_USER_DISPATCH {
+                    return Handled { kind: "sigsys foreign", action: Action::Resume };
+                }
+                if !self.in_ram(pc.wrapping_sub(4)) {
+                    return self.fail("sigsys", format!("guest made a system call outside guest RAM at pc {pc:#x}"));
+                }
+                let (hart, mut p) = self.platform();
+                hart::on_ecall(hart, &mut p)
+            }
+            libc::SIGSEGV | libc::SIGBUS => {
+                // SAFETY: SIGSEGV/SIGBUS siginfo carries the faulting address.
+                let addr = unsafe { (*info).si_addr() } as u64;
+                // SAFETY: as above.
+                let misaligned = sig == libc::SIGBUS && unsafe { (*info).si_code } == libc::BUS_ADRALN;
+                let fetch = addr == pc || !self.in_ram(pc);
+                let raw = if fetch { 0 } else { self.fetch(pc).unwrap_or(0) };
+                hart::on_fault(&mut self.hart, addr, raw, fetch, misaligned)
+            }
+            libc::SIGTRAP => hart::on_breakpoint(&mut self.hart),
+            _ => {
+                // SIGALRM: the guest timer, the timeout, or Ctrl-A x.
+                if QUIT.load(Ordering::SeqCst) {
+                    self.exit = Some(GuestExit::UserQuit);
+                }
+                Handled { kind: "sigalrm", action: Action::Resume }
+            }
+        }
+    }
+}
+
+/// The Rust side of every handler.
+pub fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::ucontext_t) {
+    sud::allow();
+    let p = STATE.load(Ordering::SeqCst);
+    if p.is_null() {
+        if sig != libc::SIGALRM && sig != signals::ENTER_SIGNAL {
+            signals::reset_to_default(sig);
+        }
+        return;
+    }
+    // SAFETY: the monitor keeps the RunState alive while the pointer is set, and does not
+    // touch it while the guest runs; handlers do not nest (they block each other).
+    let st = unsafe { &mut *p };
+    let start = Instant::now();
+    if sig == signals::ENTER_SIGNAL {
+        if !st.in_guest && st.exit.is_none() {
+            // SAFETY: `uc` is this handler's live ucontext.
+            unsafe {
+                st.monitor = context::save(uc);
+                let mut fresh = st.monitor;
+                fresh.fregs = [0; 32];
+                fresh.fcsr = 0;
+                context::restore(&fresh, uc);
+                context::store(&st.hart, uc);
+            }
+            st.in_guest = true;
+            sud::block();
+        }
+        return;
+    }
+    if !st.in_guest {
+        // A fault in the monitor itself: let it kill us the ordinary way.
+        if sig != libc::SIGALRM {
+            signals::reset_to_default(sig);
+        }
+        return;
+    }
+    // SAFETY: `uc` is this handler's live ucontext.
+    unsafe { context::load(&mut st.hart, uc) };
+    let handled = st.handle(sig, info);
+    match handled.action {
+        Action::Resume => {}
+        Action::WaitForInterrupt => st.wait_for_interrupt(),
+        Action::Shutdown(status) => st.exit = Some(GuestExit::PowerOff(status)),
+        Action::Fail(why) => st.exit = Some(GuestExit::Failed(why)),
+    }
+    if st.exit.is_none() {
+        if let Some(why) = st.timed_out() {
+            st.exit = Some(GuestExit::Failed(why));
+        }
+    }
+    if st.exit.is_some() {
+        st.in_guest = false;
+        // SAFETY: `uc` is this handler's live ucontext; the saved registers are the
+        // monitor's from the enter signal.
+        unsafe { context::restore(&st.monitor, uc) };
+        st.stats.record(handled.kind, start.elapsed());
+        return;
+    }
+    if hart::on_interrupt_check(&mut st.hart, timer::rdtime()).is_some() {
+        st.stats.record("interrupt delivered", Duration::ZERO);
+    }
+    st.rearm_guest_timer();
+    // SAFETY: `uc` is this handler's live ucontext.
+    unsafe { context::store(&st.hart, uc) };
+    st.stats.record(handled.kind, start.elapsed());
+    sud::block();
+}

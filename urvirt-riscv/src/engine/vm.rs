@@ -1,0 +1,151 @@
+//! [`UrvirtVm`]: the URVirt engine behind the common `VirtualMachine` trait.
+use super::memory::{self, GuestMemory};
+use super::run::{self, RunState};
+use super::signals::{self, AltStack, Handlers};
+use super::timer::HostTimer;
+use super::{seccomp, sud};
+use crate::config::{EcallTrap, RiscvConfig};
+use crate::fdt;
+use crate::hart::Hart;
+use crate::loader::{self, RAM_BASE};
+use common::image::Image;
+use common::stats::Stats;
+use common::vm::{GuestExit, Outcome, VirtualMachine};
+use common::{Error, Result};
+use std::sync::atomic::{compiler_fence, Ordering};
+use std::time::Instant;
+
+/// The command line in the device tree: the console is the SBI console.
+const BOOTARGS: &str = "console=hvc0 earlycon=sbi";
+
+pub struct UrvirtVm {
+    config: RiscvConfig,
+    mem: GuestMemory,
+    /// The boot hart, ready to enter the guest (set by `load`).
+    boot: Option<Hart>,
+    timebase: u64,
+}
+
+/// The ecall-trap mechanism that is actually in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Sud,
+    Seccomp,
+}
+
+impl UrvirtVm {
+    pub fn new(config: RiscvConfig) -> Result<Self> {
+        let mem = GuestMemory::new(config.vm.mem_size)?;
+        Ok(UrvirtVm { config, mem, boot: None, timebase: fdt::host_timebase_frequency() as u64 })
+    }
+
+    /// Guest RAM, for the benchmarks, while the guest is not running.
+    pub(crate) fn ram(&mut self) -> &mut [u8] {
+        // SAFETY: the guest is not running and `&mut self` makes this the only view.
+        unsafe { self.mem.bytes() }
+    }
+
+    pub(crate) fn flush_icache(&self) {
+        self.mem.flush_icache();
+    }
+
+    /// Makes every guest ecall trap, as the configuration asks.
+    pub(crate) fn trap_ecalls(&self) -> Result<Mechanism> {
+        let ram = (self.mem.base, self.mem.base + self.mem.size);
+        let code = memory::code_range_of(signals::entry_address())
+            .ok_or_else(|| Error::bad_input("cannot find the monitor's code in /proc/self/maps"))?;
+        match self.config.ecall_trap {
+            EcallTrap::Sud => sud::enable(code.0, code.1).map(|_| Mechanism::Sud).map_err(|e| sud::unavailable(&e)),
+            EcallTrap::Seccomp => seccomp::install(ram.0, ram.1).map(|_| Mechanism::Seccomp),
+            EcallTrap::Auto => match sud::enable(code.0, code.1) {
+                Ok(()) => Ok(Mechanism::Sud),
+                Err(_) => seccomp::install(ram.0, ram.1).map(|_| Mechanism::Seccomp),
+            },
+        }
+    }
+}
+
+fn host_err(what: &str, e: std::io::Error) -> Error {
+    Error::bad_input(format!("{what}: {e}"))
+}
+
+impl VirtualMachine for UrvirtVm {
+    fn load(&mut self, image: &Image) -> Result<()> {
+        let fdt_addr = fdt::fdt_address(self.mem.base, self.mem.size);
+        let kernel = loader::parse(image, fdt_addr, self.mem.size)?;
+        let blob = fdt::build(&fdt::FdtParams {
+            mem_base: RAM_BASE,
+            mem_size: self.mem.size,
+            timebase_frequency: self.timebase as u32,
+            bootargs: BOOTARGS.into(),
+        })?;
+        self.mem.load(&kernel, fdt_addr, &blob);
+        let mut hart = Hart::new(kernel.entry);
+        hart.x[10] = 0; // hart id
+        hart.x[11] = fdt_addr;
+        self.boot = Some(hart);
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<Outcome> {
+        let hart = self.boot.take().ok_or_else(|| Error::bad_input("URVirt: run() before load()"))?;
+        let guest_timer = HostTimer::for_this_thread()?;
+        let timeout_timer = HostTimer::for_this_thread()?;
+        let mut st = Box::new(RunState {
+            hart,
+            ram_base: self.mem.base,
+            ram_size: self.mem.size,
+            console: self.config.vm.console.clone(),
+            input: Default::default(),
+            input_started: false,
+            stats: Stats::new(),
+            monitor: super::context::SavedRegs::zeroed(),
+            in_guest: false,
+            exit: None,
+            timeout: None,
+            guest_timer,
+            armed_deadline: u64::MAX,
+            timebase: self.timebase,
+        });
+        let _alt = AltStack::install().map_err(|e| host_err("cannot set up the signal stack", e))?;
+        let handlers = Handlers::install().map_err(|e| host_err("cannot install signal handlers", e))?;
+        signals::capture_monitor_registers();
+        let mechanism = self.trap_ecalls()?;
+        let started = Instant::now();
+        st.timeout = self.config.vm.timeout.map(|t| (started + t, t));
+        run::QUIT.store(false, Ordering::SeqCst);
+        run::set_state(&mut *st);
+        timeout_timer.arm(self.config.vm.timeout);
+        compiler_fence(Ordering::SeqCst);
+        // The guest runs inside this call, until a handler puts the monitor back.
+        signals::enter_guest();
+        compiler_fence(Ordering::SeqCst);
+        run::set_state(std::ptr::null_mut());
+        timeout_timer.arm(None);
+        st.guest_timer.arm(None);
+        if mechanism == Mechanism::Sud {
+            sud::disable();
+        }
+        drop(handlers);
+        let wall = started.elapsed();
+
+        let mut stats = std::mem::take(&mut st.stats);
+        stats.notes.push(format!(
+            "urvirt: ecall trap {}, timebase {} Hz, {:.3} s in the guest",
+            match mechanism {
+                Mechanism::Sud => "syscall user dispatch",
+                Mechanism::Seccomp => "seccomp filter",
+            },
+            self.timebase,
+            wall.as_secs_f64()
+        ));
+        for m in memory::host_mappings_in_window(&self.mem) {
+            stats.notes.push(format!("urvirt: host mapping inside the guest's physical window: {m}"));
+        }
+        if let Some(rss) = common::stats::rss_excluding(&[self.mem.base]) {
+            stats.notes.push(format!("urvirt: monitor resident memory {} KiB", rss / 1024));
+        }
+        let exit = st.exit.take().unwrap_or_else(|| GuestExit::Failed("URVirt: the guest ended without a reason".into()));
+        Ok(Outcome { exit, stats })
+    }
+}

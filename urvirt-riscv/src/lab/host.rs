@@ -1,0 +1,174 @@
+//! The outer side of the lab host (any machine that is not riscv64 Linux): finds the lab
+//! (kernel, riscv64 vmm, firmware), packs the riscv64 vmm and the guest into an initramfs and
+//! runs them under qemu-system-riscv64 ([`super::qemu`]).
+use super::cpio::Cpio;
+use super::qemu;
+use crate::config::RiscvConfig;
+use common::image::Image;
+use common::vm::{Outcome, VirtualMachine};
+use common::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Where the guest kernel is loaded: 2 MiB into guest RAM (0x80200000).
+const KERNEL_OFFSET: u64 = 0x20_0000;
+const SETUP_HINT: &str = "run `scripts/setup.sh` (it builds the riscv64 kernel and vmm for the lab host)";
+const DEFAULT_FIRMWARE: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
+
+/// Everything the lab host is made of.
+pub struct Lab {
+    /// The riscv64 Linux kernel (arch/riscv/boot/Image).
+    pub kernel: PathBuf,
+    /// The riscv64 build of vmm: it becomes /init.
+    pub vmm: PathBuf,
+    /// OpenSBI fw_jump, the machine-mode firmware.
+    pub firmware: PathBuf,
+    /// The qemu binary (a name looked up in PATH, or a path).
+    pub qemu: PathBuf,
+}
+
+impl Lab {
+    /// `$VMM_RISCV_LAB/{Image,vmm}` if set, else beside this executable's target dir:
+    /// `<target>/riscv-lab/Image` and `<target>/riscv64gc-unknown-linux-gnu/release/vmm`, where
+    /// `<target>` is the grandparent of the running vmm (target/release/vmm -> target/).
+    pub fn locate() -> Result<Lab> {
+        let (kernel, vmm) = match std::env::var_os("VMM_RISCV_LAB") {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                (dir.join("Image"), dir.join("vmm"))
+            }
+            None => {
+                let exe = std::env::current_exe()
+                    .map_err(|e| Error::bad_input(format!("cannot find the running vmm executable: {e}")))?;
+                let target = exe.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+                (target.join("riscv-lab/Image"), target.join("riscv64gc-unknown-linux-gnu/release/vmm"))
+            }
+        };
+        let firmware = std::env::var_os("VMM_RISCV_FIRMWARE").map_or(PathBuf::from(DEFAULT_FIRMWARE), PathBuf::from);
+        let qemu = std::env::var_os("VMM_QEMU_RISCV").map_or(PathBuf::from("qemu-system-riscv64"), PathBuf::from);
+        for (what, path) in
+            [("riscv64 lab kernel", &kernel), ("riscv64 build of vmm", &vmm), ("OpenSBI firmware", &firmware)]
+        {
+            if !path.is_file() {
+                return Err(Error::bad_input(format!(
+                    "--arch riscv on this host needs the lab host: the {what} {} is missing; {SETUP_HINT}",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Lab { kernel, vmm, firmware, qemu })
+    }
+}
+
+/// Runs the riscv64 vmm inside the lab host with `inner_args` (e.g. `run --arch riscv ...
+/// /guest.bin` or `bench --arch riscv`) and `files` placed at the root of its initramfs.
+/// The inner vmm's stdout and stderr become ours; its exit status becomes the outcome.
+pub fn run_inner(config: &RiscvConfig, inner_args: Vec<String>, files: Vec<(String, Vec<u8>)>) -> Result<Outcome> {
+    let lab = Lab::locate()?;
+    let vmm = std::fs::read(&lab.vmm)
+        .map_err(|e| Error::bad_input(format!("cannot read {}: {e}; {SETUP_HINT}", lab.vmm.display())))?;
+    let mut cpio = Cpio::new();
+    cpio.dir("dev");
+    cpio.char_dev("dev/console", 0o600, 5, 1);
+    cpio.dir("proc");
+    cpio.file("init", 0o755, &vmm);
+    let mut args = Vec::new();
+    for a in &inner_args {
+        args.extend_from_slice(a.as_bytes());
+        args.push(0);
+    }
+    cpio.file("vmm-args", 0o644, &args);
+    for (name, data) in &files {
+        cpio.file(name.trim_start_matches('/'), 0o644, data);
+    }
+    eprintln!(
+        "vmm: running the riscv64 build inside riscv64 Linux under qemu-system-riscv64 (this host is {})",
+        std::env::consts::ARCH
+    );
+    qemu::boot(&lab, config, &cpio.finish())
+}
+
+/// `vmm run --arch riscv` on a host that is not riscv64 Linux.
+pub struct LabHostVm {
+    config: RiscvConfig,
+    guest: Option<Vec<u8>>,
+}
+
+impl LabHostVm {
+    pub fn new(config: RiscvConfig) -> Result<Self> {
+        Ok(LabHostVm { config, guest: None })
+    }
+
+    /// The inner command line: the same run, on the lab's riscv64 Linux.
+    fn inner_args(&self) -> Vec<String> {
+        let c = &self.config;
+        let mut args: Vec<String> = ["run", "--arch", "riscv", "--mem"].map(String::from).to_vec();
+        args.push(c.vm.mem_size.to_string());
+        args.push("--ecall".into());
+        args.push(c.ecall_trap.as_str().into());
+        if let Some(t) = c.vm.timeout {
+            args.push("--timeout".into());
+            args.push(t.as_secs_f64().to_string());
+        }
+        if c.stats {
+            args.push("--stats".into());
+        }
+        args.push("/guest.bin".into());
+        args
+    }
+}
+
+impl VirtualMachine for LabHostVm {
+    /// Checks what can be checked without booting (the inner vmm checks the rest).
+    fn load(&mut self, image: &Image) -> Result<()> {
+        // A raw binary is copied as is to 0x80200000; an ELF's file size says less, so the
+        // inner vmm judges it.
+        if !image.bytes.starts_with(b"\x7fELF") {
+            image.check_fits("kernel", KERNEL_OFFSET, self.config.vm.mem_size)?;
+        }
+        self.guest = Some(image.bytes.clone());
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<Outcome> {
+        let guest = self.guest.take().ok_or_else(|| Error::bad_input("no guest image was loaded"))?;
+        run_inner(&self.config, self.inner_args(), vec![("guest.bin".into(), guest)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::console::Console;
+    use common::vm::VmConfig;
+    use std::time::Duration;
+
+    fn config(timeout: Option<Duration>, stats: bool) -> RiscvConfig {
+        RiscvConfig {
+            vm: VmConfig { mem_size: 64 << 20, timeout, console: Console::capture() },
+            ecall_trap: crate::EcallTrap::Seccomp,
+            stats,
+        }
+    }
+
+    #[test]
+    fn inner_command_line_carries_every_option() {
+        let vm = LabHostVm::new(config(Some(Duration::from_millis(2500)), true)).unwrap();
+        assert_eq!(
+            vm.inner_args().join(" "),
+            "run --arch riscv --mem 67108864 --ecall seccomp --timeout 2.5 --stats /guest.bin"
+        );
+        let vm = LabHostVm::new(config(None, false)).unwrap();
+        assert_eq!(vm.inner_args().join(" "), "run --arch riscv --mem 67108864 --ecall seccomp /guest.bin");
+    }
+
+    #[test]
+    fn a_raw_image_larger_than_ram_is_bad_input_before_booting() {
+        let mut vm = LabHostVm::new(config(None, false)).unwrap();
+        let big = Image { path: "big.bin".into(), bytes: vec![0x13; 63 << 20] };
+        let err = vm.load(&big).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message.contains("does not fit"), "{}", err.message);
+        let small = Image { path: "small.bin".into(), bytes: vec![0x13; 4096] };
+        vm.load(&small).unwrap();
+    }
+}

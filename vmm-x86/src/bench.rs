@@ -1,0 +1,242 @@
+//! `vmm bench --arch x86`: what the VMM's machinery costs, measured against bare baselines
+//! in the same run (so the host's mood affects both sides alike).
+//!
+//! (a) Exit cost: a long-mode guest doing 100,000 `out`s (target/guests/x86/outs.bin), run
+//!     through X86Vm (exits.rs dispatch, PIO Bus, DebugPort into a capture console, Stats),
+//!     against a loop of bare kvm-ioctls calls on an identically set-up VM: KVM_RUN, match
+//!     IoOut, continue. Set-up is outside the timed part on both sides. Rounds alternate.
+//! (b) Process start to HLT for hello.bin: spawn `vmm run` N times against spawning a C
+//!     program (benches/baseline/kvm_hello.c, compiled here with gcc) that does the least
+//!     KVM needs to run the same guest. "To HLT" is spawn to the newline the guest prints
+//!     just before its `hlt`; "to exit" adds VM tear-down and process exit.
+use crate::config::{EntryMode, LinuxOptions, X86Config};
+use crate::{kvm, memory, modes, vm::X86Vm};
+use common::console::Console;
+use common::image::Image;
+use common::vm::{GuestExit, VirtualMachine, VmConfig};
+use common::{Error, Result};
+use kvm_ioctls::VcpuExit;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// How many `out`s outs.bin does.
+pub const OUTS: u64 = 100_000;
+/// Guest RAM for every VM the benchmark makes (the `vmm run` default, so (b) compares like with like).
+const MEM: u64 = crate::config::DEFAULT_MEM;
+
+pub struct BenchOptions {
+    /// The vmm binary to spawn for (b).
+    pub vmm: PathBuf,
+    /// Holds hello.bin and outs.bin (target/guests/x86).
+    pub guests: PathBuf,
+    /// The C baseline for (b).
+    pub baseline_c: PathBuf,
+    /// Where the C baseline is compiled to.
+    pub build_dir: PathBuf,
+    /// Rounds of (a), each side.
+    pub rounds: usize,
+    /// Spawns of (b), each side.
+    pub spawns: usize,
+}
+
+impl BenchOptions {
+    /// Defaults for a run from the repository root `root` by the vmm binary itself.
+    pub fn in_repo(root: &Path) -> Result<BenchOptions> {
+        let vmm = std::env::current_exe().map_err(|e| Error::bad_input(format!("cannot find the vmm binary: {e}")))?;
+        Ok(BenchOptions {
+            vmm,
+            guests: root.join("target/guests/x86"),
+            baseline_c: root.join("benches/baseline/kvm_hello.c"),
+            build_dir: root.join("target/bench"),
+            rounds: 5,
+            spawns: 30,
+        })
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median and minimum: on a shared, busy host the minimum is the best estimate of the
+/// intrinsic cost, the median of what a user sees.
+fn summary(v: Vec<f64>) -> (f64, f64) {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    (median(v), min)
+}
+
+fn read_guest(opts: &BenchOptions, name: &str) -> Result<Image> {
+    let p = opts.guests.join(name);
+    Image::read(&p).map_err(|e| Error::bad_input(format!("{e} (run scripts/build-x86-guests.sh)")))
+}
+
+/// One run of outs.bin through the full VMM; returns microseconds per exit, and the mean
+/// time vmm itself spent handling an `out` (from KVM_RUN's return to the next KVM_RUN).
+fn vmm_exit_round(image: &Image) -> Result<(f64, f64)> {
+    let console = Console::capture();
+    let vm = VmConfig { mem_size: MEM, timeout: None, console: console.clone() };
+    let mut x = X86Vm::new(X86Config { vm, mode: EntryMode::Long, linux: LinuxOptions::default() })?;
+    x.load(image)?;
+    let start = Instant::now();
+    let outcome = x.run()?;
+    let took = start.elapsed();
+    if outcome.exit != GuestExit::Halted || console.captured().len() as u64 != OUTS {
+        return Err(Error::guest(format!("bench guest misbehaved: {:?}", outcome.exit)));
+    }
+    let handling = outcome.stats.get("io-out").map(|e| e.mean().as_secs_f64() * 1e6).unwrap_or(0.0);
+    Ok((took.as_secs_f64() * 1e6 / outcome.stats.total_count() as f64, handling))
+}
+
+/// One run of outs.bin with nothing but KVM_RUN in a loop; returns microseconds per exit.
+fn raw_exit_round(image: &Image) -> Result<f64> {
+    // Set-up (not timed) uses the same helpers as X86Vm so both guests start identically.
+    let kvm = kvm::open()?;
+    let vm = kvm.create_vm().map_err(|e| kvm::setup_error("KVM_CREATE_VM", e))?;
+    let mem = memory::create(&vm, MEM)?;
+    let mut vcpu = vm.create_vcpu(0).map_err(|e| kvm::setup_error("KVM_CREATE_VCPU", e))?;
+    let mut sregs = vcpu.get_sregs().map_err(|e| kvm::setup_error("KVM_GET_SREGS", e))?;
+    let regs = modes::load_flat(&mem, image, EntryMode::Long, MEM, &mut sregs)?;
+    vcpu.set_sregs(&sregs).map_err(|e| kvm::setup_error("KVM_SET_SREGS", e))?;
+    vcpu.set_regs(&regs).map_err(|e| kvm::setup_error("KVM_SET_REGS", e))?;
+    let mut exits = 0u64;
+    let start = Instant::now();
+    loop {
+        exits += 1;
+        match vcpu.run() {
+            Ok(VcpuExit::IoOut(..)) => continue,
+            Ok(VcpuExit::Hlt) => break,
+            other => return Err(Error::guest(format!("bench guest: unexpected exit {other:?}"))),
+        }
+    }
+    let took = start.elapsed();
+    Ok(took.as_secs_f64() * 1e6 / exits as f64)
+}
+
+/// Compiles the C baseline if it is missing or older than its source.
+fn build_baseline(opts: &BenchOptions) -> Result<PathBuf> {
+    let exe = opts.build_dir.join("kvm_hello");
+    let fresh = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+    if fresh(&exe).is_some() && fresh(&exe) >= fresh(&opts.baseline_c) {
+        return Ok(exe);
+    }
+    std::fs::create_dir_all(&opts.build_dir)
+        .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", opts.build_dir.display())))?;
+    let status = Command::new("gcc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&exe)
+        .arg(&opts.baseline_c)
+        .status()
+        .map_err(|e| Error::bad_input(format!("cannot run gcc for the C baseline: {e} (apt-get install gcc)")))?;
+    if !status.success() {
+        return Err(Error::bad_input(format!("gcc failed to build {}", opts.baseline_c.display())));
+    }
+    Ok(exe)
+}
+
+/// Spawns `cmd` once; checks it prints "Hello\n" and exits 0. Returns milliseconds from spawn
+/// to the newline (the guest's last `out`, right before its `hlt`) and from spawn to exit.
+fn spawn_once(mut cmd: Command) -> Result<(f64, f64)> {
+    let what = format!("{cmd:?}");
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| Error::bad_input(format!("cannot spawn {what}: {e}")))?;
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut seen = Vec::new();
+    let mut to_hlt = None;
+    let mut buf = [0u8; 64];
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+        if to_hlt.is_none() && seen.ends_with(b"\n") {
+            to_hlt = Some(start.elapsed());
+        }
+    }
+    let status = child.wait().map_err(|e| Error::bad_input(format!("cannot wait for {what}: {e}")))?;
+    let to_exit = start.elapsed();
+    match to_hlt {
+        Some(t) if status.success() && seen == b"Hello\n" => Ok((t.as_secs_f64() * 1e3, to_exit.as_secs_f64() * 1e3)),
+        _ => Err(Error::guest(format!("{what} did not print Hello and exit 0: {status}"))),
+    }
+}
+
+/// Runs both measurements and returns the report to print.
+pub fn run(opts: &BenchOptions) -> Result<String> {
+    let outs = read_guest(opts, "outs.bin")?;
+    let hello = opts.guests.join("hello.bin");
+    read_guest(opts, "hello.bin")?;
+    let baseline = build_baseline(opts)?;
+
+    let (mut vmm_us, mut raw_us, mut handling_us) = (Vec::new(), Vec::new(), Vec::new());
+    // Warm-up round on each side (page faults, caches), not counted.
+    raw_exit_round(&outs)?;
+    vmm_exit_round(&outs)?;
+    for _ in 0..opts.rounds.max(1) {
+        raw_us.push(raw_exit_round(&outs)?);
+        let (per_exit, handling) = vmm_exit_round(&outs)?;
+        vmm_us.push(per_exit);
+        handling_us.push(handling);
+    }
+    let ((vmm_us, vmm_us_min), (raw_us, raw_us_min)) = (summary(vmm_us), summary(raw_us));
+    let (handling_us, handling_us_min) = summary(handling_us);
+
+    let (mut vmm_hlt, mut vmm_exit, mut base_hlt, mut base_exit) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..opts.spawns.max(1) {
+        // Interleaved, one of each at a time, for the same reason as above.
+        let mut c = Command::new(&baseline);
+        c.arg(&hello).arg(MEM.to_string());
+        let (h, e) = spawn_once(c)?;
+        base_hlt.push(h);
+        base_exit.push(e);
+        let mut c = Command::new(&opts.vmm);
+        c.args(["run", "--arch", "x86"]).arg(&hello);
+        let (h, e) = spawn_once(c)?;
+        vmm_hlt.push(h);
+        vmm_exit.push(e);
+    }
+    let ((vh, vh_min), (ve, ve_min)) = (summary(vmm_hlt), summary(vmm_exit));
+    let ((bh, bh_min), (be, be_min)) = (summary(base_hlt), summary(base_exit));
+
+    let label = format!("C baseline ({})", short(&opts.baseline_c));
+    let rows = [
+        format!("x86 exit cost: guest doing {OUTS} `out`s; {} rounds each       median      min", opts.rounds.max(1)),
+        format!("  {:<44} {vmm_us:8.3} {vmm_us_min:8.3} us/exit", "vmm (dispatch + Bus + DebugPort + Stats)"),
+        format!("  {:<44} {raw_us:8.3} {raw_us_min:8.3} us/exit", "raw kvm-ioctls loop (KVM_RUN, match IoOut)"),
+        format!("  {:<44} {:8.3} {:8.3}  (goal <= 1.05)", "ratio vmm/raw", vmm_us / raw_us, vmm_us_min / raw_us_min),
+        format!(
+            "  {:<44} {handling_us:8.3} {handling_us_min:8.3} us/exit",
+            "of which vmm handling (KVM_RUN return->entry)"
+        ),
+        format!("x86 process start to HLT, hello.bin; {} spawns each", opts.spawns.max(1)),
+        format!("  {:<44} {vh:8.3} {vh_min:8.3} ms", "vmm run --arch x86 hello.bin"),
+        format!("  {label:<44} {bh:8.3} {bh_min:8.3} ms"),
+        format!("  {:<44} {:8.3} {:8.3}", "ratio vmm/baseline", vh / bh, vh_min / bh_min),
+        "x86 process start to exit (HLT + tear-down)".to_string(),
+        format!("  {:<44} {ve:8.3} {ve_min:8.3} ms", "vmm run --arch x86 hello.bin"),
+        format!("  {label:<44} {be:8.3} {be_min:8.3} ms"),
+        format!("  {:<44} {:8.3} {:8.3}", "ratio vmm/baseline", ve / be, ve_min / be_min),
+    ];
+    let s = rows.join("\n");
+    Ok(s)
+}
+
+fn short(p: &Path) -> String {
+    let s = p.display().to_string();
+    s.rsplit_once("benches/").map(|(_, t)| format!("benches/{t}")).unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 3.0);
+        assert_eq!(summary(vec![4.0, 1.0, 3.0]), (3.0, 1.0));
+    }
+}

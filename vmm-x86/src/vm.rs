@@ -1,0 +1,232 @@
+//! One KVM virtual machine with one vCPU: set-up, loading, and the run loop that turns
+//! KVM_RUN exits into device accesses (through exits.rs) and, at the end, an Outcome.
+use crate::config::{EntryMode, X86Config};
+use crate::diag::{self, CodeView};
+use crate::exits::{self, Action, Applied, Devices, Exit, Failure};
+use crate::watchdog::{self, Watchdog};
+use crate::{kvm, linux, memory, modes};
+use common::bus::{Bus, DeviceRequest};
+use common::devices::debug_port::{BOCHS_PORT, HELLO_PORT};
+use common::devices::DebugPort;
+use common::image::Image;
+use common::stats::{rss_excluding, Stats};
+use common::vm::{GuestExit, Outcome, VirtualMachine};
+use common::{Error, Result};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Where hello32/hello64 leave their result, as kvm-hello-world does.
+pub const RESULT_ADDR: u64 = 0x400;
+/// KVM needs three pages of guest-physical space for the real-mode TSS on Intel without
+/// unrestricted guest; put them just below 4 GiB, where no RAM is.
+const TSS_ADDR: usize = 0xfffb_d000;
+
+/// How the run loop ended when the guest failed: a finished line, or a failure whose line
+/// needs the vCPU state (read once the loop no longer borrows the vCPU).
+enum Pending {
+    Message(String),
+    Failure(Failure),
+}
+
+/// What was loaded, which decides how the end of a run is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loaded {
+    Flat(EntryMode),
+    Linux,
+}
+
+pub struct X86Vm {
+    // Field order is drop order: the vCPU and VM go before the memory KVM maps.
+    vcpu: Option<VcpuFd>,
+    vm: VmFd,
+    kvm: Kvm,
+    mem: GuestMemoryMmap,
+    devices: Devices,
+    config: X86Config,
+    loaded: Option<Loaded>,
+}
+
+impl X86Vm {
+    /// Opens KVM, creates the VM and its RAM and puts the debug console on the PIO bus. The
+    /// vCPU is created in `load`, once we know whether a Linux irqchip must come first.
+    pub fn new(config: X86Config) -> Result<X86Vm> {
+        let kvm = kvm::open()?;
+        let vm = kvm.create_vm().map_err(|e| kvm::setup_error("KVM_CREATE_VM", e))?;
+        vm.set_tss_address(TSS_ADDR).map_err(|e| kvm::setup_error("KVM_SET_TSS_ADDR", e))?;
+        let mem = memory::create(&vm, config.vm.mem_size)?;
+        let mut pio = Bus::new();
+        for (port, name) in [(HELLO_PORT, "debug-0xf1"), (BOCHS_PORT, "debug-0xe9")] {
+            let dev = Arc::new(Mutex::new(DebugPort::new(config.vm.console.clone())));
+            pio.insert(port, 1, name, dev).map_err(|e| Error::bad_input(format!("PIO bus: {e}")))?;
+        }
+        let devices = Devices { pio, mmio: Bus::new(), strict: true };
+        Ok(X86Vm { vcpu: None, vm, kvm, mem, devices, config, loaded: None })
+    }
+
+    fn create_vcpu(&self) -> Result<VcpuFd> {
+        self.vm.create_vcpu(0).map_err(|e| kvm::setup_error("KVM_CREATE_VCPU", e))
+    }
+
+    /// The CPU state for diagnostics; a failed ioctl gives an empty view rather than hiding the
+    /// real error behind it.
+    fn code_view(vcpu: &VcpuFd) -> CodeView {
+        match (vcpu.get_regs(), vcpu.get_sregs()) {
+            (Ok(r), Ok(s)) => CodeView::new(&r, &s),
+            _ => CodeView::default(),
+        }
+    }
+
+    /// The instruction bytes at CS:RIP and their guest physical address.
+    fn code_at(&self, view: &CodeView) -> (Option<u64>, Vec<u8>) {
+        let read_u64 = |a: u64| self.mem.read_obj::<u64>(GuestAddress(a)).ok();
+        let read_u8 = |a: u64| self.mem.read_obj::<u8>(GuestAddress(a)).ok();
+        (view.code_address(&read_u64), view.read_bytes(&read_u64, &read_u8))
+    }
+
+    /// The one line for a guest that cannot go on.
+    fn failure_message(&mut self, failure: Failure) -> String {
+        let Some(vcpu) = self.vcpu.as_mut() else { return "no vCPU".into() };
+        let view = Self::code_view(vcpu);
+        match failure {
+            Failure::TripleFault => {
+                let (phys, bytes) = self.code_at(&view);
+                diag::triple_fault_message(&view, phys, &bytes)
+            }
+            Failure::InternalError => {
+                // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR, so `internal` is the
+                // union member the kernel filled in.
+                let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                let (phys, bytes) = self.code_at(&view);
+                diag::internal_error_message(suberror, &view, phys, &bytes)
+            }
+            Failure::FailEntry { reason, cpu } => diag::fail_entry_message(reason, cpu, &view),
+            Failure::Unhandled(kind) => format!("unhandled KVM exit '{kind}' at RIP={:#x}", view.rip),
+        }
+    }
+
+    /// KVM_RUN until the guest stops; every exit is counted in `stats` with its handling time,
+    /// from KVM_RUN's return to the next KVM_RUN.
+    fn run_loop(&mut self, stats: &mut Stats) -> Result<GuestExit> {
+        let timeout = self.config.vm.timeout;
+        let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
+        let watchdog = timeout.map(|t| Watchdog::start(t, vcpu.get_kvm_run()));
+        let devices = &self.devices;
+        let mut pending: Option<(&'static str, Instant)> = None;
+        let ending = loop {
+            if let Some((kind, returned)) = pending.take() {
+                stats.record(kind, returned.elapsed());
+            }
+            let result = vcpu.run();
+            let returned = Instant::now();
+            let (mut kind, action) = match result {
+                Ok(exit) => exits::dispatch(exits::from_kvm(exit)),
+                Err(e) if e.errno() == libc::EINTR => exits::dispatch(Exit::Interrupted),
+                Err(e) => {
+                    stats.record("run-error", returned.elapsed());
+                    let why = common::image::io_reason(&std::io::Error::from_raw_os_error(e.errno()));
+                    break Err(Pending::Message(format!("KVM_RUN failed: {why}")));
+                }
+            };
+            let step = match action {
+                Action::Resume => Ok(None),
+                Action::CheckTimeout => match &watchdog {
+                    Some(w) if w.fired() => {
+                        Ok(Some(GuestExit::Failed(watchdog::timeout_message(timeout.unwrap_or_default()))))
+                    }
+                    _ => Ok(None),
+                },
+                Action::Stop(exit) => Ok(Some(exit)),
+                Action::Fail(f) => Err(f),
+                io => match exits::apply(io, devices) {
+                    Applied::Done => Ok(None),
+                    Applied::Request(DeviceRequest::PowerOff(code)) => Ok(Some(GuestExit::PowerOff(code))),
+                    Applied::Ignored(k) => {
+                        kind = k;
+                        Ok(None)
+                    }
+                    Applied::Unknown(u) => {
+                        let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+                        Ok(Some(GuestExit::Failed(exits::unknown_access_message(&u, rip))))
+                    }
+                },
+            };
+            // Ctrl-A x on a Linux console: the input thread sets the flag and kicks the guest
+            // with an interrupt, so the next exit lands here.
+            let step = match step {
+                Ok(None) if linux::quit_requested() => Ok(Some(GuestExit::UserQuit)),
+                other => other,
+            };
+            match step {
+                Ok(None) => pending = Some((kind, returned)),
+                Ok(Some(exit)) => {
+                    stats.record(kind, returned.elapsed());
+                    break Ok(exit);
+                }
+                Err(f) => {
+                    stats.record(kind, returned.elapsed());
+                    break Err(Pending::Failure(f));
+                }
+            }
+        };
+        drop(watchdog);
+        match ending {
+            Ok(exit) => Ok(exit),
+            Err(Pending::Message(m)) => Ok(GuestExit::Failed(m)),
+            Err(Pending::Failure(f)) => Ok(GuestExit::Failed(self.failure_message(f))),
+        }
+    }
+
+    /// Notes for --stats: the final registers and result word of a flat guest, and what the
+    /// monitor itself costs in memory.
+    fn notes(&self, stats: &mut Stats) {
+        if let (Some(Loaded::Flat(_)), Some(vcpu)) = (self.loaded, self.vcpu.as_ref()) {
+            if let Ok(regs) = vcpu.get_regs() {
+                let result = self.mem.read_obj::<u32>(GuestAddress(RESULT_ADDR)).unwrap_or(0);
+                stats.notes.push(format!(
+                    "final state: RIP={:#x} RAX={:#x} mem[{RESULT_ADDR:#x}]={result}",
+                    regs.rip, regs.rax
+                ));
+            }
+        }
+        let guest_ram = memory::host_address(&self.mem);
+        if let Some(rss) = rss_excluding(&[guest_ram]) {
+            stats.notes.push(format!("monitor RSS (excluding guest RAM): {} KiB", rss / 1024));
+        }
+    }
+}
+
+impl VirtualMachine for X86Vm {
+    fn load(&mut self, image: &Image) -> Result<()> {
+        if self.vcpu.is_some() {
+            return Err(Error::bad_input("this VM already has an image loaded"));
+        }
+        if linux::is_linux_kernel(&image.bytes) {
+            // The in-kernel irqchip must exist before the vCPU, so Linux set-up comes first.
+            linux::setup_vm(&self.vm, &mut self.devices.pio, &self.config.vm.console)?;
+            let vcpu = self.create_vcpu()?;
+            linux::load(&self.vm, &vcpu, &self.kvm, &self.mem, image, &self.config.linux)?;
+            self.vcpu = Some(vcpu);
+            // Linux probes ports that do not exist: count those, do not fail.
+            self.devices.strict = false;
+            self.loaded = Some(Loaded::Linux);
+            return Ok(());
+        }
+        let vcpu = self.create_vcpu()?;
+        let mut sregs = vcpu.get_sregs().map_err(|e| kvm::setup_error("KVM_GET_SREGS", e))?;
+        let regs = modes::load_flat(&self.mem, image, self.config.mode, self.config.vm.mem_size, &mut sregs)?;
+        vcpu.set_sregs(&sregs).map_err(|e| kvm::setup_error("KVM_SET_SREGS", e))?;
+        vcpu.set_regs(&regs).map_err(|e| kvm::setup_error("KVM_SET_REGS", e))?;
+        self.vcpu = Some(vcpu);
+        self.loaded = Some(Loaded::Flat(self.config.mode));
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<Outcome> {
+        let mut stats = Stats::new();
+        let exit = self.run_loop(&mut stats)?;
+        self.notes(&mut stats);
+        Ok(Outcome { exit, stats })
+    }
+}
