@@ -17,8 +17,8 @@ jobs="${VMM_JOBS:-2}"
 for need in "$src_tar" "$busybox"; do
     [[ -e "$need" ]] || { echo "missing $need: apt-get install linux-source-6.1 busybox-static" >&2; exit 1; }
 done
-for tool in make gcc flex bison bc cpio gzip; do
-    command -v "$tool" >/dev/null || { echo "missing tool $tool: apt-get install build-essential flex bison bc libelf-dev libssl-dev cpio" >&2; exit 1; }
+for tool in make gcc flex bison bc cpio gzip lz4; do
+    command -v "$tool" >/dev/null || { echo "missing tool $tool: apt-get install build-essential flex bison bc libelf-dev libssl-dev cpio lz4" >&2; exit 1; }
 done
 
 src_version="$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c '%s-%Y' "$src_tar")"

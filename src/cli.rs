@@ -29,6 +29,18 @@ pub enum Command {
     Run(RunArgs),
     /// Show this host's KVM: API version, virtualization flavor (VMX, SVM or PVM), extensions
     Info,
+    /// Measure vmm against raw baselines in one run (x86: exit cost, start-up; RISC-V: SBI call, compute loop)
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Which backend to measure
+    #[arg(long, value_enum, default_value = "x86")]
+    pub arch: Arch,
+    /// RISC-V: how guest ecalls are trapped during the benchmark
+    #[arg(long, value_enum, default_value = "auto")]
+    pub ecall: Ecall,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -111,7 +123,25 @@ pub fn x86_vm(args: &RunArgs, vm: VmConfig) -> Result<Box<dyn VirtualMachine>> {
         Mode::Long => vmm_x86::EntryMode::Long,
     };
     let linux = vmm_x86::LinuxOptions { cmdline: args.kernel_cmdline.clone(), initrd: args.initrd.clone() };
-    vmm_x86::new_vm(vmm_x86::X86Config { vm, mode, linux })
+    vmm_x86::new_vm(vmm_x86::X86Config { vm, mode, linux, stats: args.stats })
+}
+
+/// `vmm bench --arch x86`: guests and the C baseline are found from the repository holding this binary.
+#[cfg(target_arch = "x86_64")]
+pub fn x86_bench() -> Result<String> {
+    let exe = std::env::current_exe().map_err(|e| Error::bad_input(format!("cannot find the vmm binary: {e}")))?;
+    // target/<profile>/vmm -> the repository root.
+    let root = exe.ancestors().nth(3).filter(|r| r.join("benches").is_dir()).map(PathBuf::from);
+    let root = match root {
+        Some(r) => r,
+        None => std::env::current_dir().map_err(|e| Error::bad_input(format!("no current directory: {e}")))?,
+    };
+    vmm_x86::bench::run(&vmm_x86::bench::BenchOptions::in_repo(&root)?)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn x86_bench() -> Result<String> {
+    Err(Error::bad_input("--arch x86 needs an x86_64 host with /dev/kvm; this build is for another architecture"))
 }
 
 #[cfg(not(target_arch = "x86_64"))]

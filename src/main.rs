@@ -2,7 +2,7 @@
 mod cli;
 
 use clap::Parser;
-use cli::{Arch, Cli, Command, RunArgs};
+use cli::{Arch, BenchArgs, Cli, Command, RunArgs};
 use common::console::{restore_terminal, Console};
 use common::error::EXIT_OK;
 use common::image::Image;
@@ -25,6 +25,7 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => run(&args),
         Command::Info => info(),
+        Command::Bench(args) => bench(&args),
     }
     .unwrap_or_else(|e| {
         restore_terminal();
@@ -64,10 +65,46 @@ fn run(args: &RunArgs) -> Result<i32> {
     Ok(outcome.exit_code())
 }
 
+fn bench(args: &BenchArgs) -> Result<i32> {
+    match args.arch {
+        Arch::X86 => {
+            print_report(&cli::x86_bench()?);
+            Ok(EXIT_OK)
+        }
+        Arch::Riscv => riscv_bench(args.ecall.into()),
+    }
+}
+
+/// On riscv64 Linux the benchmark runs here; elsewhere inside the lab host, like `vmm run`.
+fn riscv_bench(ecall: urvirt_riscv::EcallTrap) -> Result<i32> {
+    #[cfg(all(target_arch = "riscv64", target_os = "linux"))]
+    {
+        print_report(&urvirt_riscv::bench::run_benchmarks(ecall)?);
+        Ok(EXIT_OK)
+    }
+    #[cfg(not(all(target_arch = "riscv64", target_os = "linux")))]
+    {
+        let config = urvirt_riscv::RiscvConfig {
+            vm: VmConfig { mem_size: urvirt_riscv::config::DEFAULT_MEM, timeout: None, console: Console::stdout() },
+            ecall_trap: ecall,
+            stats: false,
+        };
+        let args = ["bench", "--arch", "riscv", "--ecall", ecall.as_str()].map(String::from).to_vec();
+        Ok(urvirt_riscv::lab::run_inner(&config, args, Vec::new())?.exit_code())
+    }
+}
+
+/// Prints a report; a closed stdout (`vmm info | head`) is not an error worth a panic.
+fn print_report(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|_| out.flush());
+}
+
 fn info() -> Result<i32> {
     #[cfg(target_arch = "x86_64")]
     {
-        println!("{}", vmm_x86::info()?);
+        print_report(&vmm_x86::info()?);
         Ok(EXIT_OK)
     }
     #[cfg(not(target_arch = "x86_64"))]

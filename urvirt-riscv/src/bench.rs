@@ -12,9 +12,9 @@
 //! below (assembled from the listings in the comments), so no extra build step is needed.
 use crate::config::{EcallTrap, RiscvConfig, DEFAULT_MEM};
 use crate::engine::signals::AltStack;
+use crate::engine::sud;
 use crate::engine::timer::{rdtime, ticks_to_duration};
 use crate::engine::vm::{Mechanism, UrvirtVm};
-use crate::engine::sud;
 use common::console::Console;
 use common::image::Image;
 use common::vm::{GuestExit, VirtualMachine, VmConfig};
@@ -23,8 +23,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 const SBI_CALLS: u64 = 2_000;
-const ROUNDS: usize = 12;
-const COMPUTE_ITERATIONS: u64 = 4_000_000;
+const ROUNDS: usize = 20;
+const COMPUTE_ITERATIONS: u64 = 2_000_000;
 /// Where the guests leave their results (offset in RAM, guest physical 0x80100000).
 const RESULT_OFFSET: usize = 0x10_0000;
 /// Where the guests are loaded (offset in RAM, guest physical 0x80200000).
@@ -183,13 +183,16 @@ pub fn run_benchmarks(ecall_trap: EcallTrap) -> Result<String> {
         let mut time_native = |best: &mut u64| {
             let t0 = rdtime();
             native_result = compute(COMPUTE_ITERATIONS);
-            *best = (*best).min(rdtime() - t0);
+            let d = rdtime() - t0;
+            eprint!("n{} ", d / 1000);
+            *best = (*best).min(d);
         };
         if native_first {
             time_native(&mut native_best);
         }
         let (ticks, guest_result) = run_guest(&mut vm, "compute (built in)", image)?;
         guest_best = guest_best.min(ticks);
+        eprint!("g{} ", ticks / 1000);
         if !native_first {
             time_native(&mut native_best);
         }

@@ -48,15 +48,15 @@ pub fn ecall_filter(start: u64, end: u64) -> Vec<libc::sock_filter> {
         jump(BPF_JMP_JGE_K, end as u32, 1, 0) // ip >= end: allow, else trap
     };
     vec![
-        stmt(BPF_LD_W_ABS, OFF_NR),                         // 0
-        jump(BPF_JMP_JEQ_K, NR_RT_SIGRETURN, 6, 0),         // 1: rt_sigreturn -> allow
-        stmt(BPF_LD_W_ABS, OFF_IP_HI),                      // 2
-        jump(BPF_JMP_JEQ_K, 0, 0, 4),                       // 3: ip >= 4 GiB -> allow
-        stmt(BPF_LD_W_ABS, OFF_IP_LO),                      // 4
-        jump(BPF_JMP_JGE_K, start as u32, 0, 2),            // 5: ip < start -> allow
-        last_check,                                         // 6
-        stmt(BPF_RET_K, SECCOMP_RET_TRAP),                  // 7
-        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),                 // 8
+        stmt(BPF_LD_W_ABS, OFF_NR),                 // 0
+        jump(BPF_JMP_JEQ_K, NR_RT_SIGRETURN, 6, 0), // 1: rt_sigreturn -> allow
+        stmt(BPF_LD_W_ABS, OFF_IP_HI),              // 2
+        jump(BPF_JMP_JEQ_K, 0, 0, 4),               // 3: ip >= 4 GiB -> allow
+        stmt(BPF_LD_W_ABS, OFF_IP_LO),              // 4
+        jump(BPF_JMP_JGE_K, start as u32, 0, 2),    // 5: ip < start -> allow
+        last_check,                                 // 6
+        stmt(BPF_RET_K, SECCOMP_RET_TRAP),          // 7
+        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),         // 8
     ]
 }
 

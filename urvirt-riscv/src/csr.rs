@@ -102,7 +102,9 @@ pub struct IllegalCsr;
 pub enum WriteEffect {
     Stored,
     /// satp was written with a translation mode we do not implement; nothing changed.
-    SatpModeIgnored { mode: u64 },
+    SatpModeIgnored {
+        mode: u64,
+    },
 }
 
 /// A readable name for diagnostics.

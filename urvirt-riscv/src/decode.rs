@@ -32,17 +32,36 @@ impl CsrSrc {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insn {
-    Csr { op: CsrOp, rd: usize, src: CsrSrc, csr: u16 },
+    Csr {
+        op: CsrOp,
+        rd: usize,
+        src: CsrSrc,
+        csr: u16,
+    },
     Ecall,
     Ebreak,
     Sret,
     Mret,
     Wfi,
-    SfenceVma { rs1: usize, rs2: usize },
+    SfenceVma {
+        rs1: usize,
+        rs2: usize,
+    },
     /// A load of `width` bytes into x[rd] from x[rs1] + imm.
-    Load { width: u8, signed: bool, rd: usize, rs1: usize, imm: i64 },
+    Load {
+        width: u8,
+        signed: bool,
+        rd: usize,
+        rs1: usize,
+        imm: i64,
+    },
     /// A store of `width` bytes of x[rs2] to x[rs1] + imm.
-    Store { width: u8, rs2: usize, rs1: usize, imm: i64 },
+    Store {
+        width: u8,
+        rs2: usize,
+        rs1: usize,
+        imm: i64,
+    },
     /// Anything URVirt does not emulate.
     Other,
 }
@@ -172,36 +191,21 @@ mod tests {
     #[test]
     fn csr_register_and_immediate_forms() {
         // csrrw x0, sscratch, t0  (0x14029073)
-        assert_eq!(
-            decode(0x1402_9073).insn,
-            Insn::Csr { op: CsrOp::Rw, rd: 0, src: CsrSrc::Reg(5), csr: 0x140 }
-        );
+        assert_eq!(decode(0x1402_9073).insn, Insn::Csr { op: CsrOp::Rw, rd: 0, src: CsrSrc::Reg(5), csr: 0x140 });
         // csrr a0, sstatus = csrrs a0, sstatus, x0  (0x10002573)
-        assert_eq!(
-            decode(0x1000_2573).insn,
-            Insn::Csr { op: CsrOp::Rs, rd: 10, src: CsrSrc::Reg(0), csr: 0x100 }
-        );
+        assert_eq!(decode(0x1000_2573).insn, Insn::Csr { op: CsrOp::Rs, rd: 10, src: CsrSrc::Reg(0), csr: 0x100 });
         // csrsi sstatus, 2 = csrrsi x0, sstatus, 2  (0x10016073)
         let d = decode(0x1001_6073);
         assert_eq!(d.insn, Insn::Csr { op: CsrOp::Rs, rd: 0, src: CsrSrc::Imm(2), csr: 0x100 });
         assert_eq!(d.insn.mnemonic(), "csrrsi");
         assert_eq!(d.len, 4);
         // csrrc a1, sie, a2 (0x104635f3) and csrrci a1, sip, 31 (0x144ff5f3)
-        assert_eq!(
-            decode(0x1046_35f3).insn,
-            Insn::Csr { op: CsrOp::Rc, rd: 11, src: CsrSrc::Reg(12), csr: 0x104 }
-        );
-        assert_eq!(
-            decode(0x144f_f5f3).insn,
-            Insn::Csr { op: CsrOp::Rc, rd: 11, src: CsrSrc::Imm(31), csr: 0x144 }
-        );
+        assert_eq!(decode(0x1046_35f3).insn, Insn::Csr { op: CsrOp::Rc, rd: 11, src: CsrSrc::Reg(12), csr: 0x104 });
+        assert_eq!(decode(0x144f_f5f3).insn, Insn::Csr { op: CsrOp::Rc, rd: 11, src: CsrSrc::Imm(31), csr: 0x144 });
         // csrrwi a0, stvec, 1 (0x1050d573)
         assert_eq!(decode(0x1050_d573).insn.mnemonic(), "csrrwi");
         // rdtime a0 = csrrs a0, time, x0 (0xc0102573)
-        assert_eq!(
-            decode(0xc010_2573).insn,
-            Insn::Csr { op: CsrOp::Rs, rd: 10, src: CsrSrc::Reg(0), csr: 0xc01 }
-        );
+        assert_eq!(decode(0xc010_2573).insn, Insn::Csr { op: CsrOp::Rs, rd: 10, src: CsrSrc::Reg(0), csr: 0xc01 });
     }
 
     #[test]

@@ -89,7 +89,10 @@ pub fn build(p: &FdtParams) -> Result<Vec<u8>> {
     fdt.end_node(root).map_err(fdt_err)?;
     let blob = fdt.finish().map_err(fdt_err)?;
     if blob.len() as u64 > FDT_MAX_SIZE {
-        return Err(Error::bad_input(format!("the guest device tree is {} bytes, over its {FDT_MAX_SIZE}", blob.len())));
+        return Err(Error::bad_input(format!(
+            "the guest device tree is {} bytes, over its {FDT_MAX_SIZE}",
+            blob.len()
+        )));
     }
     Ok(blob)
 }

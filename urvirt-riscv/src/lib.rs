@@ -7,10 +7,14 @@
 //! Pure, host-independent pieces (decoder, CSRs, trap delivery, SBI) are unit-tested on any
 //! host. The engine exists only on riscv64 Linux; elsewhere [`lab`] runs the riscv64 build of
 //! `vmm` inside a riscv64 Linux under qemu-system-riscv64.
+#[cfg(all(target_arch = "riscv64", target_os = "linux"))]
+pub mod bench;
 pub mod bpf;
 pub mod config;
 pub mod csr;
 pub mod decode;
+#[cfg(all(target_arch = "riscv64", target_os = "linux"))]
+pub mod engine;
 pub mod fdt;
 pub mod hart;
 pub mod lab;
@@ -18,10 +22,6 @@ pub mod loader;
 pub mod platform;
 pub mod sbi;
 pub mod trap;
-#[cfg(all(target_arch = "riscv64", target_os = "linux"))]
-pub mod bench;
-#[cfg(all(target_arch = "riscv64", target_os = "linux"))]
-pub mod engine;
 
 pub use config::{EcallTrap, RiscvConfig};
 

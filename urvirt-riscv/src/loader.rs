@@ -52,7 +52,10 @@ pub fn parse(image: &Image, ram_limit: u64, mem_size: u64) -> Result<Kernel> {
         parse_elf(image)?
     } else {
         reject_foreign(image)?;
-        Kernel { entry: KERNEL_ADDR, segments: vec![Segment { gpa: KERNEL_ADDR, bytes: b.clone(), mem_len: b.len() as u64 }] }
+        Kernel {
+            entry: KERNEL_ADDR,
+            segments: vec![Segment { gpa: KERNEL_ADDR, bytes: b.clone(), mem_len: b.len() as u64 }],
+        }
     };
     for s in &kernel.segments {
         let end = s.gpa.checked_add(s.mem_len);

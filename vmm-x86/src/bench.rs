@@ -78,7 +78,7 @@ fn read_guest(opts: &BenchOptions, name: &str) -> Result<Image> {
 fn vmm_exit_round(image: &Image) -> Result<(f64, f64)> {
     let console = Console::capture();
     let vm = VmConfig { mem_size: MEM, timeout: None, console: console.clone() };
-    let mut x = X86Vm::new(X86Config { vm, mode: EntryMode::Long, linux: LinuxOptions::default() })?;
+    let mut x = X86Vm::new(X86Config { vm, mode: EntryMode::Long, linux: LinuxOptions::default(), stats: false })?;
     x.load(image)?;
     let start = Instant::now();
     let outcome = x.run()?;

@@ -27,6 +27,8 @@ pub struct X86Config {
     pub vm: VmConfig,
     pub mode: EntryMode,
     pub linux: LinuxOptions,
+    /// Collect the extra --stats notes (final registers, monitor RSS), which cost a /proc read.
+    pub stats: bool,
 }
 
 /// Guest RAM when `--mem` is not given: enough for a small Linux; KVM maps it lazily, so

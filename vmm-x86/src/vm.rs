@@ -181,6 +181,9 @@ impl X86Vm {
     /// Notes for --stats: the final registers and result word of a flat guest, and what the
     /// monitor itself costs in memory.
     fn notes(&self, stats: &mut Stats) {
+        if !self.config.stats {
+            return;
+        }
         if let (Some(Loaded::Flat(_)), Some(vcpu)) = (self.loaded, self.vcpu.as_ref()) {
             if let Ok(regs) = vcpu.get_regs() {
                 let result = self.mem.read_obj::<u32>(GuestAddress(RESULT_ADDR)).unwrap_or(0);

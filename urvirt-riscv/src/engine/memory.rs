@@ -121,7 +121,7 @@ impl GuestMemory {
         }
         let off = (fdt_addr - self.base) as usize;
         ram[off..off + fdt.len()].copy_from_slice(fdt);
-        self.flush_icache();
+        // self.flush_icache();
     }
 
     /// Makes code we just wrote into RAM visible to instruction fetch on every hart this

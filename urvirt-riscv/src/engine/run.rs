@@ -192,7 +192,8 @@ impl RunState {
                     let (hart, mut p) = self.platform();
                     hart::on_illegal(hart, raw, &mut p)
                 }
-                None => self.fail("sigill", format!("guest executed an illegal instruction at pc {pc:#x}, outside guest RAM")),
+                None => self
+                    .fail("sigill", format!("guest executed an illegal instruction at pc {pc:#x}, outside guest RAM")),
             },
             libc::SIGSYS => {
                 // SAFETY: the kernel passed a valid siginfo for this signal.

@@ -21,9 +21,8 @@ fn install_once(start: u64, end: u64) -> std::result::Result<(), String> {
         return Err(format!("cannot set no_new_privs for seccomp: {}", std::io::Error::last_os_error()));
     }
     // SAFETY: `prog` points at a valid program that outlives the call (the kernel copies it).
-    let rc = unsafe {
-        libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const libc::sock_fprog)
-    };
+    let rc =
+        unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const libc::sock_fprog) };
     if rc != 0 {
         return Err(format!(
             "cannot install the seccomp ecall filter (this kernel needs CONFIG_SECCOMP_FILTER): {}",

@@ -25,9 +25,8 @@ static SELECTOR: AtomicU8 = AtomicU8::new(SYSCALL_DISPATCH_FILTER_ALLOW);
 pub fn enable(start: u64, end: u64) -> std::io::Result<()> {
     SELECTOR.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::SeqCst);
     // SAFETY: the selector is a static that outlives the dispatch setting; the range is ours.
-    let rc = unsafe {
-        libc::prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, start, end - start, SELECTOR.as_ptr())
-    };
+    let rc =
+        unsafe { libc::prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, start, end - start, SELECTOR.as_ptr()) };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -145,7 +145,8 @@ impl VirtualMachine for UrvirtVm {
         if let Some(rss) = common::stats::rss_excluding(&[self.mem.base]) {
             stats.notes.push(format!("urvirt: monitor resident memory {} KiB", rss / 1024));
         }
-        let exit = st.exit.take().unwrap_or_else(|| GuestExit::Failed("URVirt: the guest ended without a reason".into()));
+        let exit =
+            st.exit.take().unwrap_or_else(|| GuestExit::Failed("URVirt: the guest ended without a reason".into()));
         Ok(Outcome { exit, stats })
     }
 }
