@@ -2,17 +2,21 @@
 //!
 //! It looks at `seccomp_data.instruction_pointer`: a syscall made from inside guest RAM gets
 //! SECCOMP_RET_TRAP (the kernel sends SIGSYS and does not run it); everything else, the
-//! monitor's own syscalls, is allowed. rt_sigreturn is always allowed first, whoever makes it.
+//! monitor's own syscalls, is allowed. That always allows rt_sigreturn from the places it
+//! legitimately comes from (the vDSO trampoline, our own return stub): both lie outside guest
+//! RAM. From inside guest RAM it traps like any ecall: a guest making an SBI call with
+//! a7 = 139 must not get a host rt_sigreturn, which would load host registers from a frame
+//! the guest wrote.
 //!
 //! Why hand-written: seccompiler (and libseccomp) build filters on the syscall number and
 //! arguments only; neither can express a condition on the instruction pointer, which is the
-//! whole point here. The program is nine instructions, so we write it with libc's
+//! whole point here. The program is seven instructions, so we write it with libc's
 //! `sock_filter` and test it with a small interpreter below.
 //!
 //! Pure code: built and tested on any host; the engine installs it on riscv64.
 
 // Classic BPF opcodes (linux/filter.h).
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
+const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
 const BPF_JMP_JGE_K: u16 = 0x05 | 0x30; // BPF_JMP | BPF_JGE | BPF_K
 const BPF_JMP_JA: u16 = 0x05; // BPF_JMP | BPF_JA
@@ -24,8 +28,7 @@ pub const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 /// rt_sigreturn's number in the generic syscall table riscv64 uses.
 pub const NR_RT_SIGRETURN: u32 = 139;
 
-// Offsets in struct seccomp_data (little-endian): nr, arch, instruction_pointer (lo, hi).
-const OFF_NR: u32 = 0;
+// Offsets in struct seccomp_data (little-endian) of instruction_pointer's low and high halves.
 const OFF_IP_LO: u32 = 8;
 const OFF_IP_HI: u32 = 12;
 
@@ -41,22 +44,20 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 /// exactly 4 GiB), which the engine's physical window guarantees.
 pub fn ecall_filter(start: u64, end: u64) -> Vec<libc::sock_filter> {
     assert!(start < end && end <= 1 << 32, "guest RAM must lie in the 32-bit physical window");
-    // Jump offsets count from the next instruction; ALLOW is at index 8, TRAP at 7.
+    // Jump offsets count from the next instruction; TRAP is at index 5, ALLOW at 6.
     let last_check = if end == 1 << 32 {
         stmt(BPF_JMP_JA, 0) // every ip >= start with hi == 0 is inside
     } else {
         jump(BPF_JMP_JGE_K, end as u32, 1, 0) // ip >= end: allow, else trap
     };
     vec![
-        stmt(BPF_LD_W_ABS, OFF_NR),                 // 0
-        jump(BPF_JMP_JEQ_K, NR_RT_SIGRETURN, 6, 0), // 1: rt_sigreturn -> allow
-        stmt(BPF_LD_W_ABS, OFF_IP_HI),              // 2
-        jump(BPF_JMP_JEQ_K, 0, 0, 4),               // 3: ip >= 4 GiB -> allow
-        stmt(BPF_LD_W_ABS, OFF_IP_LO),              // 4
-        jump(BPF_JMP_JGE_K, start as u32, 0, 2),    // 5: ip < start -> allow
-        last_check,                                 // 6
-        stmt(BPF_RET_K, SECCOMP_RET_TRAP),          // 7
-        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),         // 8
+        stmt(BPF_LD_W_ABS, OFF_IP_HI),           // 0
+        jump(BPF_JMP_JEQ_K, 0, 0, 4),            // 1: ip >= 4 GiB -> allow
+        stmt(BPF_LD_W_ABS, OFF_IP_LO),           // 2
+        jump(BPF_JMP_JGE_K, start as u32, 0, 2), // 3: ip < start -> allow
+        last_check,                              // 4: ip >= end -> allow
+        stmt(BPF_RET_K, SECCOMP_RET_TRAP),       // 5: inside guest RAM
+        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),      // 6: the monitor, libc, the vDSO
     ]
 }
 
@@ -95,7 +96,8 @@ mod tests {
         assert_eq!(run(&p, 64, 0x7fff_fffc), SECCOMP_RET_ALLOW, "just below");
         assert_eq!(run(&p, 64, 0x2a_8000_1000), SECCOMP_RET_ALLOW, "monitor code high up");
         assert_eq!(run(&p, 64, 0x1_8020_0000), SECCOMP_RET_ALLOW, "same low half, above 4 GiB");
-        assert_eq!(run(&p, NR_RT_SIGRETURN, 0x8020_0000), SECCOMP_RET_ALLOW, "rt_sigreturn always");
+        assert_eq!(run(&p, NR_RT_SIGRETURN, 0x3f_f7ff_f000), SECCOMP_RET_ALLOW, "vDSO rt_sigreturn");
+        assert_eq!(run(&p, NR_RT_SIGRETURN, 0x8020_0000), SECCOMP_RET_TRAP, "no host sigreturn for the guest");
     }
 
     #[test]

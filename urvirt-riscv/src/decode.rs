@@ -16,7 +16,7 @@ pub enum CsrOp {
 /// Where a CSR instruction's operand comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CsrSrc {
-    /// The value of register x[n].
+    /// The value of register `x[n]`.
     Reg(usize),
     /// A 5-bit immediate (csrrwi/csrrsi/csrrci).
     Imm(u64),
@@ -47,7 +47,7 @@ pub enum Insn {
         rs1: usize,
         rs2: usize,
     },
-    /// A load of `width` bytes into x[rd] from x[rs1] + imm.
+    /// A load of `width` bytes into `x[rd]` from `x[rs1] + imm`.
     Load {
         width: u8,
         signed: bool,
@@ -55,7 +55,7 @@ pub enum Insn {
         rs1: usize,
         imm: i64,
     },
-    /// A store of `width` bytes of x[rs2] to x[rs1] + imm.
+    /// A store of `width` bytes of `x[rs2]` to `x[rs1] + imm`.
     Store {
         width: u8,
         rs2: usize,

@@ -33,7 +33,7 @@ pub enum Action {
 /// Registers and CSRs of the virtual hart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hart {
-    /// x0..x31; x[0] is kept zero.
+    /// x0..x31; `x[0]` is kept zero.
     pub x: [u64; 32],
     pub pc: u64,
     pub mode: Mode,

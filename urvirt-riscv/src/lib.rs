@@ -1,12 +1,21 @@
 //! URVirt: a trap-and-emulate RISC-V hypervisor that runs in U-mode as an ordinary Linux process.
 //!
 //! The guest's S-mode kernel runs directly on the CPU in our own (U-mode) process. Privileged
-//! instructions raise SIGILL, faults and MMIO raise SIGSEGV, and `ecall` (SBI) raises SIGSYS
+//! instructions raise SIGILL, faults raise SIGSEGV/SIGBUS, and `ecall` (SBI) raises SIGSYS
 //! through seccomp or syscall user dispatch; handlers edit the saved context to emulate.
 //!
-//! Pure, host-independent pieces (decoder, CSRs, trap delivery, SBI) are unit-tested on any
-//! host. The engine exists only on riscv64 Linux; elsewhere [`lab`] runs the riscv64 build of
-//! `vmm` inside a riscv64 Linux under qemu-system-riscv64.
+//! **Guest and monitor share one address space: a hostile guest that jumps into monitor code
+//! is not contained.** URVirt traps what a cooperating kernel does; see the `engine` module's docs.
+//!
+//! Pure, host-independent pieces, unit-tested on any host:
+//! - [`decode`]: the trapped instruction; [`csr`]: the virtual S-mode CSR file;
+//! - [`trap`]: delivery to stvec, sret, interrupt selection; [`sbi`]: the SBI extensions;
+//! - [`hart`]: the `Hart` and the handlers the engine calls (`on_illegal`, `on_ecall`, ...);
+//! - [`platform`]: what those handlers need from the host, as a trait;
+//! - [`fdt`]: the guest's device tree; [`loader`]: raw and ELF kernels; [`bpf`]: the seccomp program.
+//!
+//! The `engine` (and `bench`) exist only on riscv64 Linux; elsewhere [`lab`] runs the riscv64
+//! build of `vmm` inside a riscv64 Linux under qemu-system-riscv64.
 #[cfg(all(target_arch = "riscv64", target_os = "linux"))]
 pub mod bench;
 pub mod bpf;

@@ -34,7 +34,7 @@ impl GuestRam<'_> {
     pub fn range(&self, gpa: u64, len: usize) -> Option<std::ops::Range<usize>> {
         let start = gpa.checked_sub(self.base)?;
         let end = start.checked_add(len as u64)?;
-        (end <= self.bytes.len() as u64).then(|| start as usize..end as usize)
+        (end <= self.bytes.len() as u64).then_some(start as usize..end as usize)
     }
 
     pub fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
@@ -69,6 +69,12 @@ pub mod fake {
         pub now: u64,
         pub output: Vec<u8>,
         pub input: std::collections::VecDeque<u8>,
+    }
+
+    impl Default for FakePlatform {
+        fn default() -> Self {
+            Self::new()
+        }
     }
 
     impl FakePlatform {

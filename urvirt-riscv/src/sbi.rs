@@ -257,7 +257,7 @@ mod tests {
         assert_eq!(h.x[11], IMPL_ID);
         call(&mut h, &mut p, EXT_BASE, 3, &[EXT_DBCN]);
         assert_eq!((h.x[10], h.x[11]), (0, 1));
-        call(&mut h, &mut p, EXT_BASE, 3, &[0x4853_4d]); // HSM: not offered
+        call(&mut h, &mut p, EXT_BASE, 3, &[0x0048_534d]); // HSM: not offered
         assert_eq!((h.x[10], h.x[11]), (0, 0));
         call(&mut h, &mut p, EXT_BASE, 4, &[]);
         assert_eq!((h.x[10], h.x[11]), (0, 0));

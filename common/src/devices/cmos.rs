@@ -67,7 +67,7 @@ impl DateTime {
 
 fn bcd(v: u32) -> u8 {
     let v = v % 100;
-    ((v / 10) << 4 | v % 10) as u8
+    (((v / 10) << 4) | (v % 10)) as u8
 }
 
 fn host_now() -> u64 {

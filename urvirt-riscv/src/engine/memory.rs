@@ -5,9 +5,13 @@
 //! clobbering something of ours). The rest of the 32-bit physical window, [64 KiB, 4 GiB)
 //! outside RAM, is reserved PROT_NONE so that no later host mapping (heap, thread stacks,
 //! timers' threads) can appear at an address the guest might take for a device: a guest
-//! access there faults and becomes an access fault, not a read of monitor memory. Mappings
-//! that already existed in that window (a non-PIE monitor binary would) are listed by
-//! [`host_mappings_in_window`] so `--stats` can say so.
+//! access there faults and becomes an access fault, not a read of monitor memory.
+//!
+//! What we cannot move: the riscv64 `vmm` is a static non-PIE executable linked at 0x10000,
+//! and its brk heap follows it, so both lie in that window and stay reachable by a guest
+//! that ignores its device tree. (Linking it above 4 GiB fails: glibc's static objects use
+//! absolute 32-bit relocations; static-pie is not offered for this target.) `--stats` lists
+//! them through [`host_mappings_in_window`].
 use crate::loader::{Kernel, RAM_BASE};
 use common::{Error, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -32,7 +36,7 @@ fn os_err(what: &str) -> Error {
 impl GuestMemory {
     /// Creates `size` bytes of zeroed RAM at [`RAM_BASE`].
     pub fn new(size: u64) -> Result<Self> {
-        if size < 1 << 20 || size % 4096 != 0 || RAM_BASE.checked_add(size).is_none_or(|e| e > WINDOW_END) {
+        if size < 1 << 20 || !size.is_multiple_of(4096) || RAM_BASE.checked_add(size).is_none_or(|e| e > WINDOW_END) {
             return Err(Error::bad_input(format!(
                 "--mem {}: URVirt needs between 1 MiB and 2 GiB of guest RAM, in whole pages",
                 common::image::human_size(size)
@@ -121,7 +125,7 @@ impl GuestMemory {
         }
         let off = (fdt_addr - self.base) as usize;
         ram[off..off + fdt.len()].copy_from_slice(fdt);
-        // self.flush_icache();
+        self.flush_icache();
     }
 
     /// Makes code we just wrote into RAM visible to instruction fetch on every hart this
@@ -163,20 +167,34 @@ fn mappings() -> Vec<(u64, u64)> {
 }
 
 /// Host mappings (other than RAM and our reservations) inside the guest's physical window,
-/// as /proc/self/maps lines. Empty when the guest sees nothing of the host there.
+/// adjacent ones merged, as "start-end name". Empty when the guest sees nothing of the host.
 pub fn host_mappings_in_window(mem: &GuestMemory) -> Vec<String> {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    maps.lines()
-        .filter(|l| {
-            let Some((a, _)) = l.split_once('-') else { return false };
-            let a = u64::from_str_radix(a, 16).unwrap_or(u64::MAX);
-            (WINDOW_START..WINDOW_END).contains(&a)
-                && !mem.contains(a)
-                && !mem.reserved.iter().any(|&(r, _)| r == a)
-                && !l.contains(" ---p ")
-        })
-        .map(str::to_string)
-        .collect()
+    let mut merged: Vec<(u64, u64, String)> = Vec::new();
+    for l in maps.lines() {
+        let mut parts = l.split_whitespace();
+        let Some((a, b)) = parts.next().and_then(|r| r.split_once('-')) else { continue };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else { continue };
+        let perms = parts.next().unwrap_or("");
+        let name = parts.nth(3).unwrap_or("").to_string();
+        if !(WINDOW_START..WINDOW_END).contains(&a)
+            || mem.contains(a)
+            || mem.reserved.iter().any(|&(r, _)| r == a)
+            || perms.starts_with("---")
+        {
+            continue;
+        }
+        match merged.last_mut() {
+            Some(last) if last.1 == a => {
+                last.1 = b;
+                if last.2.is_empty() {
+                    last.2 = name;
+                }
+            }
+            _ => merged.push((a, b, name)),
+        }
+    }
+    merged.into_iter().map(|(a, b, n)| format!("{a:#x}-{b:#x} {n}").trim_end().to_string()).collect()
 }
 
 /// The executable mapping that holds `addr` (the monitor's code), as [start, end).

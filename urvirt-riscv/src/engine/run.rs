@@ -229,7 +229,11 @@ impl RunState {
 }
 
 /// The Rust side of every handler.
-pub fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::ucontext_t) {
+///
+/// # Safety
+/// Only for the signal entry stub: `info` and `uc` must be the kernel's pointers for the
+/// signal being handled, on this thread.
+pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::ucontext_t) {
     sud::allow();
     let p = STATE.load(Ordering::SeqCst);
     if p.is_null() {

@@ -54,7 +54,8 @@ extern "C" {
 
 /// Called by the stub with the monitor's gp/tp in place.
 extern "C" fn dispatch(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    super::run::on_signal(sig, info, uc as *mut libc::ucontext_t);
+    // SAFETY: the kernel passed these pointers for the signal being handled.
+    unsafe { super::run::on_signal(sig, info, uc as *mut libc::ucontext_t) };
 }
 
 /// The address of the stub: inside the monitor's executable mapping.

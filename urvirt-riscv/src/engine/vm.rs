@@ -139,8 +139,12 @@ impl VirtualMachine for UrvirtVm {
             self.timebase,
             wall.as_secs_f64()
         ));
-        for m in memory::host_mappings_in_window(&self.mem) {
-            stats.notes.push(format!("urvirt: host mapping inside the guest's physical window: {m}"));
+        let visible = memory::host_mappings_in_window(&self.mem);
+        if !visible.is_empty() {
+            stats.notes.push(format!(
+                "urvirt: host mappings the guest can reach below 4 GiB (not in its device tree): {}",
+                visible.join(", ")
+            ));
         }
         if let Some(rss) = common::stats::rss_excluding(&[self.mem.base]) {
             stats.notes.push(format!("urvirt: monitor resident memory {} KiB", rss / 1024));

@@ -55,7 +55,8 @@ impl BenchConfig {
 
     fn qemu_command(&self) -> Command {
         let mut c = Command::new(&self.qemu);
-        c.args(["-M", "microvm", "-enable-kvm", "-cpu", "host", "-smp", "1", "-m", &self.mem])
+        // QEMU's default CPU model: `-cpu host` dies on kvm-pvm (QEMU asserts setting MSR 0x10a).
+        c.args(["-M", "microvm", "-enable-kvm", "-smp", "1", "-m", &self.mem])
             .args(["-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot"])
             .arg("-kernel")
             .arg(&self.kernel)

@@ -71,13 +71,13 @@ pub struct BootInfo {
 /// The zero page for the 64-bit boot protocol. `hdr` is the bzImage's own setup header
 /// (None for an ELF vmlinux entered at its 64-bit entry, which gets a minimal one).
 pub fn zero_page(hdr: Option<setup_header>, e820: &[E820Entry], info: &BootInfo) -> Result<boot_params> {
-    let mut params = boot_params::default();
-    params.hdr = hdr.unwrap_or(setup_header {
+    let hdr = hdr.unwrap_or(setup_header {
         boot_flag: KERNEL_BOOT_FLAG_MAGIC,
         header: KERNEL_HDR_MAGIC,
         kernel_alignment: KERNEL_MIN_ALIGNMENT,
         ..Default::default()
     });
+    let mut params = boot_params { hdr, ..Default::default() };
     params.hdr.type_of_loader = KERNEL_LOADER_OTHER;
     params.hdr.cmd_line_ptr = info.cmdline_addr as u32;
     params.hdr.cmdline_size = info.cmdline_len as u32;

@@ -1,0 +1,206 @@
+//! The URVirt engine's own behaviour, beyond the set-up guests: timer interrupts (through
+//! `wfi` and preempting a spinning guest), exceptions delivered to the guest's trap handler,
+//! ELF kernels, and images that are bad input. Each guest is a few instructions of machine
+//! code (assembled from the listing beside it) run through the real lab host: a riscv64 Linux
+//! under qemu-system-riscv64, with the real seccomp filter and syscall user dispatch.
+mod support;
+use std::process::Output;
+use support::*;
+
+fn require_lab() {
+    artifact("riscv-lab/Image");
+    artifact("riscv64gc-unknown-linux-gnu/release/vmm");
+}
+
+fn image(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+fn run_words(test: &str, ecall: &str, extra: &[&str], bytes: &[u8]) -> Output {
+    require_lab();
+    let path = scratch_file(test, "guest.bin", bytes);
+    let mut args = vec!["run", "--arch", "riscv", "--ecall", ecall, "--timeout", "20"];
+    args.extend_from_slice(extra);
+    args.push(path_str(&path));
+    run_vmm(&args, 90)
+}
+
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", describe(out));
+}
+
+/// Arms the SBI timer 10 ms ahead with STIE and SIE set, then waits. The handler prints "T\n"
+/// and powers off with SRST reason 0xE0000000 + 6 + (scause >> 63): exit 7 only if the trap
+/// was an interrupt.
+///   la t0, handler; csrw stvec, t0; li t0, 0x20; csrs sie, t0; rdtime a0; li t1, 100000;
+///   add a0, a0, t1; li a7, TIME; li a6, 0; ecall; csrsi sstatus, 2; loop: wfi; j loop
+///   handler: csrr t2, scause; li a7, 1; li a0, 'T'; ecall; li a0, 10; ecall; srli t2, t2, 63;
+///   li a7, SRST; li a6, 0; li a0, 0; li a1, 0xE0000000; add a1, a1, t2; addi a1, a1, 6; ecall
+const TIMER_WFI: [u32; 27] = [
+    0x00000297, 0x03828293, 0x10529073, 0x02000293, 0x1042a073, 0xc0102573, 0x031b6361, 0x951a6a03, 0x544958b7,
+    0xd458889b, 0x00734801, 0x60730000, 0x00731001, 0xbff51050, 0x142023f3, 0x05134885, 0x00730540, 0x45290000,
+    0x00000073, 0x03f3d393, 0x535258b7, 0x3548889b, 0x45014801, 0x0070059b, 0x959e05f6, 0x00730599, 0x00010000,
+];
+
+/// The same, but `loop: j loop` instead of `wfi`: only the host timer (SIGALRM) can get in.
+const TIMER_SPIN: [u32; 26] = [
+    0x00000297, 0x03428293, 0x10529073, 0x02000293, 0x1042a073, 0xc0102573, 0x031b6361, 0x951a6a03, 0x544958b7,
+    0xd458889b, 0x00734801, 0x60730000, 0xa0011001, 0x142023f3, 0x05134885, 0x00730540, 0x45290000, 0x00000073,
+    0x03f3d393, 0x535258b7, 0x3548889b, 0x45014801, 0x0070059b, 0x959e05f6, 0x00730599, 0x00010000,
+];
+
+fn timer(test: &str, ecall: &str, words: &[u32]) {
+    let out = run_words(test, ecall, &[], &image(words));
+    assert_exit(&out, 7);
+    assert_eq!(stdout(&out), "T\n");
+}
+
+#[test]
+fn timer_interrupt_wakes_wfi_seccomp() {
+    timer("wfi-seccomp", "seccomp", &TIMER_WFI);
+}
+
+#[test]
+fn timer_interrupt_wakes_wfi_sud() {
+    timer("wfi-sud", "sud", &TIMER_WFI);
+}
+
+#[test]
+fn timer_interrupt_preempts_spinning_guest_seccomp() {
+    timer("spin-seccomp", "seccomp", &TIMER_SPIN);
+}
+
+#[test]
+fn timer_interrupt_preempts_spinning_guest_sud() {
+    timer("spin-sud", "sud", &TIMER_SPIN);
+}
+
+#[test]
+fn stats_name_traps_by_kind() {
+    let out = run_words("stats", "auto", &["--stats"], &image(&TIMER_WFI));
+    assert_exit(&out, 7);
+    let err = stderr(&out);
+    for kind in ["sigill csrrw", "sigill csrrs", "sigill csrrsi", "sigsys sbi time", "sigsys sbi legacy-putchar"] {
+        assert!(err.contains(kind), "no '{kind}' row in --stats:\n{err}");
+    }
+    assert!(err.contains("interrupt delivered"), "{err}");
+    assert!(err.contains("urvirt: ecall trap syscall user dispatch"), "auto picks SUD on the 6.12 lab kernel:\n{err}");
+}
+
+/// stvec = handler; li t0, 0x1000; sd zero, 0(t0). The handler checks stval == 0x1000 and
+/// powers off with status scause (7: store access fault), or 99.
+const STORE_FAULT: [u32; 16] = [
+    0x00000297, 0x01428293, 0x10529073, 0xb0236285, 0xa0010002, 0x14202673, 0x143026f3, 0x05936305, 0x96630630,
+    0x059b0066, 0x05f60070, 0x58b795b2, 0x889b5352, 0x48013548, 0x00734501, 0x00010000,
+];
+
+#[test]
+fn store_outside_ram_is_an_access_fault_for_the_guest() {
+    assert_exit(&run_words("store-fault", "auto", &[], &image(&STORE_FAULT)), 7);
+}
+
+/// The same store without a trap handler: a guest failure naming the address and pc.
+///   lui t0, 1; sd zero, 0(t0)
+#[test]
+fn store_outside_ram_without_handler_fails_clearly() {
+    let out = run_words("store-nohandler", "auto", &[], &image(&[0xb0236285, 0x00010002]));
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("wrote to 0x1000") && err.contains("pc 0x80200002"), "{err}");
+    assert!(err.contains("store access fault"), "{err}");
+}
+
+/// stvec = handler; bad: csrr a0, mstatus. The handler checks sepc == bad and stval == the
+/// instruction (0x30002573), then powers off with status scause (2), else 98.
+const ILLEGAL_TO_GUEST: [u32; 21] = [
+    0x00000297, 0x01428293, 0x10529073, 0x30002573, 0x0001a001, 0x14202673, 0x143026f3, 0x14102773, 0x06200593,
+    0x00000317, 0xfe830313, 0x00671c63, 0x30002337, 0x5733031b, 0x00669663, 0x0070059b, 0x95b205f6, 0x535258b7,
+    0x3548889b, 0x45014801, 0x00000073,
+];
+
+#[test]
+fn illegal_instruction_goes_to_the_guest_handler() {
+    assert_exit(&run_words("illegal", "seccomp", &[], &image(&ILLEGAL_TO_GUEST)), 2);
+}
+
+/// stvec = handler; c.ebreak. The handler powers off with status scause (3: breakpoint).
+const EBREAK: [u32; 11] = [
+    0x00000297, 0x01028293, 0x10529073, 0xa0019002, 0x14202673, 0x0070059b, 0x95b205f6, 0x535258b7, 0x3548889b,
+    0x45014801, 0x00000073,
+];
+
+#[test]
+fn ebreak_is_a_breakpoint_for_the_guest() {
+    assert_exit(&run_words("ebreak", "sud", &[], &image(&EBREAK)), 3);
+}
+
+/// Prints "ELF\n" with legacy putchar, then SRST with reason 0xE0000005 (exit status 5).
+const PUTC: [u32; 15] = [
+    0x05134885, 0x00730450, 0x05130000, 0x007304c0, 0x05130000, 0x00730460, 0x45290000, 0x00000073, 0x535258b7,
+    0x3548889b, 0x45014801, 0x0070059b, 0x059505f6, 0x00000073, 0x0001a001,
+];
+
+/// A minimal ELF64 with one PT_LOAD of `code` at `paddr` (entry there too).
+fn elf(machine: u16, paddr: u64, code: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 64 + 56];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2; // 64-bit
+    b[5] = 1; // little-endian
+    b[6] = 1;
+    b[16] = 2; // ET_EXEC
+    b[18..20].copy_from_slice(&machine.to_le_bytes());
+    b[24..32].copy_from_slice(&paddr.to_le_bytes());
+    b[32..40].copy_from_slice(&64u64.to_le_bytes());
+    b[54..56].copy_from_slice(&56u16.to_le_bytes());
+    b[56..58].copy_from_slice(&1u16.to_le_bytes());
+    let ph = 64;
+    b[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    b[ph + 8..ph + 16].copy_from_slice(&120u64.to_le_bytes());
+    b[ph + 16..ph + 24].copy_from_slice(&paddr.to_le_bytes());
+    b[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes());
+    b[ph + 32..ph + 40].copy_from_slice(&(code.len() as u64).to_le_bytes());
+    b[ph + 40..ph + 48].copy_from_slice(&(code.len() as u64 + 4096).to_le_bytes());
+    b.extend_from_slice(code);
+    b
+}
+
+#[test]
+fn elf_kernel_runs_from_its_physical_address() {
+    // Deliberately not at 0x80200000: the ELF's own address and entry are used.
+    let out = run_words("elf", "auto", &[], &elf(243, 0x8040_0000, &image(&PUTC)));
+    assert_exit(&out, 5);
+    assert_eq!(stdout(&out), "ELF\n");
+}
+
+#[test]
+fn elf_for_another_machine_is_bad_input() {
+    let out = run_words("elf-x86", "auto", &[], &elf(62, 0x8020_0000, &image(&PUTC)));
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("machine 62"), "{}", describe(&out));
+}
+
+#[test]
+fn text_file_is_bad_input() {
+    let out = run_words("text", "auto", &[], b"this is a shopping list, not a kernel\n");
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("is not a RISC-V kernel: it is text"), "{}", describe(&out));
+}
+
+/// li a7, 139 (rt_sigreturn's number); ecall; then SRST with status 4 if a0 came back as
+/// SBI_ERR_NOT_SUPPORTED (-2), else 9. A guest must never reach the host's rt_sigreturn.
+///   li a7, 139; ecall; li t0, -2; li a1, 0xE0000009; bne a0, t0, 1f; li a1, 0xE0000004;
+///   1: li a7, SRST; li a6, 0; li a0, 0; ecall; j .
+const ECALL_139: [u32; 12] = [
+    0x08b00893, 0x00000073, 0x059b52f9, 0x05f60070, 0x166305a5, 0x059b0055, 0x05f60070, 0x58b70591, 0x889b5352,
+    0x48013548, 0x00734501, 0xa0010000,
+];
+
+#[test]
+fn guest_ecall_with_sigreturn_number_is_just_an_sbi_call_seccomp() {
+    assert_exit(&run_words("sigret-seccomp", "seccomp", &[], &image(&ECALL_139)), 4);
+}
+
+#[test]
+fn guest_ecall_with_sigreturn_number_is_just_an_sbi_call_sud() {
+    assert_exit(&run_words("sigret-sud", "sud", &[], &image(&ECALL_139)), 4);
+}
