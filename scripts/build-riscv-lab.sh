@@ -54,7 +54,8 @@ build_kernel_from() {
     "${kmake[@]}" KCONFIG_ALLCONFIG="$build/allno.config" allnoconfig >/dev/null
     # URVirt needs these: memfd for guest RAM, seccomp and (6.9+) syscall user dispatch for ecall.
     local want=(CONFIG_SECCOMP CONFIG_SECCOMP_FILTER CONFIG_MEMFD_CREATE CONFIG_BLK_DEV_INITRD
-        CONFIG_SERIAL_8250_CONSOLE CONFIG_POWER_RESET_SYSCON_POWEROFF CONFIG_FPU)
+        CONFIG_SERIAL_8250_CONSOLE CONFIG_POWER_RESET_SYSCON_POWEROFF CONFIG_FPU CONFIG_PROC_SYSCTL
+        CONFIG_PROC_PAGE_MONITOR)
     [[ "$tarball" == *6.1.tar.xz ]] || want+=(CONFIG_GENERIC_ENTRY)
     local opt
     for opt in "${want[@]}"; do
@@ -65,6 +66,7 @@ build_kernel_from() {
     mkdir -p "$out"
     cp "$build/arch/riscv/boot/Image" "$out/Image.tmp"
     cp "$build/.config" "$out/config"
+    cp "$build/System.map" "$out/System.map" # to read addresses in a boot log (no kallsyms)
     mv "$out/Image.tmp" "$out/Image"
     rm -rf "$build"
 }
@@ -166,13 +168,17 @@ build_kernel() {
         if [[ -f "$out/Image" ]]; then
             log "kernel cached: $out/Image ($(basename "$tarball"))"
         # A separate process, so that `set -e` still holds inside the build (it does not in a condition).
-        elif ! "$0" _build_one "$tarball" "$out"; then
+        elif ! bash "$ROOT/scripts/build-riscv-lab.sh" _build_one "$tarball" "$out"; then
             log "building from $(basename "$tarball") failed; trying the next source"
             continue
         fi
         verify_kernel "$out" "$(basename "$tarball" .tar.xz)"
         mkdir -p "$LAB"
-        cmp -s "$out/Image" "$LAB/Image" 2>/dev/null || cp "$out/Image" "$LAB/Image"
+        # Replace atomically: a test may be booting the old Image right now.
+        if ! cmp -s "$out/Image" "$LAB/Image" 2>/dev/null; then
+            cp "$out/Image" "$LAB/Image.tmp"
+            mv "$LAB/Image.tmp" "$LAB/Image"
+        fi
         basename "$tarball" .tar.xz >"$LAB/kernel-source"
         log "kernel ready: $LAB/Image"
         return 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds vmm's small x86_64 guest kernel (vmlinux with the PVH note, and bzImage) from Debian's
 # linux-source-6.1 plus scripts/x86_64-guest.config, and a busybox initramfs whose /init prints
-# VMM-INIT-OK and powers the machine off. The kernel is cached under
+# VMM-INIT-OK and ends the VM (or first runs a shell when the command line has `vmm.shell`).
+# The kernel is cached under
 # ${VMM_CACHE:-$HOME/.cache/vmm}/x86-kernel-<hash>/ keyed by the source version, the fragment and this
 # script; the results are copied into target/guests/x86/linux/. Idempotent.
 set -euo pipefail
@@ -71,6 +72,7 @@ if [ -n "${VMM_SHELL:-}" ] || /bin/busybox grep -qw vmm.shell /proc/cmdline; the
 fi
 /bin/busybox reboot -f
 INIT
+touch -d @0 "$initdir/init" # a byte-identical initramfs on every run
 cat > "$initdir/list" <<LIST
 dir /dev 0755 0 0
 nod /dev/console 0600 0 0 c 5 1
@@ -82,6 +84,6 @@ file /bin/busybox $busybox 0755 0 0
 slink /bin/sh /bin/busybox 0777 0 0
 file /init $initdir/init 0755 0 0
 LIST
-"$cache/gen_init_cpio" "$initdir/list" | gzip -9n > "$out/initramfs.cpio.gz.tmp"
+"$cache/gen_init_cpio" -t 0 "$initdir/list" | gzip -9n > "$out/initramfs.cpio.gz.tmp"
 mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
 ls -l "$out"

@@ -8,7 +8,7 @@ set -euo pipefail
 # (it flushes its TLB on each SUM toggle), and this image's qemu-utils is already 10.x, which
 # conflicts with 7.2's qemu-system-common. So QEMU comes from backports.
 BACKPORTS_PKGS=(qemu-system-misc qemu-system-x86)
-MAIN_PKGS=(qemu-user gcc-riscv64-linux-gnu binutils opensbi linux-source-6.1 linux-source-6.12
+MAIN_PKGS=(qemu-user gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils opensbi linux-source-6.1 linux-source-6.12
   linux-image-amd64 busybox-static flex bison bc libelf-dev libssl-dev cpio make gcc xz-utils)
 
 APT_DIR=/var/cache/vmm-apt

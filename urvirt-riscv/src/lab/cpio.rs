@@ -71,9 +71,8 @@ impl Cpio {
     }
 
     fn pad(&mut self) {
-        while self.bytes.len() % 4 != 0 {
-            self.bytes.push(0);
-        }
+        let padded = self.bytes.len().next_multiple_of(4);
+        self.bytes.resize(padded, 0);
     }
 }
 
@@ -121,7 +120,7 @@ mod tests {
         c.file("init", 0o755, b"\x7fELF...");
         c.file("a", 0o644, b"");
         let bytes = c.finish();
-        assert_eq!(bytes.len() % 4, 0);
+        assert_eq!(bytes.len() & 3, 0);
         let entries = parse(&bytes);
         assert_eq!(entries.len(), 4);
         assert_eq!(entries[0], ("dev".into(), 0o040755, 0, 0, vec![]));

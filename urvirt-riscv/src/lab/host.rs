@@ -7,7 +7,8 @@ use crate::config::RiscvConfig;
 use common::image::Image;
 use common::vm::{Outcome, VirtualMachine};
 use common::{Error, Result};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
 
 /// Where the guest kernel is loaded: 2 MiB into guest RAM (0x80200000).
 const KERNEL_OFFSET: u64 = 0x20_0000;
@@ -77,8 +78,16 @@ pub fn run_inner(config: &RiscvConfig, inner_args: Vec<String>, files: Vec<(Stri
         args.push(0);
     }
     cpio.file("vmm-args", 0o644, &args);
+    let mut dirs = BTreeSet::new();
     for (name, data) in &files {
-        cpio.file(name.trim_start_matches('/'), 0o644, data);
+        let name = name.trim_start_matches('/');
+        // Parent directories first, each once.
+        for (i, _) in name.match_indices('/') {
+            if dirs.insert(name[..i].to_string()) {
+                cpio.dir(&name[..i]);
+            }
+        }
+        cpio.file(name, 0o644, data);
     }
     eprintln!(
         "vmm: running the riscv64 build inside riscv64 Linux under qemu-system-riscv64 (this host is {})",
@@ -91,11 +100,43 @@ pub fn run_inner(config: &RiscvConfig, inner_args: Vec<String>, files: Vec<(Stri
 pub struct LabHostVm {
     config: RiscvConfig,
     guest: Option<Vec<u8>>,
+    /// Where the guest sits in the initramfs (and what the inner vmm's messages call it).
+    guest_path: String,
+}
+
+/// Names the initramfs already uses.
+const RESERVED: [&str; 4] = ["dev", "proc", "init", "vmm-args"];
+
+/// The user's image path as the inner vmm should see it, so that its messages name the file
+/// the user gave: the same path (the inner vmm runs in /), or /guest.bin when that path cannot
+/// be recreated as is (`..`, not UTF-8, or clashing with the initramfs's own names).
+fn inner_guest_path(path: &Path) -> String {
+    let fallback = || "/guest.bin".to_string();
+    let mut parts = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => match p.to_str() {
+                Some(p) => parts.push(p),
+                None => return fallback(),
+            },
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir | Component::Prefix(_) => return fallback(),
+        }
+    }
+    if parts.is_empty() || RESERVED.contains(&parts[0]) {
+        return fallback();
+    }
+    let joined = parts.join("/");
+    if path.has_root() {
+        format!("/{joined}")
+    } else {
+        joined
+    }
 }
 
 impl LabHostVm {
     pub fn new(config: RiscvConfig) -> Result<Self> {
-        Ok(LabHostVm { config, guest: None })
+        Ok(LabHostVm { config, guest: None, guest_path: "/guest.bin".into() })
     }
 
     /// The inner command line: the same run, on the lab's riscv64 Linux.
@@ -112,7 +153,7 @@ impl LabHostVm {
         if c.stats {
             args.push("--stats".into());
         }
-        args.push("/guest.bin".into());
+        args.push(self.guest_path.clone());
         args
     }
 }
@@ -126,12 +167,13 @@ impl VirtualMachine for LabHostVm {
             image.check_fits("kernel", KERNEL_OFFSET, self.config.vm.mem_size)?;
         }
         self.guest = Some(image.bytes.clone());
+        self.guest_path = inner_guest_path(&image.path);
         Ok(())
     }
 
     fn run(&mut self) -> Result<Outcome> {
         let guest = self.guest.take().ok_or_else(|| Error::bad_input("no guest image was loaded"))?;
-        run_inner(&self.config, self.inner_args(), vec![("guest.bin".into(), guest)])
+        run_inner(&self.config, self.inner_args(), vec![(self.guest_path.clone(), guest)])
     }
 }
 
@@ -159,6 +201,17 @@ mod tests {
         );
         let vm = LabHostVm::new(config(None, false)).unwrap();
         assert_eq!(vm.inner_args().join(" "), "run --arch riscv --mem 67108864 --ecall seccomp /guest.bin");
+    }
+
+    #[test]
+    fn the_inner_vmm_sees_the_users_path_when_it_can() {
+        let p = |s: &str| inner_guest_path(Path::new(s));
+        assert_eq!(p("target/guests/riscv/hello.bin"), "target/guests/riscv/hello.bin");
+        assert_eq!(p("./hello.bin"), "hello.bin");
+        assert_eq!(p("/tmp/x/garbage.bin"), "/tmp/x/garbage.bin");
+        assert_eq!(p("../hello.bin"), "/guest.bin");
+        assert_eq!(p("/init"), "/guest.bin");
+        assert_eq!(p("dev/console"), "/guest.bin");
     }
 
     #[test]

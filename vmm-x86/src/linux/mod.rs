@@ -84,3 +84,22 @@ pub fn load(
     cpuid::setup(kvm, vcpu, BOOT_APIC_ID, CPUS)?;
     regs::setup(vcpu, mem, mem_size, kernel.entry)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_are_told_from_flat_binaries() {
+        // The classic 25-byte real-mode demo and a 512-byte boot sector are flat binaries.
+        assert!(!is_linux_kernel(&[0xba, 0xf8, 0x03, 0x00, 0xd8, 0xee]));
+        let mut boot_sector = vec![0u8; 512];
+        boot_sector[510..].copy_from_slice(&[0x55, 0xaa]);
+        assert!(!is_linux_kernel(&boot_sector));
+        assert!(is_linux_kernel(b"\x7fELF\x02\x01\x01"));
+        let mut bz = vec![0u8; 0x300];
+        bz[0x202..0x206].copy_from_slice(b"HdrS");
+        assert!(is_linux_kernel(&bz));
+        assert!(DEFAULT_CMDLINE.contains("console=ttyS0") && DEFAULT_CMDLINE.contains("reboot=k"));
+    }
+}
