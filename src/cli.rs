@@ -41,6 +41,12 @@ pub struct BenchArgs {
     /// RISC-V: how guest ecalls are trapped during the benchmark
     #[arg(long, value_enum, default_value = "auto")]
     pub ecall: Ecall,
+    /// x86: instead, time process start to Linux's `console [ttyS0] enabled`, vmm vs QEMU microvm
+    #[arg(long)]
+    pub linux: bool,
+    /// x86 --linux: boots of each side
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,21 +132,26 @@ pub fn x86_vm(args: &RunArgs, vm: VmConfig) -> Result<Box<dyn VirtualMachine>> {
     vmm_x86::new_vm(vmm_x86::X86Config { vm, mode, linux, stats: args.stats })
 }
 
-/// `vmm bench --arch x86`: guests and the C baseline are found from the repository holding this binary.
+/// `vmm bench --arch x86`: guests, kernels and the C baseline are found from the repository
+/// holding this binary (target/<profile>/vmm), else from the current directory.
 #[cfg(target_arch = "x86_64")]
-pub fn x86_bench() -> Result<String> {
+pub fn x86_bench(args: &BenchArgs) -> Result<String> {
     let exe = std::env::current_exe().map_err(|e| Error::bad_input(format!("cannot find the vmm binary: {e}")))?;
-    // target/<profile>/vmm -> the repository root.
     let root = exe.ancestors().nth(3).filter(|r| r.join("benches").is_dir()).map(PathBuf::from);
     let root = match root {
         Some(r) => r,
         None => std::env::current_dir().map_err(|e| Error::bad_input(format!("no current directory: {e}")))?,
     };
-    vmm_x86::bench::run(&vmm_x86::bench::BenchOptions::in_repo(&root)?)
+    if args.linux {
+        let config = vmm_x86::linux::bench::BenchConfig::for_repo(&root, exe, args.runs.max(1));
+        Ok(vmm_x86::linux::bench::run(&config)?.to_string())
+    } else {
+        vmm_x86::bench::run(&vmm_x86::bench::BenchOptions::in_repo(&root)?)
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub fn x86_bench() -> Result<String> {
+pub fn x86_bench(_args: &BenchArgs) -> Result<String> {
     Err(Error::bad_input("--arch x86 needs an x86_64 host with /dev/kvm; this build is for another architecture"))
 }
 

@@ -68,7 +68,7 @@ fn run(args: &RunArgs) -> Result<i32> {
 fn bench(args: &BenchArgs) -> Result<i32> {
     match args.arch {
         Arch::X86 => {
-            print_report(&cli::x86_bench()?);
+            print_report(&cli::x86_bench(args)?);
             Ok(EXIT_OK)
         }
         Arch::Riscv => riscv_bench(args.ecall.into()),
