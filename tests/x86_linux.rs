@@ -210,17 +210,3 @@ fn missing_initrd_is_refused() {
     let vmlinux = guest("vmlinux");
     assert_bad_input(&run_args(&vmlinux, &["--initrd", "/nonexistent/initramfs.cpio.gz"]), "cannot read initrd");
 }
-
-/// The benchmark of issue 3 (not a test: run it with
-/// `cargo test --release --test x86_linux -- --ignored --nocapture boot_benchmark`).
-#[test]
-#[ignore]
-fn boot_benchmark() {
-    require_kvm();
-    let _ = guest("vmlinux");
-    flavor();
-    let runs = std::env::var("VMM_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
-    let config = vmm_x86::linux::bench::BenchConfig::for_repo(&root(), PathBuf::from(env!("CARGO_BIN_EXE_vmm")), runs);
-    let report = vmm_x86::linux::bench::run(&config).unwrap_or_else(|e| panic!("benchmark failed: {e}"));
-    println!("{report}");
-}
