@@ -50,6 +50,16 @@ fn image_larger_than_guest_ram() {
 }
 
 #[test]
+fn linux_options_on_a_flat_binary_are_refused() {
+    require_kvm();
+    let hello = guest("hello.bin");
+    let out = run_vmm(&["run", "--arch", "x86", "--initrd", "/nonexistent", &hello], 30);
+    assert_one_line(&out, 2, "apply to Linux kernels");
+    let out = run_vmm(&["run", "--arch", "x86", "--kernel-cmdline", "quiet", &hello], 30);
+    assert_one_line(&out, 2, "is a flat binary");
+}
+
+#[test]
 fn bad_mem_values() {
     let hello = guest("hello.bin");
     let out = run_vmm(&["run", "--arch", "x86", "--mem", "12Q", &hello], 30);

@@ -216,6 +216,14 @@ impl VirtualMachine for X86Vm {
             self.loaded = Some(Loaded::Linux);
             return Ok(());
         }
+        // Linux options on a flat binary would be silently ignored: refuse them instead.
+        let linux_opts = &self.config.linux;
+        if linux_opts.initrd.is_some() || linux_opts.cmdline.is_some() {
+            return Err(Error::bad_input(format!(
+                "--initrd and --kernel-cmdline apply to Linux kernels (bzImage or ELF vmlinux); {} is a flat binary",
+                image.path.display()
+            )));
+        }
         let vcpu = self.create_vcpu()?;
         let mut sregs = vcpu.get_sregs().map_err(|e| kvm::setup_error("KVM_GET_SREGS", e))?;
         let regs = modes::load_flat(&self.mem, image, self.config.mode, self.config.vm.mem_size, &mut sregs)?;
