@@ -10,8 +10,6 @@ use common::{Error, Result};
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-/// Where the guest kernel is loaded: 2 MiB into guest RAM (0x80200000).
-const KERNEL_OFFSET: u64 = 0x20_0000;
 const SETUP_HINT: &str = "run `scripts/setup.sh` (it builds the riscv64 kernel and vmm for the lab host)";
 const DEFAULT_FIRMWARE: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 
@@ -161,11 +159,10 @@ impl LabHostVm {
 impl VirtualMachine for LabHostVm {
     /// Checks what can be checked without booting (the inner vmm checks the rest).
     fn load(&mut self, image: &Image) -> Result<()> {
-        // A raw binary is copied as is to 0x80200000; an ELF's file size says less, so the
-        // inner vmm judges it.
-        if !image.bytes.starts_with(b"\x7fELF") {
-            image.check_fits("kernel", KERNEL_OFFSET, self.config.vm.mem_size)?;
-        }
+        // The loader is pure: judge the image here exactly as the engine will, so a bad one
+        // is refused before a riscv64 Linux is booted for it.
+        let mem_size = self.config.vm.mem_size;
+        crate::loader::parse(image, crate::fdt::fdt_address(crate::loader::RAM_BASE, mem_size), mem_size)?;
         self.guest = Some(image.bytes.clone());
         self.guest_path = inner_guest_path(&image.path);
         Ok(())
