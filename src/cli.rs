@@ -38,9 +38,9 @@ pub struct BenchArgs {
     /// Which backend to measure
     #[arg(long, value_enum, default_value = "x86")]
     pub arch: Arch,
-    /// RISC-V: how guest ecalls are trapped during the benchmark
-    #[arg(long, value_enum, default_value = "auto")]
-    pub ecall: Ecall,
+    /// RISC-V: how guest ecalls are trapped during the benchmark [default: auto]
+    #[arg(long, value_enum)]
+    pub ecall: Option<Ecall>,
     /// x86: instead, time process start to Linux's `console [ttyS0] enabled`, vmm vs QEMU microvm
     #[arg(long)]
     pub linux: bool,
@@ -84,9 +84,9 @@ pub struct RunArgs {
     /// Guest architecture
     #[arg(long, value_enum, default_value = "x86")]
     pub arch: Arch,
-    /// x86 flat binaries: the CPU mode the image is entered in, at guest physical 0x1000
-    #[arg(long, value_enum, default_value = "real")]
-    pub mode: Mode,
+    /// x86 flat binaries: the CPU mode the image is entered in, at guest physical 0x1000 [default: real]
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
     /// Guest RAM, e.g. 128M or 1G (x86 default 256M, RISC-V default 128M)
     #[arg(long, value_name = "SIZE")]
     pub mem: Option<String>,
@@ -94,26 +94,57 @@ pub struct RunArgs {
     #[arg(long)]
     pub stats: bool,
     /// Stop a runaway guest after this many seconds (exit code 1)
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
+    pub timeout: Option<String>,
     /// Linux: the kernel command line (default: console=ttyS0 reboot=k panic=1 ...)
     #[arg(long, value_name = "CMDLINE")]
     pub kernel_cmdline: Option<String>,
     /// Linux: an initramfs to load
     #[arg(long, value_name = "FILE")]
     pub initrd: Option<PathBuf>,
-    /// RISC-V: how guest ecalls are trapped (auto: syscall user dispatch if the kernel has it, else seccomp)
-    #[arg(long, value_enum, default_value = "auto")]
-    pub ecall: Ecall,
+    /// RISC-V: how guest ecalls are trapped (auto: syscall user dispatch if the kernel has it, else seccomp) [default: auto]
+    #[arg(long, value_enum)]
+    pub ecall: Option<Ecall>,
     /// The guest image
     pub image: PathBuf,
 }
 
-pub fn parse_timeout(secs: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(secs)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| Error::bad_input(format!("bad --timeout {secs}: give a positive number of seconds")))
+/// The longest --timeout accepted: about 31 years, far beyond any run, and small enough that
+/// adding it to a clock reading can never overflow.
+const MAX_TIMEOUT_SECS: f64 = 1e9;
+
+pub fn parse_timeout(text: &str) -> Result<Duration> {
+    let bad = || Error::bad_input(format!("bad --timeout '{text}': give a number of seconds above 0, at most 1e9"));
+    let secs: f64 = text.trim().parse().map_err(|_| bad())?;
+    if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(secs).ok().filter(|d| !d.is_zero()).ok_or_else(bad)
+}
+
+/// Options that belong to one architecture are refused on the other instead of being ignored.
+pub fn check_arch_options(args: &RunArgs) -> Result<()> {
+    let misplaced: &[(&str, bool)] = match args.arch {
+        Arch::Riscv => &[
+            ("--mode", args.mode.is_some()),
+            ("--initrd", args.initrd.is_some()),
+            ("--kernel-cmdline", args.kernel_cmdline.is_some()),
+        ],
+        Arch::X86 => &[("--ecall", args.ecall.is_some())],
+    };
+    match misplaced.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(Error::bad_input(format!("{flag} does not apply to --arch {}", args.arch.name()))),
+        None => Ok(()),
+    }
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86 => "x86",
+            Arch::Riscv => "riscv",
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -123,7 +154,7 @@ pub fn x86_default_mem() -> u64 {
 
 #[cfg(target_arch = "x86_64")]
 pub fn x86_vm(args: &RunArgs, vm: VmConfig) -> Result<Box<dyn VirtualMachine>> {
-    let mode = match args.mode {
+    let mode = match args.mode.unwrap_or(Mode::Real) {
         Mode::Real => vmm_x86::EntryMode::Real,
         Mode::Protected => vmm_x86::EntryMode::Protected,
         Mode::Long => vmm_x86::EntryMode::Long,

@@ -7,8 +7,6 @@ use common::console::{restore_terminal, Console};
 use common::error::EXIT_OK;
 use common::image::Image;
 use common::vm::{GuestExit, VmConfig};
-#[cfg(not(target_arch = "x86_64"))]
-use common::Error;
 use common::Result;
 
 fn main() {
@@ -21,7 +19,10 @@ fn main() {
     #[cfg(not(target_arch = "x86_64"))]
     urvirt_riscv::lab::maybe_run_as_init();
 
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => exit_for_usage(e),
+    };
     let code = match cli.command {
         Command::Run(args) => run(&args),
         Command::Info => info(),
@@ -29,14 +30,40 @@ fn main() {
     }
     .unwrap_or_else(|e| {
         restore_terminal();
-        eprintln!("vmm: {e}");
+        say(&format!("vmm: {e}"));
         e.exit_code()
     });
     restore_terminal();
     std::process::exit(code);
 }
 
+/// `--help` and `--version` print as clap renders them; a usage error becomes one line, exit 2.
+fn exit_for_usage(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        std::process::exit(EXIT_OK);
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+        std::process::exit(common::error::EXIT_BAD_INPUT);
+    }
+    // clap's message runs until the blank line before its usage block; join it into one line.
+    let text = e.render().to_string();
+    let message: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+    let message = message.join(" ");
+    say(&format!("vmm: {} (see vmm --help)", message.trim_start_matches("error: ")));
+    std::process::exit(common::error::EXIT_BAD_INPUT);
+}
+
+/// One line on stderr. A closed or full stderr must not turn into a panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn run(args: &RunArgs) -> Result<i32> {
+    cli::check_arch_options(args)?;
     let mem_size = match &args.mem {
         Some(s) => common::image::parse_size(s)?,
         None => match args.arch {
@@ -44,34 +71,41 @@ fn run(args: &RunArgs) -> Result<i32> {
             Arch::Riscv => urvirt_riscv::config::DEFAULT_MEM,
         },
     };
-    let timeout = args.timeout.map(cli::parse_timeout).transpose()?;
+    let timeout = args.timeout.as_deref().map(cli::parse_timeout).transpose()?;
     let vm = VmConfig { mem_size, timeout, console: Console::stdout() };
     let image = Image::read(&args.image)?;
     let mut machine = match args.arch {
         Arch::X86 => cli::x86_vm(args, vm)?,
-        Arch::Riscv => {
-            urvirt_riscv::new_vm(urvirt_riscv::RiscvConfig { vm, ecall_trap: args.ecall.into(), stats: args.stats })?
-        }
+        Arch::Riscv => urvirt_riscv::new_vm(urvirt_riscv::RiscvConfig {
+            vm,
+            ecall_trap: args.ecall.unwrap_or(cli::Ecall::Auto).into(),
+            stats: args.stats,
+        })?,
     };
     machine.load(&image)?;
     let outcome = machine.run()?;
     restore_terminal();
     if args.stats && (outcome.stats.total_count() > 0 || !outcome.stats.notes.is_empty()) {
-        eprint!("{}", outcome.stats.table());
+        say(outcome.stats.table().trim_end());
     }
     if let GuestExit::Failed(why) = &outcome.exit {
-        eprintln!("vmm: {why}");
+        say(&format!("vmm: {why}"));
     }
     Ok(outcome.exit_code())
 }
 
 fn bench(args: &BenchArgs) -> Result<i32> {
+    match (args.arch, args.linux, args.ecall.is_some()) {
+        (Arch::Riscv, true, _) => return Err(common::Error::bad_input("--linux does not apply to --arch riscv")),
+        (Arch::X86, _, true) => return Err(common::Error::bad_input("--ecall does not apply to --arch x86")),
+        _ => {}
+    }
     match args.arch {
         Arch::X86 => {
             print_report(&cli::x86_bench(args)?);
             Ok(EXIT_OK)
         }
-        Arch::Riscv => riscv_bench(args.ecall.into()),
+        Arch::Riscv => riscv_bench(args.ecall.unwrap_or(cli::Ecall::Auto).into()),
     }
 }
 
@@ -110,6 +144,6 @@ fn info() -> Result<i32> {
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = EXIT_OK;
-        Err(Error::bad_input("`vmm info` reports on KVM, which this build (not x86_64) does not use"))
+        Err(common::Error::bad_input("`vmm info` reports on KVM, which this build (not x86_64) does not use"))
     }
 }

@@ -110,6 +110,33 @@ fn store_outside_ram_without_handler_fails_clearly() {
     assert!(err.contains("store access fault"), "{err}");
 }
 
+/// stvec = handler; t0 = sp = s0 = 0x1000 (not RAM); then the 4 bytes `insn` (one store, or a
+/// compressed store and c.nop). The handler powers off with status scause.
+///   la t0, handler; csrw stvec, t0; lui t0, 1; mv sp, t0; mv s0, t0; <insn>; j _start
+///   handler: csrr a2, scause; li a1, 7; slli a1, a1, 29; add a1, a1, a2; li a7, SRST; li a6, 0;
+///   li a0, 0; ecall
+fn fault_at_0x1000(insn: u32) -> Vec<u8> {
+    image(&[
+        0x00000297, 0x02028293, 0x10529073, 0x000012b7, 0x00028113, 0x00028413, insn, 0xfe5ff06f, 0x14202673,
+        0x00700593, 0x01d59593, 0x00c585b3, 0x535258b7, 0x3548889b, 0x00000813, 0x00000513, 0x00000073,
+    ])
+}
+
+/// FP stores, AMOs and compressed stores write memory: a store/AMO access fault (scause 7),
+/// not a load access fault. LR only reads (scause 5).
+#[test]
+fn fp_stores_amos_and_compressed_stores_fault_as_stores() {
+    for (name, insn, scause) in [
+        ("fsd", 0x0002b027, 7),    // fsd f0, 0(t0)
+        ("amoadd", 0x00b2a02f, 7), // amoadd.w zero, a1, (t0)
+        ("c-sdsp", 0x0001e02a, 7), // c.sdsp a0, 0(sp); c.nop
+        ("lr", 0x1002a52f, 5),     // lr.w a0, (t0)
+    ] {
+        let out = run_words(&format!("fault-{name}"), "seccomp", &[], &fault_at_0x1000(insn));
+        assert_eq!(out.status.code(), Some(scause), "{name}: {}", describe(&out));
+    }
+}
+
 /// stvec = handler; bad: csrr a0, mstatus. The handler checks sepc == bad and stval == the
 /// instruction (0x30002573), then powers off with status scause (2), else 98.
 const ILLEGAL_TO_GUEST: [u32; 21] = [

@@ -239,6 +239,51 @@ fn runaway_guest_is_stopped_by_timeout() {
     assert!(took.as_secs_f64() < 30.0, "took {took:?} to stop a 2 s timeout");
 }
 
+/// A timeout that runs out before (or while) the inner vmm switches into the guest still ends
+/// the run from inside, with the x86 wording, long before the outer safety net (20 s) would.
+/// The guest is `j .` alone: it makes no ecall, so only the timeout can stop it (with 1 ns the
+/// SIGALRM used to come before the switch and be dropped).
+fn tiny_timeout(ecall: &str) {
+    require_lab();
+    let image = scratch_file(&format!("tiny-timeout-{ecall}"), "jself.bin", &0x0000_006fu32.to_le_bytes());
+    for (timeout, shown) in [("1e-9", "0.000000001"), ("0.001", "0.001")] {
+        let start = Instant::now();
+        let out = run_riscv(ecall, &["--timeout", timeout], path_str(&image));
+        let took = start.elapsed();
+        assert_exit(&out, 1);
+        let want = format!("vmm: guest did not finish within {shown} s (--timeout)");
+        assert!(stderr(&out).contains(&want), "the inner vmm stopped it: {}", describe(&out));
+        assert!(took.as_secs_f64() < 15.0, "took {took:?}: the timeout was lost inside");
+    }
+}
+
+#[test]
+fn tiny_timeout_still_ends_the_run_seccomp() {
+    tiny_timeout("seccomp");
+}
+
+#[test]
+fn tiny_timeout_still_ends_the_run_sud() {
+    tiny_timeout("sud");
+}
+
+/// A --mem URVirt cannot use is one line and exit 2 before anything boots: qemu points at a
+/// file that does not exist, so reaching it would say "cannot start" instead.
+#[test]
+fn bad_mem_is_refused_before_the_lab_boots() {
+    let image = guest("hello.bin");
+    for mem in ["8K", "8000000000G", "1048577"] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmm"));
+        cmd.args(["run", "--arch", "riscv", "--mem", mem, &image]).env("VMM_QEMU_RISCV", "/nonexistent/qemu");
+        let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "one line: {}", describe(&out));
+        assert!(err.starts_with("vmm: --mem ") && err.contains("between 1 MiB and 2 GiB"), "{}", describe(&out));
+        assert!(!err.contains(LAB_NOTICE) && !err.contains("cannot start"), "qemu was not started: {}", describe(&out));
+    }
+}
+
 #[test]
 fn missing_lab_names_the_setup_command() {
     let image = scratch_file("riscv-nolab", "hello.bin", &[0x73, 0, 0x50, 0x10]);

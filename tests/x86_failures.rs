@@ -31,7 +31,16 @@ fn unreadable_image() {
     // Root can read any file, so use something no one can read as an image: a directory.
     let dir = std::env::temp_dir();
     let out = run_vmm(&["run", "--arch", "x86", path_str(&dir)], 30);
-    assert_one_line(&out, 2, "cannot read image");
+    assert_one_line(&out, 2, &format!("image {} is not a regular file", path_str(&dir)));
+}
+
+#[test]
+fn device_as_image_is_refused_without_reading() {
+    // Reading /dev/zero would never end (and grow memory until then).
+    let start = Instant::now();
+    let out = run_vmm(&["run", "--arch", "x86", "/dev/zero"], 30);
+    assert_one_line(&out, 2, "image /dev/zero is not a regular file");
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
 }
 
 #[test]

@@ -79,20 +79,17 @@ impl Bus {
         (addr - base < slot.len).then_some((base, slot))
     }
 
-    /// The name of the device at `addr`, for diagnostics and statistics.
-    pub fn name_at(&self, addr: u64) -> Option<&'static str> {
-        self.find(addr).map(|(_, s)| s.name)
-    }
-
-    pub fn read(&self, addr: u64, data: &mut [u8]) -> Result<(), BusError> {
+    /// Reads from the device at `addr`; returns its name (for statistics).
+    pub fn read(&self, addr: u64, data: &mut [u8]) -> Result<&'static str, BusError> {
         let (base, slot) = self.find(addr).ok_or(BusError::Unmapped(addr))?;
         slot.device.lock().unwrap().read(addr - base, data);
-        Ok(())
+        Ok(slot.name)
     }
 
-    pub fn write(&self, addr: u64, data: &[u8]) -> Result<Option<DeviceRequest>, BusError> {
+    /// Writes to the device at `addr`; returns its name (for statistics) and what it asks for.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(&'static str, Option<DeviceRequest>), BusError> {
         let (base, slot) = self.find(addr).ok_or(BusError::Unmapped(addr))?;
-        Ok(slot.device.lock().unwrap().write(addr - base, data))
+        Ok((slot.name, slot.device.lock().unwrap().write(addr - base, data)))
     }
 }
 
@@ -135,13 +132,12 @@ mod tests {
         let p = probe();
         bus.insert(0x1000, 0x10, "probe", p.clone()).unwrap();
         let mut b = [0u8; 2];
-        bus.read(0x1003, &mut b).unwrap();
+        assert_eq!(bus.read(0x1003, &mut b), Ok("probe"));
         assert_eq!(b, [3, 3]);
-        assert_eq!(bus.write(0x100f, &[7]).unwrap(), None);
-        assert_eq!(bus.write(0x1000, &[0xfe]).unwrap(), Some(DeviceRequest::PowerOff(0)));
+        assert_eq!(bus.write(0x100f, &[7]).unwrap(), ("probe", None));
+        assert_eq!(bus.write(0x1000, &[0xfe]).unwrap(), ("probe", Some(DeviceRequest::PowerOff(0))));
         assert_eq!(p.lock().unwrap().0[0], (0xf, vec![7]));
         assert_eq!(bus.read(0x1010, &mut b), Err(BusError::Unmapped(0x1010)));
         assert_eq!(bus.write(0xfff, &[1]), Err(BusError::Unmapped(0xfff)));
-        assert_eq!(bus.name_at(0x1005), Some("probe"));
     }
 }

@@ -6,7 +6,8 @@
 //! and Ctrl-A x quits, as in QEMU's -nographic; the terminal is restored on every exit path
 //! through [`restore_terminal`] (called by `main` and by the panic hook).
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 enum Output {
     Stdout,
@@ -120,8 +121,14 @@ impl EscapeState {
     }
 }
 
-/// The terminal settings to put back, if we changed them.
-static SAVED_TERMIOS: Mutex<Option<libc::termios>> = Mutex::new(None);
+/// The terminal settings to put back. Set once, before raw mode is entered; read from signal
+/// handlers, so it is a OnceLock (a lock-free read once set) rather than a Mutex.
+static SAVED_TERMIOS: OnceLock<libc::termios> = OnceLock::new();
+/// Whether the terminal is in raw mode now; whoever swaps it to false restores the terminal.
+static RAW_ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Signals that end the process by default: with them the terminal would stay raw.
+const FATAL_SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGINT];
 
 /// Puts stdin in raw mode if it is a terminal; returns whether it is one.
 fn enter_raw_mode() -> bool {
@@ -135,25 +142,41 @@ fn enter_raw_mode() -> bool {
     if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut t) } != 0 {
         return false;
     }
-    *SAVED_TERMIOS.lock().unwrap() = Some(t);
-    let mut raw = t;
+    let saved = *SAVED_TERMIOS.get_or_init(|| t);
+    let mut raw = saved;
     // SAFETY: cfmakeraw only edits the struct we own.
     unsafe { libc::cfmakeraw(&mut raw) };
     // Keep output processing so a guest's bare "\n" still starts a new line.
     raw.c_oflag |= libc::OPOST | libc::ONLCR;
+    for sig in FATAL_SIGNALS {
+        // SAFETY: the handler only calls async-signal-safe functions (tcsetattr, signal, raise).
+        unsafe { libc::signal(sig, restore_and_reraise as *const () as libc::sighandler_t) };
+    }
+    RAW_ACTIVE.store(true, Ordering::SeqCst);
     // SAFETY: valid descriptor and termios.
     unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) };
     true
 }
 
 /// Restores the terminal if raw mode was entered. Safe to call any number of times, from
-/// any exit path.
+/// any exit path, and from a signal handler.
 pub fn restore_terminal() {
-    if let Ok(mut saved) = SAVED_TERMIOS.lock() {
-        if let Some(t) = saved.take() {
+    if RAW_ACTIVE.swap(false, Ordering::SeqCst) {
+        if let Some(t) = SAVED_TERMIOS.get() {
             // SAFETY: restoring settings read earlier from the same descriptor.
-            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) };
+            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
         }
+    }
+}
+
+/// A fatal signal while the terminal is raw: restore it, then die of the same signal so
+/// the parent sees the usual status.
+extern "C" fn restore_and_reraise(sig: libc::c_int) {
+    restore_terminal();
+    // SAFETY: signal and raise are async-signal-safe; the default action ends the process.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
     }
 }
 

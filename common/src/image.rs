@@ -1,8 +1,12 @@
 //! Reading guest images from disk with the errors a user should see.
 use crate::{Error, Result};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// A guest image read fully into memory (kernels and test binaries are small).
+/// The largest image file vmm reads: far beyond any kernel, small enough to hold in memory.
+pub const MAX_IMAGE: u64 = 4 << 30;
+
 #[derive(Debug, Clone)]
 pub struct Image {
     pub path: PathBuf,
@@ -10,12 +14,48 @@ pub struct Image {
 }
 
 impl Image {
-    /// Reads `path`; a missing, unreadable or empty file is bad input.
+    /// Reads the guest image at `path`. Whether it fits in guest RAM is the loader's call: an
+    /// ELF vmlinux file is much larger than what it loads (symbols, debug info).
     pub fn read(path: &Path) -> Result<Image> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::bad_input(format!("cannot read image {}: {}", path.display(), io_reason(&e))))?;
+        Self::read_capped(path, "image", MAX_IMAGE, |len| {
+            Error::bad_input(format!(
+                "image {} is {len} bytes; vmm reads images of at most {}",
+                path.display(),
+                human_size(MAX_IMAGE)
+            ))
+        })
+    }
+
+    /// Reads a file that is loaded whole into guest RAM, where `limit` bytes are free for it
+    /// (`what` names it in errors, e.g. "initrd").
+    pub fn read_limited(path: &Path, what: &str, limit: u64) -> Result<Image> {
+        Self::read_capped(path, what, limit, |len| too_big(what, path, len, limit))
+    }
+
+    /// Reads a regular file of at most `limit` bytes. Devices, FIFOs and directories are
+    /// refused before reading, so `/dev/zero` cannot hang us, and an oversized file is refused
+    /// before it is read.
+    fn read_capped(path: &Path, what: &str, limit: u64, too_big: impl Fn(u64) -> Error) -> Result<Image> {
+        let cannot =
+            |e: std::io::Error| Error::bad_input(format!("cannot read {what} {}: {}", path.display(), io_reason(&e)));
+        let meta = std::fs::metadata(path).map_err(cannot)?;
+        if !meta.is_file() {
+            return Err(Error::bad_input(format!("{what} {} is not a regular file", path.display())));
+        }
+        if meta.len() == 0 {
+            return Err(Error::bad_input(format!("{what} {} is empty", path.display())));
+        }
+        if meta.len() > limit {
+            return Err(too_big(meta.len()));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        // The file may grow between stat and read: never take more than the limit allows.
+        std::fs::File::open(path).and_then(|f| f.take(limit + 1).read_to_end(&mut bytes)).map_err(cannot)?;
+        if bytes.len() as u64 > limit {
+            return Err(too_big(bytes.len() as u64));
+        }
         if bytes.is_empty() {
-            return Err(Error::bad_input(format!("image {} is empty", path.display())));
+            return Err(Error::bad_input(format!("{what} {} is empty", path.display())));
         }
         Ok(Image { path: path.to_path_buf(), bytes })
     }
@@ -33,6 +73,14 @@ impl Image {
             ))),
         }
     }
+}
+
+fn too_big(what: &str, path: &Path, len: u64, limit: u64) -> Error {
+    Error::bad_input(format!(
+        "{what} {} is {len} bytes; it does not fit in {} of guest RAM",
+        path.display(),
+        human_size(limit)
+    ))
 }
 
 /// The part of an io::Error a user needs, without Rust's "(os error 2)" suffix.
@@ -104,7 +152,20 @@ mod tests {
         std::fs::write(&p, b"").unwrap();
         let e = Image::read(&p).unwrap_err();
         assert!(e.message.contains("is empty"));
+        std::fs::write(&p, [1u8; 100]).unwrap();
+        let e = Image::read_limited(&p, "initrd", 99).unwrap_err();
+        assert_eq!(e.message, format!("initrd {} is 100 bytes; it does not fit in 99 bytes of guest RAM", p.display()));
+        assert_eq!(Image::read_limited(&p, "initrd", 100).unwrap().bytes.len(), 100);
+        assert_eq!(Image::read(&p).unwrap().bytes.len(), 100);
         std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn devices_and_directories_are_refused_without_reading() {
+        for p in ["/dev/zero", "/tmp"] {
+            let e = Image::read(Path::new(p)).unwrap_err();
+            assert!(e.message.ends_with("is not a regular file"), "{}", e.message);
+        }
     }
 
     #[test]

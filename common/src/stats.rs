@@ -26,8 +26,9 @@ impl Entry {
 
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
-    /// Kept in first-seen order; a handful of kinds, so a linear scan beats a map.
-    entries: Vec<(&'static str, Entry)>,
+    /// (kind, device, entry) in first-seen order; device is "" when the kind names no device.
+    /// A handful of kinds, so a linear scan beats a map.
+    entries: Vec<(&'static str, &'static str, Entry)>,
     /// Extra lines the backend wants shown (e.g. final registers, host flavor).
     pub notes: Vec<String>,
 }
@@ -39,11 +40,17 @@ impl Stats {
 
     /// Counts one event of `kind` that took `elapsed` to handle.
     pub fn record(&mut self, kind: &'static str, elapsed: Duration) {
-        let entry = match self.entries.iter_mut().position(|(k, _)| *k == kind) {
-            Some(i) => &mut self.entries[i].1,
+        self.record_device(kind, "", elapsed);
+    }
+
+    /// Counts one event of `kind` handled by the bus device named `device` (shown as one row,
+    /// "io-out serial-0x3f8"): which device a guest talks to is what a reader wants to know.
+    pub fn record_device(&mut self, kind: &'static str, device: &'static str, elapsed: Duration) {
+        let entry = match self.entries.iter_mut().position(|(k, d, _)| *k == kind && *d == device) {
+            Some(i) => &mut self.entries[i].2,
             None => {
-                self.entries.push((kind, Entry::default()));
-                &mut self.entries.last_mut().unwrap().1
+                self.entries.push((kind, device, Entry::default()));
+                &mut self.entries.last_mut().unwrap().2
             }
         };
         entry.count += 1;
@@ -51,22 +58,19 @@ impl Stats {
         entry.max = entry.max.max(elapsed);
     }
 
-    pub fn get(&self, kind: &str) -> Option<Entry> {
-        self.entries.iter().find(|(k, _)| *k == kind).map(|(_, e)| *e)
-    }
-
-    pub fn entries(&self) -> impl Iterator<Item = (&'static str, Entry)> + '_ {
-        self.entries.iter().map(|(k, e)| (*k, *e))
+    /// The row named `name` as the table shows it: "hlt", or "io-out serial-0x3f8".
+    pub fn get(&self, name: &str) -> Option<Entry> {
+        self.entries.iter().find(|(k, d, _)| row_name_is(name, k, d)).map(|(_, _, e)| *e)
     }
 
     pub fn total_count(&self) -> u64 {
-        self.entries.iter().map(|(_, e)| e.count).sum()
+        self.entries.iter().map(|(_, _, e)| e.count).sum()
     }
 
-    /// The table `--stats` prints: one row per kind, most frequent first.
+    /// The table `--stats` prints: one row per kind (and device), most frequent first.
     pub fn table(&self) -> String {
-        let mut rows: Vec<_> = self.entries.clone();
-        rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        let mut rows: Vec<(String, Entry)> = self.entries.iter().map(|(k, d, e)| (row_name(k, d), *e)).collect();
+        rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(4).max(4);
         let mut s = String::new();
         let _ = writeln!(s, "{:<width$} {:>10} {:>12} {:>12}", "kind", "count", "mean (us)", "max (us)");
@@ -85,6 +89,23 @@ impl Stats {
             let _ = writeln!(s, "{note}");
         }
         s
+    }
+}
+
+fn row_name(kind: &str, device: &str) -> String {
+    if device.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind} {device}")
+    }
+}
+
+/// Whether `name` is the row name of (kind, device), without building that name.
+fn row_name_is(name: &str, kind: &str, device: &str) -> bool {
+    match name.strip_prefix(kind) {
+        Some(rest) if device.is_empty() => rest.is_empty(),
+        Some(rest) => rest.strip_prefix(' ') == Some(device),
+        None => false,
     }
 }
 
@@ -124,6 +145,23 @@ mod tests {
         let first_row = t.lines().nth(1).unwrap();
         assert!(first_row.starts_with("io-out"), "most frequent first: {t}");
         assert!(t.contains("total") && t.contains(" 3"));
+    }
+
+    #[test]
+    fn device_rows_are_separate_and_named() {
+        let mut s = Stats::new();
+        s.record_device("io-out", "serial-0x3f8", Duration::from_micros(10));
+        s.record_device("io-out", "serial-0x3f8", Duration::from_micros(10));
+        s.record_device("io-out", "post-0x80", Duration::from_micros(5));
+        s.record("io-out", Duration::from_micros(1));
+        assert_eq!(s.get("io-out serial-0x3f8").unwrap().count, 2);
+        assert_eq!(s.get("io-out post-0x80").unwrap().count, 1);
+        assert_eq!(s.get("io-out").unwrap().count, 1, "the row without a device");
+        assert!(s.get("io-out serial").is_none() && s.get("io-out post-0x80x").is_none());
+        assert_eq!(s.total_count(), 4);
+        let t = s.table();
+        assert!(t.lines().nth(1).unwrap().starts_with("io-out serial-0x3f8 "), "{t}");
+        assert!(t.lines().any(|l| l.starts_with("io-out post-0x80 ")), "{t}");
     }
 
     #[test]

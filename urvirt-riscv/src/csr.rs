@@ -9,7 +9,9 @@
 //! that probes for Sv39/48/57 by writing and reading back sees that paging is not there.
 //! The write is reported as [`WriteEffect::SatpModeIgnored`] so `--stats` shows it.
 //!
-//! `time`/`cycle`/`instret` come from the host through [`Platform`]. The FPU is the host's
+//! `time`/`cycle`/`instret` come from the host through [`Platform`]. From virtual U-mode they
+//! follow the guest's scounteren, as far as they trap at all: Linux lets U-mode read `time`
+//! natively (the host's scounteren.TM), so a guest's TM = 0 cannot hide it. The FPU is the host's
 //! real FPU, always on: `sstatus.FS` stores what the guest writes, but FS = Off does not make
 //! FP instructions trap.
 use crate::platform::Platform;
@@ -107,24 +109,12 @@ pub enum WriteEffect {
     },
 }
 
-/// A readable name for diagnostics.
-pub fn name(csr: u16) -> &'static str {
+/// Whether virtual U-mode may read the counter `csr` (cycle, time, instret, hpmcounterN at
+/// 0xc00..=0xc1f): only if the guest kernel set its bit in scounteren. Other CSRs: true.
+pub fn counter_enabled_for_user(csr: u16, scounteren: u64) -> bool {
     match csr {
-        SSTATUS => "sstatus",
-        SIE => "sie",
-        STVEC => "stvec",
-        SCOUNTEREN => "scounteren",
-        SENVCFG => "senvcfg",
-        SSCRATCH => "sscratch",
-        SEPC => "sepc",
-        SCAUSE => "scause",
-        STVAL => "stval",
-        SIP => "sip",
-        SATP => "satp",
-        CYCLE => "cycle",
-        TIME => "time",
-        INSTRET => "instret",
-        _ => "unknown csr",
+        0xc00..=0xc1f => scounteren & (1 << (csr - 0xc00)) != 0,
+        _ => true,
     }
 }
 
@@ -169,8 +159,12 @@ impl Csrs {
             SSTATUS => self.sstatus = (self.sstatus & !SSTATUS_WRITABLE) | (value & SSTATUS_WRITABLE),
             SIE => self.sie = value & SIE_WRITABLE,
             SIP => self.sip = (self.sip & !SIP_WRITABLE) | (value & SIP_WRITABLE),
-            // MODE 0 direct and 1 vectored; the reserved modes >= 2 are not kept.
-            STVEC => self.stvec = value & !0b10,
+            // MODE 0 direct and 1 vectored. MODE 2 and 3 are reserved: WARL keeps the old MODE
+            // (a write of a reserved mode never makes the hart vectored), the BASE still changes.
+            STVEC => {
+                let mode = if value & 0b11 <= 1 { value & 0b11 } else { self.stvec & 0b11 };
+                self.stvec = (value & !0b11) | mode;
+            }
             SCOUNTEREN => self.scounteren = value & 0b111,
             // Only FIOM (bit 0) exists on this hart.
             SENVCFG => self.senvcfg = value & 1,
@@ -230,7 +224,13 @@ mod tests {
     fn warl_registers() {
         let mut c = Csrs::default();
         c.write(STVEC, 0x8020_0003).unwrap();
-        assert_eq!(c.stvec, 0x8020_0001, "reserved stvec mode dropped");
+        assert_eq!(c.stvec, 0x8020_0000, "reserved mode 3 keeps the old mode (direct), not vectored");
+        c.write(STVEC, 0x8020_0101).unwrap();
+        assert_eq!(c.stvec, 0x8020_0101, "vectored");
+        c.write(STVEC, 0x8030_0002).unwrap();
+        assert_eq!(c.stvec, 0x8030_0001, "reserved mode 2: new base, mode stays vectored");
+        c.write(STVEC, 0x8030_0000).unwrap();
+        assert_eq!(c.stvec, 0x8030_0000, "direct");
         c.write(SEPC, 0x8020_0007).unwrap();
         assert_eq!(c.sepc, 0x8020_0006);
         c.write(SSCRATCH, 0xdead_beef).unwrap();
@@ -258,6 +258,5 @@ mod tests {
         assert_eq!(c.write(TIME, 1), Err(IllegalCsr));
         assert_eq!(c.read(0x300, &mut p), Err(IllegalCsr), "mstatus is not an S-mode CSR");
         assert_eq!(c.write(0x300, 0), Err(IllegalCsr));
-        assert_eq!(name(SSCRATCH), "sscratch");
     }
 }

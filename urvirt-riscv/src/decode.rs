@@ -1,9 +1,11 @@
 //! Decoding the one guest instruction that trapped.
 //!
 //! URVirt only needs to understand the instructions that can trap in U-mode and that it
-//! emulates: the SYSTEM group (CSR access, ecall, ebreak, sret, wfi, sfence.vma) and, for
-//! MMIO and fault reporting, loads and stores (32-bit and the common compressed forms).
-//! Everything else decodes to [`Insn::Other`]; the caller decides what that means.
+//! emulates: the SYSTEM group (CSR access, ecall, ebreak, sret, wfi, sfence.vma). Everything
+//! else decodes to [`Insn::Other`]; the caller decides what that means.
+//!
+//! For fault reporting only, [`access_of`] tells whether a faulting instruction reads or
+//! writes memory (there is no MMIO emulation yet, so nothing needs its operands).
 
 /// The six CSR instructions. The `I` forms take a 5-bit zero-extended immediate instead of rs1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,26 +43,10 @@ pub enum Insn {
     Ecall,
     Ebreak,
     Sret,
-    Mret,
     Wfi,
     SfenceVma {
         rs1: usize,
         rs2: usize,
-    },
-    /// A load of `width` bytes into `x[rd]` from `x[rs1] + imm`.
-    Load {
-        width: u8,
-        signed: bool,
-        rd: usize,
-        rs1: usize,
-        imm: i64,
-    },
-    /// A store of `width` bytes of `x[rs2]` to `x[rs1] + imm`.
-    Store {
-        width: u8,
-        rs2: usize,
-        rs1: usize,
-        imm: i64,
     },
     /// Anything URVirt does not emulate.
     Other,
@@ -89,7 +75,8 @@ pub fn insn_len(low: u16) -> u64 {
 pub fn decode(raw: u32) -> Decoded {
     if insn_len(raw as u16) == 2 {
         let raw = raw & 0xffff;
-        return Decoded { insn: decode_compressed(raw as u16), len: 2, raw };
+        // No compressed instruction is privileged (c.ebreak raises SIGTRAP, not SIGILL).
+        return Decoded { insn: Insn::Other, len: 2, raw };
     }
     Decoded { insn: decode32(raw), len: 4, raw }
 }
@@ -104,16 +91,12 @@ fn decode32(raw: u32) -> Insn {
     let funct3 = bits(raw, 14, 12);
     let rs1 = bits(raw, 19, 15) as usize;
     let rs2 = bits(raw, 24, 20) as usize;
-    // I- and S-type immediates, sign-extended from bit 31.
-    let imm_i = (raw as i32 >> 20) as i64;
-    let imm_s = (((raw as i32 >> 25) << 5) | bits(raw, 11, 7) as i32) as i64;
     match opcode {
         0x73 => match funct3 {
             0 => match raw {
                 0x0000_0073 => Insn::Ecall,
                 0x0010_0073 => Insn::Ebreak,
                 0x1020_0073 => Insn::Sret,
-                0x3020_0073 => Insn::Mret,
                 0x1050_0073 => Insn::Wfi,
                 _ if bits(raw, 31, 25) == 0b000_1001 && rd == 0 => Insn::SfenceVma { rs1, rs2 },
                 _ => Insn::Other,
@@ -129,33 +112,41 @@ fn decode32(raw: u32) -> Insn {
                 Insn::Csr { op, rd, src, csr: bits(raw, 31, 20) as u16 }
             }
         },
-        0x03 => match funct3 {
-            0..=3 => Insn::Load { width: 1 << funct3, signed: true, rd, rs1, imm: imm_i },
-            4..=6 => Insn::Load { width: 1 << (funct3 - 4), signed: false, rd, rs1, imm: imm_i },
-            _ => Insn::Other,
-        },
-        0x23 if funct3 <= 3 => Insn::Store { width: 1 << funct3, rs2, rs1, imm: imm_s },
         _ => Insn::Other,
     }
 }
 
-/// Quadrant 0 loads and stores (c.lw, c.ld, c.sw, c.sd); they use registers x8..x15.
-fn decode_compressed(raw: u16) -> Insn {
-    let raw = raw as u32;
-    let quadrant = raw & 0b11;
-    let funct3 = bits(raw, 15, 13);
-    let rs1 = 8 + bits(raw, 9, 7) as usize;
-    let rd_rs2 = 8 + bits(raw, 4, 2) as usize;
-    // c.lw/c.sw: uimm[5:3] = [12:10], uimm[2] = [6], uimm[6] = [5].
-    let word_off = (bits(raw, 12, 10) << 3 | bits(raw, 6, 6) << 2 | bits(raw, 5, 5) << 6) as i64;
-    // c.ld/c.sd: uimm[5:3] = [12:10], uimm[7:6] = [6:5].
-    let dword_off = (bits(raw, 12, 10) << 3 | bits(raw, 6, 5) << 6) as i64;
-    match (quadrant, funct3) {
-        (0, 0b010) => Insn::Load { width: 4, signed: true, rd: rd_rs2, rs1, imm: word_off },
-        (0, 0b011) => Insn::Load { width: 8, signed: true, rd: rd_rs2, rs1, imm: dword_off },
-        (0, 0b110) => Insn::Store { width: 4, rs2: rd_rs2, rs1, imm: word_off },
-        (0, 0b111) => Insn::Store { width: 8, rs2: rd_rs2, rs1, imm: dword_off },
-        _ => Insn::Other,
+/// How a faulting instruction touches memory, for choosing the access-fault cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemAccess {
+    Load,
+    /// Stores, AMOs and SC: the spec reports all of them as store/AMO faults.
+    Store,
+}
+
+/// Whether the instruction `raw` (as for [`decode`]) writes memory: integer, FP and vector
+/// stores, AMOs and SC (LR is a load), the cache-block operations (reported as stores by
+/// the CMO spec) and the compressed stores. Everything else that faults on data is a load.
+pub fn access_of(raw: u32) -> MemAccess {
+    let store = if insn_len(raw as u16) == 2 {
+        let quadrant = raw & 0b11;
+        let funct3 = bits(raw, 15, 13);
+        // c.fsd/c.sw/c.sd (c.fsw on RV32) in quadrant 0, c.fsdsp/c.swsp/c.sdsp in quadrant 2.
+        matches!((quadrant, funct3), (0 | 2, 0b101..=0b111))
+    } else {
+        match raw & 0x7f {
+            0x23 | 0x27 => true,
+            // AMO: funct5 0b00010 is LR, the only one that does not write.
+            0x2f => bits(raw, 31, 27) != 0b00010,
+            // MISC-MEM funct3 = 2: cbo.clean/flush/inval/zero.
+            0x0f => bits(raw, 14, 12) == 0b010,
+            _ => false,
+        }
+    };
+    if store {
+        MemAccess::Store
+    } else {
+        MemAccess::Load
     }
 }
 
@@ -174,11 +165,8 @@ impl Insn {
             Insn::Ecall => "ecall",
             Insn::Ebreak => "ebreak",
             Insn::Sret => "sret",
-            Insn::Mret => "mret",
             Insn::Wfi => "wfi",
             Insn::SfenceVma { .. } => "sfence.vma",
-            Insn::Load { .. } => "load",
-            Insn::Store { .. } => "store",
             Insn::Other => "other",
         }
     }
@@ -213,7 +201,7 @@ mod tests {
         assert_eq!(decode(0x0000_0073).insn, Insn::Ecall);
         assert_eq!(decode(0x0010_0073).insn, Insn::Ebreak);
         assert_eq!(decode(0x1020_0073).insn, Insn::Sret);
-        assert_eq!(decode(0x3020_0073).insn, Insn::Mret);
+        assert_eq!(decode(0x3020_0073).insn, Insn::Other, "mret is not ours to emulate");
         assert_eq!(decode(0x1050_0073).insn, Insn::Wfi);
         assert_eq!(decode(0x1200_0073).insn, Insn::SfenceVma { rs1: 0, rs2: 0 });
         // sfence.vma a0, a1 (0x12b50073)
@@ -225,28 +213,39 @@ mod tests {
     }
 
     #[test]
-    fn loads_and_stores() {
-        // ld a0, -8(sp)  (0xff813503)
-        assert_eq!(decode(0xff81_3503).insn, Insn::Load { width: 8, signed: true, rd: 10, rs1: 2, imm: -8 });
-        // lbu t0, 16(a0) (0x01054283)
-        assert_eq!(decode(0x0105_4283).insn, Insn::Load { width: 1, signed: false, rd: 5, rs1: 10, imm: 16 });
-        // sw a1, -4(a0) (0xfeb52e23)
-        assert_eq!(decode(0xfeb5_2e23).insn, Insn::Store { width: 4, rs2: 11, rs1: 10, imm: -4 });
-        // sb t1, 2047(a0) (0x7e650fa3)
-        assert_eq!(decode(0x7e65_0fa3).insn, Insn::Store { width: 1, rs2: 6, rs1: 10, imm: 2047 });
+    fn loads_and_stores_32bit() {
+        use MemAccess::{Load, Store};
+        assert_eq!(access_of(0xff81_3503), Load, "ld a0, -8(sp)");
+        assert_eq!(access_of(0x0105_4283), Load, "lbu t0, 16(a0)");
+        assert_eq!(access_of(0x0005_3007), Load, "fld f0, 0(a0)");
+        assert_eq!(access_of(0xfeb5_2e23), Store, "sw a1, -4(a0)");
+        assert_eq!(access_of(0x7e65_0fa3), Store, "sb t1, 2047(a0)");
+        assert_eq!(access_of(0x00a5_3027), Store, "fsd f10, 0(a0)");
+        assert_eq!(access_of(0x00a5_2027), Store, "fsw f10, 0(a0)");
+        assert_eq!(access_of(0x00b5_302f), Store, "amoadd.d zero, a1, (a0)");
+        assert_eq!(access_of(0x08b5_302f), Store, "amoswap.d zero, a1, (a0)");
+        assert_eq!(access_of(0x1005_352f), Load, "lr.d a0, (a0)");
+        assert_eq!(access_of(0x18b5_352f), Store, "sc.d a0, a1, (a0)");
+        assert_eq!(access_of(0x0045_200f), Store, "cbo.zero (a0)");
+        assert_eq!(access_of(0x0000_000f), Load, "fence is not a store");
     }
 
     #[test]
     fn compressed_forms() {
-        // c.lw a0, 4(a1) (0x41c8)
+        use MemAccess::{Load, Store};
+        // c.lw a0, 4(a1) (0x41c8): the high half of the word is ignored.
         let d = decode(0xdead_41c8);
-        assert_eq!(d.len, 2);
-        assert_eq!(d.raw, 0x41c8);
-        assert_eq!(d.insn, Insn::Load { width: 4, signed: true, rd: 10, rs1: 11, imm: 4 });
-        // c.sd a0, 8(a1) (0xe588)
-        assert_eq!(decode(0xe588).insn, Insn::Store { width: 8, rs2: 10, rs1: 11, imm: 8 });
-        // c.ld a5, 64(a0) (0x613c)
-        assert_eq!(decode(0x613c).insn, Insn::Load { width: 8, signed: true, rd: 15, rs1: 10, imm: 64 });
+        assert_eq!((d.len, d.raw, d.insn), (2, 0x41c8, Insn::Other));
+        assert_eq!(access_of(0xdead_41c8), Load);
+        assert_eq!(access_of(0x613c), Load, "c.ld a5, 64(a0)");
+        assert_eq!(access_of(0x2108), Load, "c.fld f10, 0(a0)");
+        assert_eq!(access_of(0x6502), Load, "c.ldsp a0, 0(sp)");
+        assert_eq!(access_of(0xe588), Store, "c.sd a0, 8(a1)");
+        assert_eq!(access_of(0xc188), Store, "c.sw a0, 0(a1)");
+        assert_eq!(access_of(0xa188), Store, "c.fsd f10, 0(a1)");
+        assert_eq!(access_of(0xe02a), Store, "c.sdsp a0, 0(sp)");
+        assert_eq!(access_of(0xc02a), Store, "c.swsp a0, 0(sp)");
+        assert_eq!(access_of(0xa02a), Store, "c.fsdsp f10, 0(sp)");
         // The all-zero halfword is the defined illegal instruction.
         assert_eq!(decode(0).insn, Insn::Other);
         assert_eq!(decode(0).len, 2);

@@ -1,8 +1,9 @@
 //! The device tree handed to the guest in a1, built with vm-fdt.
 //!
 //! It describes what URVirt offers and nothing more: RAM at 0x80000000, one hart, and the
-//! host's timebase. The console is the SBI console (legacy putchar and DBCN), so there is no
-//! UART node; /chosen carries the command line that points Linux at it.
+//! host's timebase. The console is the SBI console only (legacy putchar/getchar and DBCN,
+//! `hvc0` in Linux): there is no UART node, so /chosen has no `stdout-path` (it could only
+//! name a device node); its `bootargs` point Linux at the SBI console instead.
 //!
 //! `mmu-type` is "riscv,none": this issue implements satp Bare only, and a device tree that
 //! promised Sv39 would send a kernel into paging that we would silently ignore. When mmu.rs
@@ -26,9 +27,11 @@ pub struct FdtParams {
     pub bootargs: String,
 }
 
-/// Where the tree goes: the last FDT_MAX_SIZE bytes of RAM (8-byte aligned by construction).
+/// Where the tree goes: the last FDT_MAX_SIZE bytes of RAM (8-byte aligned for any page
+/// multiple). Saturating, so a size [`crate::config::check_mem`] would refuse can never
+/// overflow here; such a size yields an address the loader reports as "does not fit".
 pub fn fdt_address(mem_base: u64, mem_size: u64) -> u64 {
-    mem_base + mem_size - FDT_MAX_SIZE
+    mem_base.saturating_add(mem_size).saturating_sub(FDT_MAX_SIZE)
 }
 
 /// The host's timebase frequency: the guest reads the host's `time` counter directly, so it
@@ -128,6 +131,8 @@ mod tests {
     #[test]
     fn placed_at_top_of_ram() {
         assert_eq!(fdt_address(0x8000_0000, 128 << 20), 0x87ff_0000);
+        assert_eq!(fdt_address(0x8000_0000, u64::MAX), u64::MAX - FDT_MAX_SIZE, "no overflow");
+        assert_eq!(fdt_address(0, 4096), 0, "no underflow");
         assert!(host_timebase_frequency() > 0);
     }
 }

@@ -5,7 +5,7 @@
 //! registers (and the new pc) back. Nothing here touches signals or the host, so every path
 //! is unit-tested with made-up traps.
 use crate::csr::{self, WriteEffect};
-use crate::decode::{decode, CsrOp, CsrSrc, Insn};
+use crate::decode::{access_of, decode, CsrOp, CsrSrc, Insn, MemAccess};
 use crate::platform::Platform;
 use crate::sbi;
 use crate::trap;
@@ -114,8 +114,9 @@ pub fn on_illegal(hart: &mut Hart, raw: u32, platform: &mut dyn Platform) -> Han
     let in_s = hart.mode == Mode::Supervisor;
     match d.insn {
         Insn::Csr { op, rd, src, csr } => {
-            // S-level CSRs (bits 9:8 = 01) are not accessible from virtual U-mode.
-            if !in_s && (csr >> 8) & 0b11 == 1 {
+            // S-level CSRs (bits 9:8 = 01) are not accessible from virtual U-mode, nor are the
+            // counters the guest kernel did not enable in scounteren.
+            if !in_s && ((csr >> 8) & 0b11 == 1 || !csr::counter_enabled_for_user(csr, hart.csrs.scounteren)) {
                 return illegal(hart, d.raw, d.len);
             }
             match emulate_csr(hart, op, rd, src, csr, platform) {
@@ -213,9 +214,9 @@ pub fn on_fault(hart: &mut Hart, addr: u64, raw: u32, fetch: bool, misaligned: b
     let access = if fetch {
         Access::Fetch
     } else {
-        match decode(raw).insn {
-            Insn::Store { .. } => Access::Store,
-            _ => Access::Load,
+        match access_of(raw) {
+            MemAccess::Store => Access::Store,
+            MemAccess::Load => Access::Load,
         }
     };
     let cause = match (access, misaligned) {
@@ -374,6 +375,57 @@ mod tests {
         h.pc = 0x10;
         on_fault(&mut h, 0x10, 0, true, false);
         assert_eq!((h.csrs.scause, h.pc), (1, 0x8020_0400));
+    }
+
+    #[test]
+    fn fp_stores_amos_and_compressed_stores_are_store_faults() {
+        // fsd f10, 0(a0); amoadd.d zero, a1, (a0); sc.d; c.sdsp a0, 0(sp); c.fsd; c.swsp
+        for raw in [0x00a5_3027, 0x00b5_302f, 0x18b5_352f, 0xe02a, 0xa188, 0xc02a] {
+            let mut h = Hart::new(BASE);
+            h.csrs.stvec = 0x8020_0400;
+            on_fault(&mut h, 0x1000, raw, false, false);
+            assert_eq!(h.csrs.scause, trap::STORE_ACCESS_FAULT, "{raw:#x}");
+            let mut h = Hart::new(BASE);
+            h.csrs.stvec = 0x8020_0400;
+            on_fault(&mut h, 0x1001, raw, false, true);
+            assert_eq!(h.csrs.scause, trap::STORE_MISALIGNED, "{raw:#x} misaligned");
+        }
+        // lr.d and c.ldsp are loads.
+        for raw in [0x1005_352f, 0x6502] {
+            let mut h = Hart::new(BASE);
+            h.csrs.stvec = 0x8020_0400;
+            on_fault(&mut h, 0x1000, raw, false, false);
+            assert_eq!(h.csrs.scause, trap::LOAD_ACCESS_FAULT, "{raw:#x}");
+        }
+        let mut h = Hart::new(BASE);
+        let r = on_fault(&mut h, 0x1000, 0x00a5_3027, false, false);
+        assert!(matches!(&r.action, Action::Fail(m) if m.contains("wrote to 0x1000")), "{r:?}");
+    }
+
+    #[test]
+    fn user_counters_follow_scounteren() {
+        let (mut h, mut p) = (Hart::new(BASE), FakePlatform::new());
+        h.mode = Mode::User;
+        h.csrs.stvec = 0x8020_0700;
+        p.now = 7;
+        // rdcycle a0 (csrrs a0, cycle, x0 = 0xc0002573) with scounteren = 0: illegal.
+        on_illegal(&mut h, 0xc000_2573, &mut p);
+        assert_eq!((h.pc, h.csrs.scause, h.mode), (0x8020_0700, trap::ILLEGAL_INSTRUCTION, Mode::Supervisor));
+        // With CY and IR enabled, U-mode reads them; TM stays off, so rdtime is illegal.
+        let mut h = Hart::new(BASE);
+        h.mode = Mode::User;
+        h.csrs.stvec = 0x8020_0700;
+        h.csrs.scounteren = 0b101;
+        on_illegal(&mut h, 0xc000_2573, &mut p);
+        assert_eq!((h.x[10], h.pc), (70, BASE + 4));
+        on_illegal(&mut h, 0xc020_2573, &mut p); // rdinstret a0
+        assert_eq!((h.x[10], h.pc), (35, BASE + 8));
+        on_illegal(&mut h, 0xc010_2573, &mut p); // rdtime a0
+        assert_eq!((h.pc, h.csrs.scause), (0x8020_0700, trap::ILLEGAL_INSTRUCTION));
+        // Virtual S-mode ignores scounteren.
+        let mut h = Hart::new(BASE);
+        on_illegal(&mut h, 0xc000_2573, &mut p);
+        assert_eq!((h.x[10], h.pc), (70, BASE + 4));
     }
 
     #[test]

@@ -16,10 +16,12 @@ pub trait Platform {
     fn console_write(&mut self, bytes: &[u8]);
     /// Guest console input: fills `buf` with what is available now, returns how many bytes.
     fn console_read(&mut self, buf: &mut [u8]) -> usize;
-    /// Reads guest physical memory; false if any byte lies outside guest RAM.
-    fn read_guest(&mut self, gpa: u64, buf: &mut [u8]) -> bool;
-    /// Writes guest physical memory; false if any byte lies outside guest RAM.
-    fn write_guest(&mut self, gpa: u64, bytes: &[u8]) -> bool;
+    /// Writes guest memory `[gpa, gpa + len)` to the console, straight from RAM; false (and
+    /// nothing written) if any byte lies outside guest RAM.
+    fn console_write_from_guest(&mut self, gpa: u64, len: usize) -> bool;
+    /// Moves the input available now, at most `len` bytes, into guest memory at `gpa`;
+    /// returns how many, or None (and nothing consumed) if `[gpa, gpa + len)` is not all RAM.
+    fn console_read_into_guest(&mut self, gpa: u64, len: usize) -> Option<usize>;
 }
 
 /// Guest RAM as a byte slice placed at a guest physical base: bounds checks shared by the
@@ -37,24 +39,10 @@ impl GuestRam<'_> {
         (end <= self.bytes.len() as u64).then_some(start as usize..end as usize)
     }
 
-    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
-        match self.range(gpa, buf.len()) {
-            Some(r) => {
-                buf.copy_from_slice(&self.bytes[r]);
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
-        match self.range(gpa, data.len()) {
-            Some(r) => {
-                self.bytes[r].copy_from_slice(data);
-                true
-            }
-            None => false,
-        }
+    /// The bytes of `[gpa, gpa + len)` if they lie wholly inside RAM.
+    pub fn slice_mut(&mut self, gpa: u64, len: usize) -> Option<&mut [u8]> {
+        let r = self.range(gpa, len)?;
+        Some(&mut self.bytes[r])
     }
 }
 
@@ -109,11 +97,24 @@ pub mod fake {
             }
             n
         }
-        fn read_guest(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
-            GuestRam { base: self.ram_base, bytes: &mut self.ram }.read(gpa, buf)
+        fn console_write_from_guest(&mut self, gpa: u64, len: usize) -> bool {
+            let mut ram = GuestRam { base: self.ram_base, bytes: &mut self.ram };
+            match ram.slice_mut(gpa, len) {
+                Some(bytes) => {
+                    self.output.extend_from_slice(bytes);
+                    true
+                }
+                None => false,
+            }
         }
-        fn write_guest(&mut self, gpa: u64, bytes: &[u8]) -> bool {
-            GuestRam { base: self.ram_base, bytes: &mut self.ram }.write(gpa, bytes)
+        fn console_read_into_guest(&mut self, gpa: u64, len: usize) -> Option<usize> {
+            let mut ram = GuestRam { base: self.ram_base, bytes: &mut self.ram };
+            let dst = ram.slice_mut(gpa, len)?;
+            let n = dst.len().min(self.input.len());
+            for (d, s) in dst.iter_mut().zip(self.input.drain(..n)) {
+                *d = s;
+            }
+            Some(n)
         }
     }
 }
@@ -126,12 +127,11 @@ mod tests {
     fn guest_ram_bounds() {
         let mut bytes = vec![0u8; 16];
         let mut ram = GuestRam { base: 0x8000_0000, bytes: &mut bytes };
-        assert!(ram.write(0x8000_000c, b"abcd"));
-        assert!(!ram.write(0x8000_000d, b"abcd"), "one byte past the end");
-        assert!(!ram.write(0x7fff_ffff, b"a"), "below the base");
-        let mut buf = [0u8; 2];
-        assert!(ram.read(0x8000_000e, &mut buf));
-        assert_eq!(&buf, b"cd");
+        ram.slice_mut(0x8000_000c, 4).unwrap().copy_from_slice(b"abcd");
+        assert!(ram.slice_mut(0x8000_000d, 4).is_none(), "one byte past the end");
+        assert!(ram.slice_mut(0x7fff_ffff, 1).is_none(), "below the base");
+        assert_eq!(ram.slice_mut(0x8000_000e, 2).unwrap(), b"cd");
+        assert_eq!(ram.slice_mut(0x8000_0010, 0).unwrap(), b"", "empty range at the end");
         assert!(ram.range(u64::MAX, 2).is_none());
     }
 }

@@ -35,8 +35,11 @@ pub const IMPL_ID: u64 = 0x5552_5654;
 pub const IMPL_VERSION: u64 = 1;
 
 /// SRST reset reasons with a defined meaning: no reason -> exit status 0, system failure -> 1.
-/// URVirt also gives the implementation-specific range a meaning: 0xE000_00nn ends the run
-/// with exit status nn, so a test guest can report any status. Vendor reasons -> status 1.
+/// The spec leaves 0xE000_0000..=0xEFFF_FFFF to the SBI implementation; URVirt defines
+/// 0xE000_00nn as "end the run with exit status nn", so a test guest can report any status.
+/// Every other reason in that range, the vendor/platform range 0xF000_0000..=0xFFFF_FFFF
+/// and the reserved ones are not implemented here: SBI_ERR_INVALID_PARAM, as the spec's
+/// SRST error table says for a reason that is "reserved or platform-specific and unimplemented".
 pub const SRST_REASON_NONE: u64 = 0;
 pub const SRST_REASON_SYSTEM_FAILURE: u64 = 1;
 pub const SRST_REASON_URVIRT_STATUS: u64 = 0xe000_0000;
@@ -152,13 +155,15 @@ pub fn reason_status(reason: u64) -> Option<i32> {
         SRST_REASON_NONE => Some(0),
         SRST_REASON_SYSTEM_FAILURE => Some(1),
         r if (r & 0xffff_ff00) == SRST_REASON_URVIRT_STATUS && r >> 32 == 0 => Some((r & 0xff) as i32),
-        0xf000_0000..=0xffff_ffff => Some(1),
         _ => None,
     }
 }
 
 /// system_reset(type, reason). Shutdown and both reboots end the run: URVirt does not restart
 /// a guest, so a reboot request is reported as the end of the VM with the reason's status.
+/// Reserved types (3..=0xEFFF_FFFF) and vendor types (0xF000_0000..) are not implemented:
+/// SBI_ERR_INVALID_PARAM. (NOT_SUPPORTED is for an implemented type the platform cannot do
+/// right now, which never happens here.) An unknown function id is SBI_ERR_NOT_SUPPORTED.
 fn srst(hart: &mut Hart, fid: u64) -> SbiResult {
     let kind = "sigsys sbi srst";
     let (reset_type, reason) = (hart.x[10] & 0xffff_ffff, hart.x[11] & 0xffff_ffff);
@@ -175,29 +180,24 @@ fn srst(hart: &mut Hart, fid: u64) -> SbiResult {
     }
 }
 
-/// Debug console: write/read take (length, address low, address high) with guest physical
-/// addresses, which URVirt resolves through the guest RAM window.
+/// Debug console: write/read take (num_bytes, base_addr_lo, base_addr_hi), a guest physical
+/// address split into two XLEN-bit halves. On RV64 every address fits in the low half, so a
+/// non-zero high half names memory that cannot exist: SBI_ERR_INVALID_PARAM. The bytes move
+/// straight between guest RAM and the console (no buffer: this runs in a signal handler).
 fn dbcn(hart: &mut Hart, fid: u64, platform: &mut dyn Platform) {
     let (len, lo, hi) = (hart.x[10], hart.x[11], hart.x[12]);
-    let addr = lo.wrapping_add(hi << 32);
     // One call moves at most a page; the guest loops for more, as the spec allows.
     let n = len.min(4096) as usize;
-    let mut buf = vec![0u8; n];
     match fid {
-        0 => {
-            if !platform.read_guest(addr, &mut buf) {
-                return ret(hart, SBI_ERR_INVALID_PARAM, 0);
-            }
-            platform.console_write(&buf);
-            ret(hart, SBI_SUCCESS, n as u64);
-        }
-        1 => {
-            let got = platform.console_read(&mut buf);
-            if !platform.write_guest(addr, &buf[..got]) {
-                return ret(hart, SBI_ERR_INVALID_PARAM, 0);
-            }
-            ret(hart, SBI_SUCCESS, got as u64);
-        }
+        0 | 1 if hi != 0 => ret(hart, SBI_ERR_INVALID_PARAM, 0),
+        0 => match platform.console_write_from_guest(lo, n) {
+            true => ret(hart, SBI_SUCCESS, n as u64),
+            false => ret(hart, SBI_ERR_INVALID_PARAM, 0),
+        },
+        1 => match platform.console_read_into_guest(lo, n) {
+            Some(got) => ret(hart, SBI_SUCCESS, got as u64),
+            None => ret(hart, SBI_ERR_INVALID_PARAM, 0),
+        },
         2 => {
             platform.console_write(&[len as u8]);
             ret(hart, SBI_SUCCESS, 0);
@@ -282,12 +282,24 @@ mod tests {
         assert_eq!(call(&mut h, &mut p, EXT_SRST, 0, &[0, 1]).action, Action::Shutdown(1));
         assert_eq!(call(&mut h, &mut p, EXT_SRST, 0, &[1, 0]).action, Action::Shutdown(0), "cold reboot");
         assert_eq!(call(&mut h, &mut p, EXT_SRST, 0, &[0, 0xe000_0007]).action, Action::Shutdown(7));
-        assert_eq!(call(&mut h, &mut p, EXT_SRST, 0, &[0, 0xf000_0000]).action, Action::Shutdown(1));
-        let r = call(&mut h, &mut p, EXT_SRST, 0, &[0, 5]);
-        assert_eq!(r.action, Action::Resume, "reserved reason");
-        assert_eq!(h.x[10] as i64, SBI_ERR_INVALID_PARAM);
-        call(&mut h, &mut p, EXT_SRST, 0, &[3, 0]);
-        assert_eq!(h.x[10] as i64, SBI_ERR_INVALID_PARAM, "reserved type");
+        assert_eq!(call(&mut h, &mut p, EXT_SRST, 0, &[2, 0xe000_00ff]).action, Action::Shutdown(255));
+        // Reserved, unimplemented implementation-specific and vendor reasons; reserved and
+        // vendor types: all SBI_ERR_INVALID_PARAM, and the guest goes on.
+        for (ty, reason, what) in [
+            (0, 5, "reserved reason"),
+            (0, 0xe000_0100, "implementation-specific reason we do not define"),
+            (0, 0xf000_0000, "vendor reason"),
+            (0, 0xffff_ffff, "vendor reason"),
+            (3, 0, "reserved type"),
+            (0xf000_0000, 0, "vendor type"),
+        ] {
+            h.x[10] = 0;
+            let r = call(&mut h, &mut p, EXT_SRST, 0, &[ty, reason]);
+            assert_eq!(r.action, Action::Resume, "{what}");
+            assert_eq!(h.x[10] as i64, SBI_ERR_INVALID_PARAM, "{what}");
+        }
+        call(&mut h, &mut p, EXT_SRST, 1, &[0, 0]);
+        assert_eq!(h.x[10] as i64, SBI_ERR_NOT_SUPPORTED, "unknown function");
     }
 
     #[test]
@@ -305,5 +317,29 @@ mod tests {
         call(&mut h, &mut p, EXT_DBCN, 1, &[8, 0x8000_0200, 0]);
         assert_eq!((h.x[10], h.x[11]), (0, 2));
         assert_eq!(&p.ram[0x200..0x202], b"ab");
+        // The last bytes of RAM are fine, one past is not.
+        call(&mut h, &mut p, EXT_DBCN, 0, &[2, 0x8000_0ffe, 0]);
+        assert_eq!(h.x[10], 0);
+        call(&mut h, &mut p, EXT_DBCN, 0, &[2, 0x8000_0fff, 0]);
+        assert_eq!(h.x[10] as i64, SBI_ERR_INVALID_PARAM);
+    }
+
+    #[test]
+    fn dbcn_high_address_half_must_be_zero_on_rv64() {
+        let (mut h, mut p) = (Hart::new(0x8020_0000), FakePlatform::new());
+        p.ram[0x100..0x103].copy_from_slice(b"abc");
+        call(&mut h, &mut p, EXT_DBCN, 0, &[3, 0x8000_0100, 1]);
+        assert_eq!(h.x[10] as i64, SBI_ERR_INVALID_PARAM, "write with base_addr_hi != 0");
+        // lo + (hi << 32) would wrap around to RAM here; hi is not a 32-bit half on RV64.
+        call(&mut h, &mut p, EXT_DBCN, 0, &[3, 0xffff_ffff_8000_0100, 1]);
+        assert_eq!(h.x[10] as i64, SBI_ERR_INVALID_PARAM, "no wrap-around alias");
+        p.input.extend(b"z");
+        call(&mut h, &mut p, EXT_DBCN, 1, &[1, 0x8000_0200, 1]);
+        assert_eq!(h.x[10] as i64, SBI_ERR_INVALID_PARAM, "read with base_addr_hi != 0");
+        assert_eq!(p.output, b"");
+        assert_eq!(p.input.len(), 1, "nothing consumed");
+        // With hi = 0 the address is lo.
+        call(&mut h, &mut p, EXT_DBCN, 0, &[3, 0x8000_0100, 0]);
+        assert_eq!((h.x[10], h.x[11], p.output.as_slice()), (0, 3, &b"abc"[..]));
     }
 }

@@ -10,7 +10,8 @@
 //!     KVM needs to run the same guest. "To HLT" is spawn to the newline the guest prints
 //!     just before its `hlt`; "to exit" adds VM tear-down and process exit.
 use crate::config::{EntryMode, LinuxOptions, X86Config};
-use crate::{kvm, memory, modes, vm::X86Vm};
+use crate::vm::{self, X86Vm};
+use crate::{kvm, memory, modes};
 use common::console::Console;
 use common::image::Image;
 use common::vm::{GuestExit, VirtualMachine, VmConfig};
@@ -86,7 +87,8 @@ fn vmm_exit_round(image: &Image) -> Result<(f64, f64)> {
     if outcome.exit != GuestExit::Halted || console.captured().len() as u64 != OUTS {
         return Err(Error::guest(format!("bench guest misbehaved: {:?}", outcome.exit)));
     }
-    let handling = outcome.stats.get("io-out").map(|e| e.mean().as_secs_f64() * 1e6).unwrap_or(0.0);
+    let handling =
+        outcome.stats.get(&format!("io-out {}", vm::HELLO_DEVICE)).map(|e| e.mean().as_secs_f64() * 1e6).unwrap_or(0.0);
     Ok((took.as_secs_f64() * 1e6 / outcome.stats.total_count() as f64, handling))
 }
 

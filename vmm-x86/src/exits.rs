@@ -135,17 +135,18 @@ pub enum Space {
 /// What applying a device action led to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
-    /// Done; enter the guest again.
-    Done,
-    /// A device asked for something (power off).
-    Request(DeviceRequest),
+    /// The device named `device` handled it; enter the guest again.
+    Done { device: &'static str },
+    /// The device named `device` asked for something (power off).
+    Request { device: &'static str, request: DeviceRequest },
     /// Nobody claims the address, and the policy is to count it: stats kind to record instead.
     Ignored(&'static str),
     /// Nobody claims the address, and the policy is strict.
     Unknown(Unknown),
 }
 
-/// Performs a PIO/MMIO action on the buses. Other actions are not device work and return `Done`.
+/// Performs a PIO/MMIO action on the buses. Other actions are not device work: they return
+/// `Done` with no device name.
 pub fn apply(action: Action<'_>, devices: &Devices) -> Applied {
     let (space, addr, write, size, result) = match action {
         Action::PioWrite { port, data } => {
@@ -153,7 +154,7 @@ pub fn apply(action: Action<'_>, devices: &Devices) -> Applied {
         }
         Action::PioRead { port, data } => {
             let size = data.len();
-            let r = devices.pio.read(port as u64, data).map(|_| None);
+            let r = devices.pio.read(port as u64, data).map(|name| (name, None));
             if r.is_err() {
                 // What a read of an empty ISA bus returns.
                 data.fill(0xff);
@@ -163,17 +164,17 @@ pub fn apply(action: Action<'_>, devices: &Devices) -> Applied {
         Action::MmioWrite { addr, data } => (Space::Mmio, addr, true, data.len(), devices.mmio.write(addr, data)),
         Action::MmioRead { addr, data } => {
             let size = data.len();
-            let r = devices.mmio.read(addr, data).map(|_| None);
+            let r = devices.mmio.read(addr, data).map(|name| (name, None));
             if r.is_err() {
                 data.fill(0xff);
             }
             (Space::Mmio, addr, false, size, r)
         }
-        _ => return Applied::Done,
+        _ => return Applied::Done { device: "" },
     };
     match result {
-        Ok(None) => Applied::Done,
-        Ok(Some(req)) => Applied::Request(req),
+        Ok((device, None)) => Applied::Done { device },
+        Ok((device, Some(request))) => Applied::Request { device, request },
         Err(_) if !devices.strict => {
             Applied::Ignored(if space == Space::Pio { "io-unhandled" } else { "mmio-unhandled" })
         }
@@ -277,16 +278,16 @@ mod tests {
     fn apply_reaches_devices_and_passes_requests_on() {
         let console = Console::capture();
         let d = devices(true, &console);
-        assert_eq!(apply(Action::PioWrite { port: 0xf1, data: b"H" }, &d), Applied::Done);
+        assert_eq!(apply(Action::PioWrite { port: 0xf1, data: b"H" }, &d), Applied::Done { device: "debug" });
         assert_eq!(console.captured(), b"H");
         assert_eq!(
             apply(Action::PioWrite { port: 0x64, data: &[3] }, &d),
-            Applied::Request(DeviceRequest::PowerOff(3))
+            Applied::Request { device: "power", request: DeviceRequest::PowerOff(3) }
         );
         let mut b = [0u8; 4];
-        assert_eq!(apply(Action::MmioRead { addr: 0x1000_0004, data: &mut b }, &d), Applied::Done);
+        assert_eq!(apply(Action::MmioRead { addr: 0x1000_0004, data: &mut b }, &d), Applied::Done { device: "power" });
         assert_eq!(b, [0x42; 4]);
-        assert_eq!(apply(Action::Resume, &d), Applied::Done);
+        assert_eq!(apply(Action::Resume, &d), Applied::Done { device: "" });
     }
 
     #[test]

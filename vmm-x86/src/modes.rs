@@ -194,16 +194,12 @@ pub struct FlatLayout {
     pub stack: u64,
 }
 
-/// Decides the layout for an image of `image_len` bytes in `mem_size` of RAM, or says why it
-/// does not fit. Pure.
-pub fn flat_layout(mode: EntryMode, image_len: u64, mem_size: u64, path: &str) -> Result<FlatLayout> {
-    let image_end = LOAD_ADDR + image_len;
-    if image_end > mem_size {
-        return Err(Error::bad_input(format!(
-            "image {path} is {image_len} bytes; at offset {LOAD_ADDR:#x} it does not fit in {} of guest RAM",
-            common::image::human_size(mem_size)
-        )));
-    }
+/// Decides the layout for `image` in `mem_size` of RAM, or says why it does not fit. Reading
+/// the image already refused one larger than RAM; here it must also fit above 0x1000 and, in
+/// long mode, leave room for the page tables. Pure.
+pub fn flat_layout(mode: EntryMode, image: &Image, mem_size: u64) -> Result<FlatLayout> {
+    image.check_fits("image", LOAD_ADDR, mem_size)?;
+    let image_end = LOAD_ADDR + image.bytes.len() as u64;
     match mode {
         EntryMode::Real => Ok(FlatLayout { page_tables: None, stack: 0 }),
         // A 32-bit stack pointer cannot reach past 4 GiB; memory.rs caps RAM below that anyway.
@@ -212,7 +208,8 @@ pub fn flat_layout(mode: EntryMode, image_len: u64, mem_size: u64, path: &str) -
             let tables = image_end.next_multiple_of(PAGE);
             if tables + page_table_bytes(mem_size) > mem_size {
                 return Err(Error::bad_input(format!(
-                    "image {path} leaves no room for long-mode page tables ({} KiB after the image) in {} of guest RAM",
+                    "image {} leaves no room for long-mode page tables ({} KiB after the image) in {} of guest RAM",
+                    image.path.display(),
                     page_table_bytes(mem_size) / 1024,
                     common::image::human_size(mem_size)
                 )));
@@ -231,7 +228,7 @@ pub fn load_flat(
     mem_size: u64,
     sregs: &mut kvm_sregs,
 ) -> Result<kvm_regs> {
-    let layout = flat_layout(mode, image.bytes.len() as u64, mem_size, &image.path.display().to_string())?;
+    let layout = flat_layout(mode, image, mem_size)?;
     mem.write_slice(&image.bytes, GuestAddress(LOAD_ADDR))
         .map_err(|e| Error::bad_input(format!("cannot copy image into guest RAM: {e}")))?;
     match mode {
@@ -291,16 +288,24 @@ mod tests {
         assert!(e2.contains(&(0x6000, GIB | 0x83)));
     }
 
+    fn image(len: usize, path: &str) -> Image {
+        Image { path: path.into(), bytes: vec![0xf4; len] }
+    }
+
     #[test]
     fn layouts_refuse_what_does_not_fit() {
-        assert_eq!(flat_layout(EntryMode::Real, 25, 0x2000, "h").unwrap().page_tables, None);
-        let l = flat_layout(EntryMode::Long, 0x1001, 1 << 20, "h").unwrap();
+        assert_eq!(flat_layout(EntryMode::Real, &image(25, "h"), 0x2000).unwrap().page_tables, None);
+        let l = flat_layout(EntryMode::Long, &image(0x1001, "h"), 1 << 20).unwrap();
         assert_eq!(l.page_tables, Some(0x3000));
         assert_eq!(l.stack, 1 << 20);
-        let e = flat_layout(EntryMode::Real, 128 << 10, 64 << 10, "big.bin").unwrap_err();
-        assert!(e.message.contains("does not fit in 64 KiB"), "{}", e.message);
-        let e = flat_layout(EntryMode::Long, 0x7000, 0x8000 + 0x1000, "h").unwrap_err();
-        assert!(e.message.contains("page tables"), "{}", e.message);
+        // Fits in RAM (so reading it succeeded) but not above 0x1000.
+        let e = flat_layout(EntryMode::Real, &image(64 << 10, "big.bin"), 64 << 10).unwrap_err();
+        assert_eq!(e.message, "image big.bin is 65536 bytes; at offset 0x1000 it does not fit in 64 KiB of guest RAM");
+        let e = flat_layout(EntryMode::Long, &image(0x7000, "h"), 0x8000 + 0x1000).unwrap_err();
+        assert_eq!(
+            e.message,
+            "image h leaves no room for long-mode page tables (12 KiB after the image) in 36 KiB of guest RAM"
+        );
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub const RESULT_ADDR: u64 = 0x400;
 /// KVM needs three pages of guest-physical space for the real-mode TSS on Intel without
 /// unrestricted guest; put them just below 4 GiB, where no RAM is.
 const TSS_ADDR: usize = 0xfffb_d000;
+/// The bus name of the debug port 0xf1 the hello guests print through (--stats shows its rows).
+pub const HELLO_DEVICE: &str = "debug-0xf1";
 
 /// How the run loop ended when the guest failed: a finished line, or a failure whose line
 /// needs the vCPU state (read once the loop no longer borrows the vCPU).
@@ -57,7 +59,7 @@ impl X86Vm {
         vm.set_tss_address(TSS_ADDR).map_err(|e| kvm::setup_error("KVM_SET_TSS_ADDR", e))?;
         let mem = memory::create(&vm, config.vm.mem_size)?;
         let mut pio = Bus::new();
-        for (port, name) in [(HELLO_PORT, "debug-0xf1"), (BOCHS_PORT, "debug-0xe9")] {
+        for (port, name) in [(HELLO_PORT, HELLO_DEVICE), (BOCHS_PORT, "debug-0xe9")] {
             let dev = Arc::new(Mutex::new(DebugPort::new(config.vm.console.clone())));
             pio.insert(port, 1, name, dev).map_err(|e| Error::bad_input(format!("PIO bus: {e}")))?;
         }
@@ -111,12 +113,13 @@ impl X86Vm {
     fn run_loop(&mut self, stats: &mut Stats) -> Result<GuestExit> {
         let timeout = self.config.vm.timeout;
         let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
-        let watchdog = timeout.map(|t| Watchdog::start(t, vcpu.get_kvm_run()));
+        let watchdog = timeout.map(|t| Watchdog::start(t, vcpu.get_kvm_run())).transpose()?;
         let devices = &self.devices;
-        let mut pending: Option<(&'static str, Instant)> = None;
+        // The exit being handled: its kind, the device that handled it ("" if none), when KVM_RUN returned.
+        let mut pending: Option<(&'static str, &'static str, Instant)> = None;
         let ending = loop {
-            if let Some((kind, returned)) = pending.take() {
-                stats.record(kind, returned.elapsed());
+            if let Some((kind, device, returned)) = pending.take() {
+                stats.record_device(kind, device, returned.elapsed());
             }
             let result = vcpu.run();
             let returned = Instant::now();
@@ -129,6 +132,7 @@ impl X86Vm {
                     break Err(Pending::Message(format!("KVM_RUN failed: {why}")));
                 }
             };
+            let mut device = "";
             let step = match action {
                 Action::Resume => Ok(None),
                 Action::CheckTimeout => match &watchdog {
@@ -140,8 +144,14 @@ impl X86Vm {
                 Action::Stop(exit) => Ok(Some(exit)),
                 Action::Fail(f) => Err(f),
                 io => match exits::apply(io, devices) {
-                    Applied::Done => Ok(None),
-                    Applied::Request(DeviceRequest::PowerOff(code)) => Ok(Some(GuestExit::PowerOff(code))),
+                    Applied::Done { device: d } => {
+                        device = d;
+                        Ok(None)
+                    }
+                    Applied::Request { device: d, request: DeviceRequest::PowerOff(code) } => {
+                        device = d;
+                        Ok(Some(GuestExit::PowerOff(code)))
+                    }
                     Applied::Ignored(k) => {
                         kind = k;
                         Ok(None)
@@ -159,13 +169,13 @@ impl X86Vm {
                 other => other,
             };
             match step {
-                Ok(None) => pending = Some((kind, returned)),
+                Ok(None) => pending = Some((kind, device, returned)),
                 Ok(Some(exit)) => {
-                    stats.record(kind, returned.elapsed());
+                    stats.record_device(kind, device, returned.elapsed());
                     break Ok(exit);
                 }
                 Err(f) => {
-                    stats.record(kind, returned.elapsed());
+                    stats.record_device(kind, device, returned.elapsed());
                     break Err(Pending::Failure(f));
                 }
             }

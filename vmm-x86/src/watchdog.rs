@@ -4,6 +4,7 @@
 //! KVM_RUN return EINTR at once (covers a signal that lands just before we enter the guest),
 //! and a signal with a no-op handler installed without SA_RESTART interrupts a KVM_RUN that
 //! is already running.
+use common::{Error, Result};
 use kvm_bindings::kvm_run;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
@@ -45,7 +46,8 @@ unsafe impl Send for RunPtr {}
 impl Watchdog {
     /// Starts counting `timeout` for the calling thread, which must be the one running KVM_RUN
     /// on the vCPU whose kvm_run is `run`. Drop the watchdog before dropping that vCPU.
-    pub fn start(timeout: Duration, run: *mut kvm_run) -> Watchdog {
+    /// Fails (rather than silently running without a limit) if the thread cannot be started.
+    pub fn start(timeout: Duration, run: *mut kvm_run) -> Result<Watchdog> {
         install_handler();
         // SAFETY: pthread_self has no preconditions.
         let vcpu_thread = unsafe { libc::pthread_self() };
@@ -66,8 +68,10 @@ impl Watchdog {
                     unsafe { libc::pthread_kill(vcpu_thread, kick_signal()) };
                 }
             })
-            .ok();
-        Watchdog { stop: Some(stop), thread, fired }
+            .map_err(|e| {
+                Error::bad_input(format!("cannot start the --timeout thread: {}", common::image::io_reason(&e)))
+            })?;
+        Ok(Watchdog { stop: Some(stop), thread: Some(thread), fired })
     }
 
     /// Whether time ran out.
@@ -98,7 +102,7 @@ mod tests {
     fn fires_and_sets_immediate_exit() {
         // SAFETY: kvm_run is plain data; all zeroes is a valid value.
         let mut run: kvm_run = unsafe { std::mem::zeroed() };
-        let w = Watchdog::start(Duration::from_millis(20), &mut run);
+        let w = Watchdog::start(Duration::from_millis(20), &mut run).unwrap();
         std::thread::sleep(Duration::from_millis(200));
         assert!(w.fired());
         drop(w);
@@ -109,7 +113,7 @@ mod tests {
     fn stopping_early_does_not_fire() {
         // SAFETY: as above.
         let mut run: kvm_run = unsafe { std::mem::zeroed() };
-        let w = Watchdog::start(Duration::from_secs(60), &mut run);
+        let w = Watchdog::start(Duration::from_secs(60), &mut run).unwrap();
         assert!(!w.fired());
         drop(w);
         assert_eq!(run.immediate_exit, 0);

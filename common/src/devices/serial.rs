@@ -6,7 +6,7 @@
 use crate::bus::{BusDevice, DeviceRequest};
 use crate::console::Console;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 pub use vm_superio::Trigger;
 use vm_superio::{serial::NoEvents, Serial as Uart};
@@ -86,13 +86,11 @@ impl<T: Trigger + Send> BusDevice for Serial<T> {
     }
 }
 
-/// A shared UART, as the bus and the input thread both hold it.
-pub type SharedSerial<T> = Arc<Mutex<Serial<T>>>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     /// Counts how often the interrupt line was raised.
     #[derive(Clone, Default)]

@@ -36,12 +36,7 @@ fn os_err(what: &str) -> Error {
 impl GuestMemory {
     /// Creates `size` bytes of zeroed RAM at [`RAM_BASE`].
     pub fn new(size: u64) -> Result<Self> {
-        if size < 1 << 20 || !size.is_multiple_of(4096) || RAM_BASE.checked_add(size).is_none_or(|e| e > WINDOW_END) {
-            return Err(Error::bad_input(format!(
-                "--mem {}: URVirt needs between 1 MiB and 2 GiB of guest RAM, in whole pages",
-                common::image::human_size(size)
-            )));
-        }
+        crate::config::check_mem(size)?;
         // SAFETY: memfd_create with a valid NUL-terminated name; we own the returned fd.
         let raw = unsafe { libc::memfd_create(c"urvirt-ram".as_ptr(), libc::MFD_CLOEXEC) };
         if raw < 0 {
@@ -75,7 +70,7 @@ impl GuestMemory {
 
     /// Reserves every free gap of the physical window with PROT_NONE.
     fn reserve_window(&mut self) {
-        let mut taken = mappings();
+        let mut taken: Vec<(u64, u64)> = mappings().iter().map(|m| (m.start, m.end)).collect();
         taken.sort();
         let mut cursor = WINDOW_START;
         for (start, end) in taken.into_iter().chain(std::iter::once((WINDOW_END, WINDOW_END))) {
@@ -154,14 +149,31 @@ impl Drop for GuestMemory {
     }
 }
 
-/// Every mapping of this process as (start, end), from /proc/self/maps.
-fn mappings() -> Vec<(u64, u64)> {
+/// One line of /proc/self/maps.
+struct Mapping {
+    start: u64,
+    end: u64,
+    perms: String,
+    /// The path or [heap]/[stack]/...; empty for anonymous memory.
+    name: String,
+}
+
+/// Every mapping of this process, from /proc/self/maps (empty if it cannot be read).
+fn mappings() -> Vec<Mapping> {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     maps.lines()
         .filter_map(|l| {
-            let (range, _) = l.split_once(' ')?;
-            let (a, b) = range.split_once('-')?;
-            Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+            let mut parts = l.split_whitespace();
+            let (a, b) = parts.next()?.split_once('-')?;
+            let perms = parts.next()?.to_string();
+            // offset, device, inode, then the name (which may be absent).
+            let name = parts.nth(3).unwrap_or("").to_string();
+            Some(Mapping {
+                start: u64::from_str_radix(a, 16).ok()?,
+                end: u64::from_str_radix(b, 16).ok()?,
+                perms,
+                name,
+            })
         })
         .collect()
 }
@@ -169,29 +181,23 @@ fn mappings() -> Vec<(u64, u64)> {
 /// Host mappings (other than RAM and our reservations) inside the guest's physical window,
 /// adjacent ones merged, as "start-end name". Empty when the guest sees nothing of the host.
 pub fn host_mappings_in_window(mem: &GuestMemory) -> Vec<String> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let mut merged: Vec<(u64, u64, String)> = Vec::new();
-    for l in maps.lines() {
-        let mut parts = l.split_whitespace();
-        let Some((a, b)) = parts.next().and_then(|r| r.split_once('-')) else { continue };
-        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else { continue };
-        let perms = parts.next().unwrap_or("");
-        let name = parts.nth(3).unwrap_or("").to_string();
-        if !(WINDOW_START..WINDOW_END).contains(&a)
-            || mem.contains(a)
-            || mem.reserved.iter().any(|&(r, _)| r == a)
-            || perms.starts_with("---")
+    for m in mappings() {
+        if !(WINDOW_START..WINDOW_END).contains(&m.start)
+            || mem.contains(m.start)
+            || mem.reserved.iter().any(|&(r, _)| r == m.start)
+            || m.perms.starts_with("---")
         {
             continue;
         }
         match merged.last_mut() {
-            Some(last) if last.1 == a => {
-                last.1 = b;
+            Some(last) if last.1 == m.start => {
+                last.1 = m.end;
                 if last.2.is_empty() {
-                    last.2 = name;
+                    last.2 = m.name;
                 }
             }
-            _ => merged.push((a, b, name)),
+            _ => merged.push((m.start, m.end, m.name)),
         }
     }
     merged.into_iter().map(|(a, b, n)| format!("{a:#x}-{b:#x} {n}").trim_end().to_string()).collect()
@@ -199,12 +205,5 @@ pub fn host_mappings_in_window(mem: &GuestMemory) -> Vec<String> {
 
 /// The executable mapping that holds `addr` (the monitor's code), as [start, end).
 pub fn code_range_of(addr: u64) -> Option<(u64, u64)> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines().find_map(|l| {
-        let mut parts = l.split_whitespace();
-        let (a, b) = parts.next()?.split_once('-')?;
-        let perms = parts.next()?;
-        let (a, b) = (u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?);
-        (perms.contains('x') && (a..b).contains(&addr)).then_some((a, b))
-    })
+    mappings().into_iter().find(|m| m.perms.contains('x') && (m.start..m.end).contains(&addr)).map(|m| (m.start, m.end))
 }

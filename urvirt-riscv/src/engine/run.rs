@@ -6,8 +6,15 @@
 //! pc. When the guest ends, the handler writes the saved monitor registers instead, so the
 //! kernel resumes the monitor inside [`super::signals::enter_guest`].
 //!
-//! Handlers allocate only when a statistics kind is seen for the first time, and only ever
-//! interrupt guest code (never the monitor's allocator), so that is safe here.
+//! Allocation in a handler: a handler does real work only while `in_guest` is set, so the
+//! code it interrupted on this thread is guest code, never the monitor's allocator, and the
+//! other threads (console input) take the allocator's own locks as usual. Still, the common
+//! paths do not allocate: SBI console I/O moves bytes straight between guest RAM and the
+//! console. What does allocate: a statistics kind seen for the first time, and the one-line
+//! message of a run that ends in failure.
+//!
+//! Console input is started by [`start_input`] before the guest is entered, never from a
+//! handler (it spawns a thread and may put the terminal in raw mode).
 use super::context::{self, SavedRegs};
 use super::signals;
 use super::sud;
@@ -18,8 +25,8 @@ use common::console::Console;
 use common::stats::Stats;
 use common::vm::GuestExit;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 const SYS_SECCOMP: i32 = 1;
@@ -32,8 +39,6 @@ pub struct RunState {
     pub ram_base: u64,
     pub ram_size: u64,
     pub console: Console,
-    pub input: Arc<Mutex<VecDeque<u8>>>,
-    pub input_started: bool,
     pub stats: Stats,
     /// The monitor's registers at the moment it entered the guest.
     pub monitor: SavedRegs,
@@ -49,6 +54,28 @@ pub struct RunState {
 static STATE: AtomicPtr<RunState> = AtomicPtr::new(std::ptr::null_mut());
 /// Set by the console thread on Ctrl-A x.
 pub static QUIT: AtomicBool = AtomicBool::new(false);
+/// Keys typed for the guest, queued by the console's reader thread.
+static INPUT: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
+/// The thread that runs the guest: Ctrl-A x wakes it with SIGALRM.
+static GUEST_TID: AtomicI32 = AtomicI32::new(0);
+static INPUT_STARTED: Once = Once::new();
+
+/// Starts the console's stdin reader (once per process) and aims Ctrl-A x at the calling
+/// thread, which is about to run the guest. Called by the monitor before entering the guest,
+/// never from a handler.
+pub fn start_input(console: &Console) {
+    // SAFETY: gettid has no preconditions.
+    GUEST_TID.store(unsafe { libc::gettid() }, Ordering::SeqCst);
+    INPUT_STARTED.call_once(|| {
+        console.start_input(
+            |b| INPUT.lock().unwrap_or_else(|e| e.into_inner()).extend(b),
+            || {
+                QUIT.store(true, Ordering::SeqCst);
+                signals::poke(GUEST_TID.load(Ordering::SeqCst));
+            },
+        )
+    });
+}
 
 /// Makes `st` the state the handlers use (null: none).
 pub fn set_state(st: *mut RunState) {
@@ -59,8 +86,16 @@ pub fn set_state(st: *mut RunState) {
 struct EnginePlatform<'a> {
     ram: GuestRam<'a>,
     console: &'a Console,
-    input: &'a Arc<Mutex<VecDeque<u8>>>,
-    input_started: &'a mut bool,
+}
+
+/// Moves up to `dst.len()` queued input bytes into `dst`; returns how many.
+fn take_input(dst: &mut [u8]) -> usize {
+    let mut q = INPUT.lock().unwrap_or_else(|e| e.into_inner());
+    let n = dst.len().min(q.len());
+    for (d, s) in dst.iter_mut().zip(q.drain(..n)) {
+        *d = s;
+    }
+    n
 }
 
 impl Platform for EnginePlatform<'_> {
@@ -79,33 +114,19 @@ impl Platform for EnginePlatform<'_> {
         self.console.write(bytes);
     }
     fn console_read(&mut self, buf: &mut [u8]) -> usize {
-        if !*self.input_started {
-            // Start reading stdin the first time the guest asks for input, so guests that
-            // never read do not put the terminal in raw mode.
-            *self.input_started = true;
-            let sink = self.input.clone();
-            // SAFETY: gettid has no preconditions.
-            let tid = unsafe { libc::gettid() };
-            self.console.start_input(
-                move |b| sink.lock().unwrap().extend(b),
-                move || {
-                    QUIT.store(true, Ordering::SeqCst);
-                    signals::poke(tid);
-                },
-            );
-        }
-        let mut q = self.input.lock().unwrap();
-        let n = buf.len().min(q.len());
-        for (dst, src) in buf.iter_mut().zip(q.drain(..n)) {
-            *dst = src;
-        }
-        n
+        take_input(buf)
     }
-    fn read_guest(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
-        self.ram.read(gpa, buf)
+    fn console_write_from_guest(&mut self, gpa: u64, len: usize) -> bool {
+        match self.ram.slice_mut(gpa, len) {
+            Some(bytes) => {
+                self.console.write(bytes);
+                true
+            }
+            None => false,
+        }
     }
-    fn write_guest(&mut self, gpa: u64, bytes: &[u8]) -> bool {
-        self.ram.write(gpa, bytes)
+    fn console_read_into_guest(&mut self, gpa: u64, len: usize) -> Option<usize> {
+        self.ram.slice_mut(gpa, len).map(take_input)
     }
 }
 
@@ -131,12 +152,7 @@ impl RunState {
     fn platform(&mut self) -> (&mut Hart, EnginePlatform<'_>) {
         // SAFETY: the guest is stopped in this handler; this is the only view of RAM now.
         let bytes = unsafe { std::slice::from_raw_parts_mut(self.ram_base as *mut u8, self.ram_size as usize) };
-        let p = EnginePlatform {
-            ram: GuestRam { base: self.ram_base, bytes },
-            console: &self.console,
-            input: &self.input,
-            input_started: &mut self.input_started,
-        };
+        let p = EnginePlatform { ram: GuestRam { base: self.ram_base, bytes }, console: &self.console };
         (&mut self.hart, p)
     }
 
@@ -172,15 +188,11 @@ impl RunState {
         self.guest_timer.arm(after);
     }
 
+    /// The failure message once `--timeout` has run out (checked after every trap, so a
+    /// SIGALRM that came too early or too late to be seen still ends the run).
     fn timed_out(&self) -> Option<String> {
         let (at, limit) = self.timeout?;
-        (Instant::now() >= at).then(|| {
-            format!(
-                "the guest was still running after --timeout {}s (pc {:#x}); stopped it",
-                limit.as_secs_f64(),
-                self.hart.pc
-            )
-        })
+        (Instant::now() >= at).then(|| crate::config::timeout_message(limit))
     }
 
     /// Handles one trap of the running guest; `hart` already holds its registers.
@@ -247,6 +259,13 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     let st = unsafe { &mut *p };
     let start = Instant::now();
     if sig == signals::ENTER_SIGNAL {
+        // The timeout timer is armed before this signal: if it already fired, its SIGALRM
+        // found no guest to stop and was dropped, so check the clock instead of entering.
+        if st.exit.is_none() {
+            if let Some(why) = st.timed_out() {
+                st.exit = Some(GuestExit::Failed(why));
+            }
+        }
         if !st.in_guest && st.exit.is_none() {
             // SAFETY: `uc` is this handler's live ucontext.
             unsafe {

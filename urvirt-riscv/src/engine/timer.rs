@@ -35,12 +35,13 @@ impl HostTimer {
     }
 
     /// Fires once after `after` (None: disarm). A zero duration would disarm, so it is
-    /// rounded up to one nanosecond.
+    /// rounded up to one nanosecond; one too long for a timespec is capped (centuries).
     pub fn arm(&self, after: Option<Duration>) {
         let d = after.map(|d| d.max(Duration::from_nanos(1))).unwrap_or(Duration::ZERO);
+        let secs = d.as_secs().min(libc::time_t::MAX as u64 / 2) as libc::time_t;
         let spec = libc::itimerspec {
             it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long },
+            it_value: libc::timespec { tv_sec: secs, tv_nsec: d.subsec_nanos() as libc::c_long },
         };
         // SAFETY: our timer id and a valid itimerspec.
         unsafe { libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut()) };

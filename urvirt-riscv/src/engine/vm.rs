@@ -4,7 +4,7 @@ use super::run::{self, RunState};
 use super::signals::{self, AltStack, Handlers};
 use super::timer::HostTimer;
 use super::{seccomp, sud};
-use crate::config::{EcallTrap, RiscvConfig};
+use crate::config::{self, EcallTrap, RiscvConfig};
 use crate::fdt;
 use crate::hart::Hart;
 use crate::loader::{self, RAM_BASE};
@@ -96,8 +96,6 @@ impl VirtualMachine for UrvirtVm {
             ram_base: self.mem.base,
             ram_size: self.mem.size,
             console: self.config.vm.console.clone(),
-            input: Default::default(),
-            input_started: false,
             stats: Stats::new(),
             monitor: super::context::SavedRegs::zeroed(),
             in_guest: false,
@@ -110,12 +108,16 @@ impl VirtualMachine for UrvirtVm {
         let _alt = AltStack::install().map_err(|e| host_err("cannot set up the signal stack", e))?;
         let handlers = Handlers::install().map_err(|e| host_err("cannot install signal handlers", e))?;
         signals::capture_monitor_registers();
+        // Console input starts here, outside any handler. Before the ecall trap, so the reader
+        // thread inherits no seccomp filter (both mechanisms only catch guest-RAM ecalls anyway).
+        run::QUIT.store(false, Ordering::SeqCst);
+        run::start_input(&self.config.vm.console);
         let mechanism = self.trap_ecalls()?;
         let started = Instant::now();
-        st.timeout = self.config.vm.timeout.map(|t| (started + t, t));
-        run::QUIT.store(false, Ordering::SeqCst);
+        // A --timeout too large to add to the clock means no timeout (never a panic).
+        st.timeout = self.config.vm.timeout.and_then(|t| Some((config::deadline(started, t)?, t)));
         run::set_state(&mut *st);
-        timeout_timer.arm(self.config.vm.timeout);
+        timeout_timer.arm(st.timeout.map(|(_, t)| t));
         compiler_fence(Ordering::SeqCst);
         // The guest runs inside this call, until a handler puts the monitor back.
         signals::enter_guest();
@@ -129,7 +131,13 @@ impl VirtualMachine for UrvirtVm {
         drop(handlers);
         let wall = started.elapsed();
 
+        let exit =
+            st.exit.take().unwrap_or_else(|| GuestExit::Failed("URVirt: the guest ended without a reason".into()));
         let mut stats = std::mem::take(&mut st.stats);
+        if !self.config.stats {
+            // The notes below read /proc/self/maps and smaps: only when --stats asked for them.
+            return Ok(Outcome { exit, stats });
+        }
         stats.notes.push(format!(
             "urvirt: ecall trap {}, timebase {} Hz, {:.3} s in the guest",
             match mechanism {
@@ -149,8 +157,6 @@ impl VirtualMachine for UrvirtVm {
         if let Some(rss) = common::stats::rss_excluding(&[self.mem.base]) {
             stats.notes.push(format!("urvirt: monitor resident memory {} KiB", rss / 1024));
         }
-        let exit =
-            st.exit.take().unwrap_or_else(|| GuestExit::Failed("URVirt: the guest ended without a reason".into()));
         Ok(Outcome { exit, stats })
     }
 }

@@ -133,7 +133,9 @@ fn inner_guest_path(path: &Path) -> String {
 }
 
 impl LabHostVm {
+    /// Refuses a bad `--mem` here, before anything is parsed or booted.
     pub fn new(config: RiscvConfig) -> Result<Self> {
+        crate::config::check_mem(config.vm.mem_size)?;
         Ok(LabHostVm { config, guest: None, guest_path: "/guest.bin".into() })
     }
 
@@ -162,6 +164,7 @@ impl VirtualMachine for LabHostVm {
         // The loader is pure: judge the image here exactly as the engine will, so a bad one
         // is refused before a riscv64 Linux is booted for it.
         let mem_size = self.config.vm.mem_size;
+        crate::config::check_mem(mem_size)?;
         crate::loader::parse(image, crate::fdt::fdt_address(crate::loader::RAM_BASE, mem_size), mem_size)?;
         self.guest = Some(image.bytes.clone());
         self.guest_path = inner_guest_path(&image.path);
@@ -220,5 +223,16 @@ mod tests {
         assert!(err.message.contains("does not fit"), "{}", err.message);
         let small = Image { path: "small.bin".into(), bytes: vec![0x13; 4096] };
         vm.load(&small).unwrap();
+    }
+
+    #[test]
+    fn bad_mem_is_refused_before_anything_else() {
+        for mem_size in [8 << 10, !4095, 1 << 63] {
+            let mut c = config(None, false);
+            c.vm.mem_size = mem_size;
+            let err = LabHostVm::new(c).err().expect("refused");
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.message.starts_with("--mem "), "{}", err.message);
+        }
     }
 }

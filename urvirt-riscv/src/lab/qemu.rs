@@ -125,7 +125,7 @@ pub fn boot(lab: &Lab, config: &RiscvConfig, initramfs: &[u8]) -> Result<Outcome
     );
     drop(tx);
 
-    let mut deadline = Some(Instant::now() + BOOT_LIMIT);
+    let mut deadline = crate::config::deadline(Instant::now(), BOOT_LIMIT);
     let mut started = false;
     let exit = loop {
         let msg = match deadline {
@@ -135,7 +135,8 @@ pub fn boot(lab: &Lab, config: &RiscvConfig, initramfs: &[u8]) -> Result<Outcome
         match msg {
             Ok(Msg::Event(Event::Started)) => {
                 started = true;
-                deadline = config.vm.timeout.map(|t| Instant::now() + t + RUN_SLACK);
+                // No deadline at all if --timeout is too large to add (the inner vmm does the same).
+                deadline = config.vm.timeout.and_then(|t| run_deadline(Instant::now(), t));
             }
             Ok(Msg::Event(Event::Exit(InnerExit::Code(code)))) => break GuestExit::PowerOff(code),
             Ok(Msg::Event(Event::Exit(InnerExit::Signal(sig)))) => {
@@ -174,6 +175,12 @@ pub fn boot(lab: &Lab, config: &RiscvConfig, initramfs: &[u8]) -> Result<Outcome
     };
     drop(initrd);
     Ok(Outcome { exit, stats: Stats::new() })
+}
+
+/// When the outer side gives up on a run whose inner --timeout is `timeout`; None if that
+/// cannot be represented.
+fn run_deadline(now: Instant, timeout: Duration) -> Option<Instant> {
+    crate::config::deadline(now, timeout.checked_add(RUN_SLACK)?)
 }
 
 /// A memfd holding `bytes`, inherited by qemu.
@@ -220,5 +227,17 @@ mod tests {
     fn last_lines_keeps_four_on_one_line() {
         assert_eq!(last_lines("a\n\nb\r\nc\nd\ne\n"), "b / c / d / e");
         assert_eq!(last_lines("  \n"), "(nothing)");
+    }
+
+    #[test]
+    fn run_deadline_survives_huge_timeouts() {
+        let now = Instant::now();
+        assert_eq!(run_deadline(now, Duration::MAX), None);
+        assert_eq!(run_deadline(now, Duration::from_secs(u64::MAX - 5)), None);
+        assert_eq!(
+            run_deadline(now, Duration::from_secs(1e9 as u64)),
+            Some(now + Duration::from_secs(1e9 as u64) + RUN_SLACK)
+        );
+        assert_eq!(run_deadline(now, Duration::from_secs(2)), Some(now + Duration::from_secs(2) + RUN_SLACK));
     }
 }

@@ -5,6 +5,7 @@
 use super::DEFAULT_CMDLINE;
 use common::{Error, Result};
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -110,10 +111,29 @@ impl std::fmt::Display for BenchReport {
     }
 }
 
+/// Makes the process `cmd` starts receive SIGKILL when the thread that started it ends, so a
+/// killed `vmm bench --linux` does not leave qemu (or vmm) running.
+fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and calls only the
+    // async-signal-safe prctl, getppid and _exit.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // We may have died before the prctl: then nobody would send the signal.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Starts `cmd` and returns the time from just before the spawn until `marker` appears on its
-/// stdout; the process is killed either way.
+/// stdout; the process is killed either way, and also when we are killed ourselves.
 pub fn time_to_marker(mut cmd: Command, marker: &str, limit: Duration) -> Result<Duration> {
     let what = format!("{:?}", cmd.get_program());
+    die_with_parent(&mut cmd);
     let start = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -192,5 +212,24 @@ mod tests {
         let mut c = Command::new("sh");
         c.args(["-c", "echo nothing"]);
         assert!(time_to_marker(c, MARKER, Duration::from_secs(4)).unwrap_err().message.contains("ended before"));
+    }
+
+    #[test]
+    fn children_die_with_the_thread_that_started_them() {
+        use std::os::unix::process::ExitStatusExt;
+        // PR_SET_PDEATHSIG fires when the starting thread ends: a short-lived thread stands in
+        // for a killed vmm.
+        let mut child = std::thread::spawn(|| {
+            let mut c = Command::new("sleep");
+            c.arg("30");
+            die_with_parent(&mut c);
+            c.spawn().unwrap()
+        })
+        .join()
+        .unwrap();
+        let start = Instant::now();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 }

@@ -6,7 +6,7 @@
 //! `place_initrd` are pure.
 use super::boot_params::HIMEM_START;
 use super::regs::Entry;
-use common::image::{human_size, io_reason, Image};
+use common::image::{human_size, Image};
 use common::{Error, Result};
 use linux_loader::bootparam::setup_header;
 use linux_loader::loader::elf::PvhBootCapability;
@@ -261,14 +261,24 @@ pub fn place_initrd(size: u64, kernel_end: u64, addr_max: u64, mem_size: u64) ->
     (start >= kernel_end.next_multiple_of(PAGE)).then_some(start)
 }
 
-/// Reads the initramfs at `path` and places it; returns (address, size).
+/// The largest initramfs `place_initrd` can place: the RAM between the kernel's end and the
+/// initrd's upper limit. Pure.
+pub fn initrd_room(kernel_end: u64, addr_max: u64, mem_size: u64) -> u64 {
+    mem_size.min(addr_max.saturating_add(1)).saturating_sub(kernel_end.next_multiple_of(PAGE))
+}
+
+/// Reads the initramfs at `path` and places it; returns (address, size). A device, a FIFO or a
+/// file larger than the room above the kernel is refused before anything is read.
 pub fn load_initrd(mem: &GuestMemoryMmap, path: &Path, kernel: &LoadedKernel, mem_size: u64) -> Result<(u64, u64)> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::bad_input(format!("cannot read initrd {}: {}", path.display(), io_reason(&e))))?;
-    if bytes.is_empty() {
-        return Err(Error::bad_input(format!("initrd {} is empty", path.display())));
-    }
-    let size = bytes.len() as u64;
+    let room = initrd_room(kernel.end, kernel.initrd_addr_max, mem_size);
+    let initrd = Image::read_limited(path, "initrd", room).map_err(|mut e| {
+        // "... does not fit in N of guest RAM": say which RAM, and what to do about it.
+        if e.message.ends_with("of guest RAM") {
+            e.message += &format!(" above the kernel (which ends at {:#x}): use a larger --mem", kernel.end);
+        }
+        e
+    })?;
+    let size = initrd.bytes.len() as u64;
     let addr = place_initrd(size, kernel.end, kernel.initrd_addr_max, mem_size).ok_or_else(|| {
         Error::bad_input(format!(
             "initrd {} is {size} bytes; it does not fit in the {} of guest RAM above the kernel (which ends at {:#x}): use a larger --mem",
@@ -277,7 +287,7 @@ pub fn load_initrd(mem: &GuestMemoryMmap, path: &Path, kernel: &LoadedKernel, me
             kernel.end
         ))
     })?;
-    mem.write_slice(&bytes, GuestAddress(addr))
+    mem.write_slice(&initrd.bytes, GuestAddress(addr))
         .map_err(|e| Error::bad_input(format!("cannot copy initrd {} into guest RAM: {e}", path.display())))?;
     Ok((addr, size))
 }
@@ -391,5 +401,18 @@ mod tests {
         // No room above the kernel.
         assert_eq!(place_initrd(50 * mib, 20 * mib, u64::from(u32::MAX), 64 * mib), None);
         assert_eq!(place_initrd(100 * mib, 0, u64::from(u32::MAX), 64 * mib), None);
+    }
+
+    #[test]
+    fn initrd_room_is_exactly_what_place_initrd_accepts() {
+        let mib = 1u64 << 20;
+        for (kernel_end, addr_max, mem) in
+            [(20 * mib + 5, u64::from(u32::MAX), 64 * mib), (20 * mib, 32 * mib - 1, 64 * mib), (3 * PAGE, 0x7fff, mib)]
+        {
+            let room = initrd_room(kernel_end, addr_max, mem);
+            assert!(place_initrd(room, kernel_end, addr_max, mem).is_some(), "{room:#x} must fit");
+            assert!(place_initrd(room + 1, kernel_end, addr_max, mem).is_none(), "{room:#x}+1 must not fit");
+        }
+        assert_eq!(initrd_room(70 * mib, u64::from(u32::MAX), 64 * mib), 0, "no room at all");
     }
 }
