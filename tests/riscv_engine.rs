@@ -167,28 +167,8 @@ const PUTC: [u32; 15] = [
     0x3548889b, 0x45014801, 0x0070059b, 0x059505f6, 0x00000073, 0x0001a001,
 ];
 
-/// A minimal ELF64 with one PT_LOAD of `code` at `paddr` (entry there too).
 fn elf(machine: u16, paddr: u64, code: &[u8]) -> Vec<u8> {
-    let mut b = vec![0u8; 64 + 56];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[4] = 2; // 64-bit
-    b[5] = 1; // little-endian
-    b[6] = 1;
-    b[16] = 2; // ET_EXEC
-    b[18..20].copy_from_slice(&machine.to_le_bytes());
-    b[24..32].copy_from_slice(&paddr.to_le_bytes());
-    b[32..40].copy_from_slice(&64u64.to_le_bytes());
-    b[54..56].copy_from_slice(&56u16.to_le_bytes());
-    b[56..58].copy_from_slice(&1u16.to_le_bytes());
-    let ph = 64;
-    b[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    b[ph + 8..ph + 16].copy_from_slice(&120u64.to_le_bytes());
-    b[ph + 16..ph + 24].copy_from_slice(&paddr.to_le_bytes());
-    b[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes());
-    b[ph + 32..ph + 40].copy_from_slice(&(code.len() as u64).to_le_bytes());
-    b[ph + 40..ph + 48].copy_from_slice(&(code.len() as u64 + 4096).to_le_bytes());
-    b.extend_from_slice(code);
-    b
+    urvirt_riscv::loader::minimal_elf(machine, paddr, code, 4096)
 }
 
 #[test]

@@ -136,6 +136,34 @@ fn parse_elf(image: &Image) -> Result<Kernel> {
     Ok(Kernel { entry, segments })
 }
 
+/// The smallest ELF64 this loader accepts: one PT_LOAD of `code` at `paddr` (physical and
+/// virtual), `bss` zero bytes after it, entry at `paddr`. Tests build kernels with it, and it
+/// shows exactly which header fields the loader reads.
+pub fn minimal_elf(machine: u16, paddr: u64, code: &[u8], bss: u64) -> Vec<u8> {
+    const EHDR: usize = 64;
+    const PHDR: usize = 56;
+    let mut b = vec![0u8; EHDR + PHDR];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2; // ELFCLASS64
+    b[5] = 1; // little-endian
+    b[6] = 1; // EV_CURRENT
+    b[16] = 2; // ET_EXEC
+    b[18..20].copy_from_slice(&machine.to_le_bytes());
+    b[24..32].copy_from_slice(&paddr.to_le_bytes()); // e_entry
+    b[32..40].copy_from_slice(&(EHDR as u64).to_le_bytes()); // e_phoff
+    b[54..56].copy_from_slice(&(PHDR as u16).to_le_bytes()); // e_phentsize
+    b[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+    let ph = EHDR;
+    b[ph..ph + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+    b[ph + 8..ph + 16].copy_from_slice(&((EHDR + PHDR) as u64).to_le_bytes()); // p_offset
+    b[ph + 16..ph + 24].copy_from_slice(&paddr.to_le_bytes()); // p_vaddr
+    b[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes()); // p_paddr
+    b[ph + 32..ph + 40].copy_from_slice(&(code.len() as u64).to_le_bytes()); // p_filesz
+    b[ph + 40..ph + 48].copy_from_slice(&(code.len() as u64 + bss).to_le_bytes()); // p_memsz
+    b.extend_from_slice(code);
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,25 +174,8 @@ mod tests {
         Image { path: "k.bin".into(), bytes }
     }
 
-    /// A minimal ELF64 RISC-V file with one PT_LOAD of `code` at `paddr`, memsz = filesz + bss.
     fn elf(machine: u16, paddr: u64, code: &[u8], bss: u64) -> Vec<u8> {
-        let mut b = vec![0u8; 64 + 56];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 2;
-        b[5] = 1;
-        b[18..20].copy_from_slice(&machine.to_le_bytes());
-        b[24..32].copy_from_slice(&paddr.to_le_bytes());
-        b[32..40].copy_from_slice(&64u64.to_le_bytes());
-        b[54..56].copy_from_slice(&56u16.to_le_bytes());
-        b[56..58].copy_from_slice(&1u16.to_le_bytes());
-        let ph = 64;
-        b[ph..ph + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
-        b[ph + 8..ph + 16].copy_from_slice(&120u64.to_le_bytes());
-        b[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes());
-        b[ph + 32..ph + 40].copy_from_slice(&(code.len() as u64).to_le_bytes());
-        b[ph + 40..ph + 48].copy_from_slice(&(code.len() as u64 + bss).to_le_bytes());
-        b.extend_from_slice(code);
-        b
+        minimal_elf(machine, paddr, code, bss)
     }
 
     #[test]
