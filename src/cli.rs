@@ -154,11 +154,11 @@ pub fn x86_default_mem() -> u64 {
 
 #[cfg(target_arch = "x86_64")]
 pub fn x86_vm(args: &RunArgs, vm: VmConfig) -> Result<Box<dyn VirtualMachine>> {
-    let mode = match args.mode.unwrap_or(Mode::Real) {
+    let mode = args.mode.map(|m| match m {
         Mode::Real => vmm_x86::EntryMode::Real,
         Mode::Protected => vmm_x86::EntryMode::Protected,
         Mode::Long => vmm_x86::EntryMode::Long,
-    };
+    });
     let linux = vmm_x86::LinuxOptions { cmdline: args.kernel_cmdline.clone(), initrd: args.initrd.clone() };
     vmm_x86::new_vm(vmm_x86::X86Config { vm, mode, linux, stats: args.stats })
 }

@@ -3,7 +3,7 @@ mod cli;
 
 use clap::Parser;
 use cli::{Arch, BenchArgs, Cli, Command, RunArgs};
-use common::console::{restore_terminal, Console};
+use common::console::{restore_terminal, say, Console};
 use common::error::EXIT_OK;
 use common::image::Image;
 use common::vm::{GuestExit, VmConfig};
@@ -56,12 +56,6 @@ fn exit_for_usage(e: clap::Error) -> ! {
     std::process::exit(common::error::EXIT_BAD_INPUT);
 }
 
-/// One line on stderr. A closed or full stderr must not turn into a panic.
-fn say(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
 fn run(args: &RunArgs) -> Result<i32> {
     cli::check_arch_options(args)?;
     let mem_size = match &args.mem {
@@ -73,7 +67,7 @@ fn run(args: &RunArgs) -> Result<i32> {
     };
     let timeout = args.timeout.as_deref().map(cli::parse_timeout).transpose()?;
     let vm = VmConfig { mem_size, timeout, console: Console::stdout() };
-    let image = Image::read(&args.image)?;
+    let image = Image::read(&args.image, mem_size)?;
     let mut machine = match args.arch {
         Arch::X86 => cli::x86_vm(args, vm)?,
         Arch::Riscv => urvirt_riscv::new_vm(urvirt_riscv::RiscvConfig {

@@ -1,6 +1,7 @@
 //! The interactive console on a real pseudo-terminal: raw mode while the guest runs, Ctrl-A x
 //! quits with 0, and the terminal is restored both then and when vmm is killed by SIGTERM.
-//! The guest is the x86 test kernel, which starts the console input (flat guests take no input).
+//! The guests are the x86 test kernel (x86 flat guests take no input) and a RISC-V guest run
+//! through the lab host, whose outer side owns the terminal.
 #![cfg(target_arch = "x86_64")]
 mod support;
 use std::fs::File;
@@ -29,13 +30,28 @@ fn local_flags(tty: &File) -> libc::tcflag_t {
     t.c_lflag
 }
 
-fn start_linux_on(slave: &File) -> Child {
-    require_kvm();
-    let kernel = artifact("guests/x86/linux/vmlinux");
-    let initrd = artifact("guests/x86/linux/initramfs.cpio.gz");
+/// The guests that take console input: the x86 test kernel, and a RISC-V guest through the lab.
+#[derive(Clone, Copy)]
+enum Guest {
+    X86Linux,
+    RiscvSpin,
+}
+
+fn start_on(slave: &File, guest: Guest) -> Child {
     let mut cmd = vmm();
-    cmd.args(["run", "--arch", "x86", "--timeout", "60", "--initrd", path_str(&initrd), path_str(&kernel)])
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
+    match guest {
+        Guest::X86Linux => {
+            require_kvm();
+            let kernel = artifact("guests/x86/linux/vmlinux");
+            let initrd = artifact("guests/x86/linux/initramfs.cpio.gz");
+            cmd.args(["run", "--arch", "x86", "--timeout", "60", "--initrd", path_str(&initrd), path_str(&kernel)]);
+        }
+        Guest::RiscvSpin => {
+            let spin = artifact("guests/riscv/spin.bin");
+            cmd.args(["run", "--arch", "riscv", "--timeout", "60", path_str(&spin)]);
+        }
+    }
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::null());
     cmd.spawn().expect("spawn vmm")
@@ -65,12 +81,11 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-#[test]
-fn ctrl_a_x_quits_with_zero_and_restores_the_terminal() {
+fn ctrl_a_x_quits_with_zero_and_restores_the_terminal(guest: Guest) {
     let (mut master, slave) = pty();
     let cooked = local_flags(&slave);
     assert_ne!(cooked & libc::ICANON, 0, "a new pty starts in canonical mode");
-    let mut child = start_linux_on(&slave);
+    let mut child = start_on(&slave, guest);
     wait_for_raw(&slave, &mut child);
     master.write_all(&[0x01, b'x']).unwrap();
     let status = wait_exit(&mut child, Duration::from_secs(5));
@@ -78,11 +93,10 @@ fn ctrl_a_x_quits_with_zero_and_restores_the_terminal() {
     assert_eq!(local_flags(&slave), cooked, "terminal restored after Ctrl-A x");
 }
 
-#[test]
-fn sigterm_restores_the_terminal() {
+fn sigterm_restores_the_terminal(guest: Guest) {
     let (_master, slave) = pty();
     let cooked = local_flags(&slave);
-    let mut child = start_linux_on(&slave);
+    let mut child = start_on(&slave, guest);
     wait_for_raw(&slave, &mut child);
     // SAFETY: sending SIGTERM to our own child process.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -90,4 +104,24 @@ fn sigterm_restores_the_terminal() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGTERM), "vmm dies of the signal, as a process should");
     assert_eq!(local_flags(&slave), cooked, "terminal restored after SIGTERM");
+}
+
+#[test]
+fn x86_ctrl_a_x_quits_with_zero_and_restores_the_terminal() {
+    ctrl_a_x_quits_with_zero_and_restores_the_terminal(Guest::X86Linux);
+}
+
+#[test]
+fn x86_sigterm_restores_the_terminal() {
+    sigterm_restores_the_terminal(Guest::X86Linux);
+}
+
+#[test]
+fn riscv_ctrl_a_x_quits_with_zero_and_restores_the_terminal() {
+    ctrl_a_x_quits_with_zero_and_restores_the_terminal(Guest::RiscvSpin);
+}
+
+#[test]
+fn riscv_sigterm_restores_the_terminal() {
+    sigterm_restores_the_terminal(Guest::RiscvSpin);
 }

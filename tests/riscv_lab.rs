@@ -320,3 +320,13 @@ fn console_input_reaches_the_guest() {
     assert_eq!(rest, "abc\necho: bye\n");
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn full_stderr_is_not_a_panic() {
+    require_lab();
+    let full = std::fs::File::options().write(true).open("/dev/full").unwrap();
+    let out =
+        support::vmm().args(["run", "--arch", "riscv", "--stats", &guest("hello.bin")]).stderr(full).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(stdout(&out), "I wrote this with SBI calls\n");
+}

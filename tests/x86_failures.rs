@@ -119,3 +119,23 @@ fn runaway_guest_is_stopped_by_timeout() {
     assert_one_line(&out, 1, "guest did not finish within 1 s (--timeout)");
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "took {took:?}");
 }
+
+#[test]
+fn raw_image_larger_than_ram_is_refused_without_reading_it() {
+    // A sparse 1 GiB file: reading it whole would take seconds and a GiB of memory.
+    let p = scratch_file("sparse", "sparse.bin", b"");
+    std::fs::File::options().write(true).open(&p).unwrap().set_len(1 << 30).unwrap();
+    let start = Instant::now();
+    let out = run_vmm(&["run", "--arch", "x86", "--mem", "16M", path_str(&p)], 30);
+    assert_one_line(&out, 2, "is 1073741824 bytes; it does not fit in 16 MiB of guest RAM");
+    assert!(start.elapsed() < Duration::from_secs(2), "refused only after {:?}", start.elapsed());
+}
+
+#[test]
+fn full_stderr_is_not_a_panic() {
+    require_kvm();
+    let full = std::fs::File::options().write(true).open("/dev/full").unwrap();
+    let out = vmm().args(["run", "--arch", "x86", "--stats", &guest("hello.bin")]).stderr(full).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(stdout(&out), "Hello\n");
+}

@@ -190,12 +190,20 @@ fn elf_for_another_machine_is_refused() {
 #[test]
 fn kernel_larger_than_ram_is_refused() {
     require_kvm();
-    // 16M: the 12 MB file fits, so the refusal comes from what the kernel needs once loaded
-    // (a smaller --mem is refused when the file is read).
+    // An ELF file is read whatever its size (it holds symbols it never loads): the refusal
+    // comes from what the kernel needs once loaded, even with --mem below the file's size.
     let vmlinux = guest("vmlinux");
+    assert_bad_input(&run_args(&vmlinux, &["--mem", "8M"]), "use a larger --mem");
     assert_bad_input(&run_args(&vmlinux, &["--mem", "16M"]), "use a larger --mem");
     let bz = guest("bzImage");
     assert_bad_input(&run_args(&bz, &["--mem", "8M"]), "use a larger --mem");
+}
+
+#[test]
+fn mode_is_refused_for_a_linux_kernel() {
+    require_kvm();
+    let vmlinux = guest("vmlinux");
+    assert_bad_input(&run_args(&vmlinux, &["--mode", "long"]), "--mode applies to flat binaries");
 }
 
 #[test]

@@ -149,8 +149,7 @@ fn enter_raw_mode() -> bool {
     // Keep output processing so a guest's bare "\n" still starts a new line.
     raw.c_oflag |= libc::OPOST | libc::ONLCR;
     for sig in FATAL_SIGNALS {
-        // SAFETY: the handler only calls async-signal-safe functions (tcsetattr, signal, raise).
-        unsafe { libc::signal(sig, restore_and_reraise as *const () as libc::sighandler_t) };
+        install_restoring_handler(sig);
     }
     RAW_ACTIVE.store(true, Ordering::SeqCst);
     // SAFETY: valid descriptor and termios.
@@ -158,15 +157,61 @@ fn enter_raw_mode() -> bool {
     true
 }
 
+/// Makes `sig` restore the terminal before it ends the process, unless the signal is ignored
+/// (e.g. SIGHUP under nohup): an ignored signal stays ignored.
+fn install_restoring_handler(sig: libc::c_int) {
+    // SAFETY: sigaction is plain data; zeroed is a valid empty action.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: querying the current action into a valid struct.
+    if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 || old.sa_sigaction == libc::SIG_IGN {
+        return;
+    }
+    // SAFETY: as above.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = restore_and_reraise as *const () as libc::sighandler_t;
+    // SAFETY: the handler only calls async-signal-safe functions (tcsetattr, signal, raise).
+    unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
+}
+
+/// Keeps the fatal signals above off the calling thread, so the process receives them on
+/// another one (the console reader). URVirt calls this on the thread that runs guest code:
+/// a handler must never run there on the guest's stack and registers. Does nothing unless
+/// raw mode (and so the restoring handlers) is active: with default actions, blocking would
+/// only delay the process's death.
+pub fn keep_fatal_signals_off_this_thread() {
+    if !RAW_ACTIVE.load(Ordering::SeqCst) {
+        return;
+    }
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t; pthread_sigmask only changes this thread's mask.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for sig in FATAL_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Restores the terminal if raw mode was entered. Safe to call any number of times, from
-/// any exit path, and from a signal handler.
+/// any exit path, and from a signal handler. The flag is cleared only after the terminal is
+/// restored, so a signal arriving in between still finds it set and restores it too.
 pub fn restore_terminal() {
-    if RAW_ACTIVE.swap(false, Ordering::SeqCst) {
+    if RAW_ACTIVE.load(Ordering::SeqCst) {
         if let Some(t) = SAVED_TERMIOS.get() {
             // SAFETY: restoring settings read earlier from the same descriptor.
             unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
         }
+        RAW_ACTIVE.store(false, Ordering::SeqCst);
     }
+}
+
+/// Writes one line to stderr. A closed or full stderr must not turn into a panic, which
+/// `eprintln!` would.
+pub fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// A fatal signal while the terminal is raw: restore it, then die of the same signal so

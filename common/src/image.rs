@@ -1,6 +1,8 @@
 //! Reading guest images from disk with the errors a user should see.
 use crate::{Error, Result};
+use std::fs::{File, OpenOptions};
 use std::io::Read;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// A guest image read fully into memory (kernels and test binaries are small).
@@ -14,50 +16,23 @@ pub struct Image {
 }
 
 impl Image {
-    /// Reads the guest image at `path`. Whether it fits in guest RAM is the loader's call: an
-    /// ELF vmlinux file is much larger than what it loads (symbols, debug info).
-    pub fn read(path: &Path) -> Result<Image> {
-        Self::read_capped(path, "image", MAX_IMAGE, |len| {
-            Error::bad_input(format!(
-                "image {} is {len} bytes; vmm reads images of at most {}",
-                path.display(),
-                human_size(MAX_IMAGE)
-            ))
-        })
+    /// Reads the guest image at `path` for a guest with `mem_size` bytes of RAM. A raw image
+    /// must fit in RAM, so a larger one is refused before it is read. An ELF file may be far
+    /// larger than what it loads (symbols, debug info): its loader judges the fit, and only
+    /// [`MAX_IMAGE`] bounds the read.
+    pub fn read(path: &Path, mem_size: u64) -> Result<Image> {
+        let (file, len) = open_regular(path, "image")?;
+        let mut magic = [0u8; 4];
+        let is_elf = file.read_at(&mut magic, 0).map(|n| n == 4 && magic == *b"\x7fELF").unwrap_or(false);
+        let limit = if is_elf { MAX_IMAGE } else { mem_size };
+        read_whole(file, path, "image", len, limit)
     }
 
     /// Reads a file that is loaded whole into guest RAM, where `limit` bytes are free for it
     /// (`what` names it in errors, e.g. "initrd").
     pub fn read_limited(path: &Path, what: &str, limit: u64) -> Result<Image> {
-        Self::read_capped(path, what, limit, |len| too_big(what, path, len, limit))
-    }
-
-    /// Reads a regular file of at most `limit` bytes. Devices, FIFOs and directories are
-    /// refused before reading, so `/dev/zero` cannot hang us, and an oversized file is refused
-    /// before it is read.
-    fn read_capped(path: &Path, what: &str, limit: u64, too_big: impl Fn(u64) -> Error) -> Result<Image> {
-        let cannot =
-            |e: std::io::Error| Error::bad_input(format!("cannot read {what} {}: {}", path.display(), io_reason(&e)));
-        let meta = std::fs::metadata(path).map_err(cannot)?;
-        if !meta.is_file() {
-            return Err(Error::bad_input(format!("{what} {} is not a regular file", path.display())));
-        }
-        if meta.len() == 0 {
-            return Err(Error::bad_input(format!("{what} {} is empty", path.display())));
-        }
-        if meta.len() > limit {
-            return Err(too_big(meta.len()));
-        }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        // The file may grow between stat and read: never take more than the limit allows.
-        std::fs::File::open(path).and_then(|f| f.take(limit + 1).read_to_end(&mut bytes)).map_err(cannot)?;
-        if bytes.len() as u64 > limit {
-            return Err(too_big(bytes.len() as u64));
-        }
-        if bytes.is_empty() {
-            return Err(Error::bad_input(format!("{what} {} is empty", path.display())));
-        }
-        Ok(Image { path: path.to_path_buf(), bytes })
+        let (file, len) = open_regular(path, what)?;
+        read_whole(file, path, what, len, limit)
     }
 
     /// Checks that `len` bytes placed at `offset` fit in `mem_size` bytes of guest RAM.
@@ -73,6 +48,53 @@ impl Image {
             ))),
         }
     }
+}
+
+/// Opens `path` and checks, on the open descriptor (no race with a rename), that it is a
+/// non-empty regular file. O_NONBLOCK keeps a FIFO from blocking the open; devices, FIFOs and
+/// directories are refused before anything is read, so `/dev/zero` cannot hang us.
+fn open_regular(path: &Path, what: &str) -> Result<(File, u64)> {
+    let cannot =
+        |e: std::io::Error| Error::bad_input(format!("cannot read {what} {}: {}", path.display(), io_reason(&e)));
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(Error::bad_input(format!("{what} {} is not a regular file", path.display())));
+    }
+    if meta.len() == 0 {
+        return Err(Error::bad_input(format!("{what} {} is empty", path.display())));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads all of `file` (of `len` bytes at open time), refusing more than `limit` bytes
+/// before reading them; the file may grow meanwhile, so the read itself is bounded too.
+fn read_whole(file: File, path: &Path, what: &str, len: u64, limit: u64) -> Result<Image> {
+    let refuse = |len: u64| {
+        if limit == MAX_IMAGE {
+            Error::bad_input(format!(
+                "{what} {} is {len} bytes; vmm reads images of at most {}",
+                path.display(),
+                human_size(MAX_IMAGE)
+            ))
+        } else {
+            too_big(what, path, len, limit)
+        }
+    };
+    if len > limit {
+        return Err(refuse(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::bad_input(format!("cannot read {what} {}: {}", path.display(), io_reason(&e))))?;
+    if bytes.len() as u64 > limit {
+        return Err(refuse(bytes.len() as u64));
+    }
+    if bytes.is_empty() {
+        return Err(Error::bad_input(format!("{what} {} is empty", path.display())));
+    }
+    Ok(Image { path: path.to_path_buf(), bytes })
 }
 
 fn too_big(what: &str, path: &Path, len: u64, limit: u64) -> Error {
@@ -145,25 +167,32 @@ mod tests {
 
     #[test]
     fn missing_and_empty_images_are_bad_input() {
-        let e = Image::read(Path::new("/nonexistent/x.bin")).unwrap_err();
+        let e = Image::read(Path::new("/nonexistent/x.bin"), 1 << 20).unwrap_err();
         assert_eq!(e.exit_code(), crate::error::EXIT_BAD_INPUT);
         assert!(e.message.contains("no such file"), "{}", e.message);
         let p = std::env::temp_dir().join(format!("vmm-empty-{}", std::process::id()));
         std::fs::write(&p, b"").unwrap();
-        let e = Image::read(&p).unwrap_err();
+        let e = Image::read(&p, 1 << 20).unwrap_err();
         assert!(e.message.contains("is empty"));
         std::fs::write(&p, [1u8; 100]).unwrap();
         let e = Image::read_limited(&p, "initrd", 99).unwrap_err();
         assert_eq!(e.message, format!("initrd {} is 100 bytes; it does not fit in 99 bytes of guest RAM", p.display()));
         assert_eq!(Image::read_limited(&p, "initrd", 100).unwrap().bytes.len(), 100);
-        assert_eq!(Image::read(&p).unwrap().bytes.len(), 100);
+        assert_eq!(Image::read(&p, 100).unwrap().bytes.len(), 100);
+        let e = Image::read(&p, 99).unwrap_err();
+        assert!(e.message.ends_with("is 100 bytes; it does not fit in 99 bytes of guest RAM"), "{}", e.message);
+        // An ELF file holds more than it loads: its loader, not the read, judges the fit.
+        let mut elf = b"\x7fELF".to_vec();
+        elf.resize(100, 0);
+        std::fs::write(&p, &elf).unwrap();
+        assert_eq!(Image::read(&p, 64).unwrap().bytes.len(), 100);
         std::fs::remove_file(p).unwrap();
     }
 
     #[test]
     fn devices_and_directories_are_refused_without_reading() {
         for p in ["/dev/zero", "/tmp"] {
-            let e = Image::read(Path::new(p)).unwrap_err();
+            let e = Image::read(Path::new(p), 1 << 20).unwrap_err();
             assert!(e.message.ends_with("is not a regular file"), "{}", e.message);
         }
     }

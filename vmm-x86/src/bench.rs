@@ -71,7 +71,7 @@ fn summary(v: Vec<f64>) -> (f64, f64) {
 
 fn read_guest(opts: &BenchOptions, name: &str) -> Result<Image> {
     let p = opts.guests.join(name);
-    Image::read(&p).map_err(|e| Error::bad_input(format!("{e} (run scripts/build-x86-guests.sh)")))
+    Image::read(&p, MEM).map_err(|e| Error::bad_input(format!("{e} (run scripts/build-x86-guests.sh)")))
 }
 
 /// One run of outs.bin through the full VMM; returns microseconds per exit, and the mean
@@ -79,7 +79,8 @@ fn read_guest(opts: &BenchOptions, name: &str) -> Result<Image> {
 fn vmm_exit_round(image: &Image) -> Result<(f64, f64)> {
     let console = Console::capture();
     let vm = VmConfig { mem_size: MEM, timeout: None, console: console.clone() };
-    let mut x = X86Vm::new(X86Config { vm, mode: EntryMode::Long, linux: LinuxOptions::default(), stats: false })?;
+    let mut x =
+        X86Vm::new(X86Config { vm, mode: Some(EntryMode::Long), linux: LinuxOptions::default(), stats: false })?;
     x.load(image)?;
     let start = Instant::now();
     let outcome = x.run()?;

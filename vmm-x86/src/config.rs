@@ -25,7 +25,9 @@ pub struct LinuxOptions {
 #[derive(Clone)]
 pub struct X86Config {
     pub vm: VmConfig,
-    pub mode: EntryMode,
+    /// The entry mode for a flat binary; None means the default (real). Refused for Linux,
+    /// which picks its own entry.
+    pub mode: Option<EntryMode>,
     pub linux: LinuxOptions,
     /// Collect the extra --stats notes (final registers, monitor RSS), which cost a /proc read.
     pub stats: bool,

@@ -216,6 +216,12 @@ impl VirtualMachine for X86Vm {
             return Err(Error::bad_input("this VM already has an image loaded"));
         }
         if linux::is_linux_kernel(&image.bytes) {
+            if self.config.mode.is_some() {
+                return Err(Error::bad_input(format!(
+                    "--mode applies to flat binaries; {} is a Linux kernel, which picks its own entry",
+                    image.path.display()
+                )));
+            }
             // The in-kernel irqchip must exist before the vCPU, so Linux set-up comes first.
             linux::setup_vm(&self.vm, &mut self.devices.pio, &self.config.vm.console)?;
             let vcpu = self.create_vcpu()?;
@@ -236,11 +242,12 @@ impl VirtualMachine for X86Vm {
         }
         let vcpu = self.create_vcpu()?;
         let mut sregs = vcpu.get_sregs().map_err(|e| kvm::setup_error("KVM_GET_SREGS", e))?;
-        let regs = modes::load_flat(&self.mem, image, self.config.mode, self.config.vm.mem_size, &mut sregs)?;
+        let mode = self.config.mode.unwrap_or_default();
+        let regs = modes::load_flat(&self.mem, image, mode, self.config.vm.mem_size, &mut sregs)?;
         vcpu.set_sregs(&sregs).map_err(|e| kvm::setup_error("KVM_SET_SREGS", e))?;
         vcpu.set_regs(&regs).map_err(|e| kvm::setup_error("KVM_SET_REGS", e))?;
         self.vcpu = Some(vcpu);
-        self.loaded = Some(Loaded::Flat(self.config.mode));
+        self.loaded = Some(Loaded::Flat(mode));
         Ok(())
     }
 

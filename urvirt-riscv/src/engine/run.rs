@@ -188,11 +188,15 @@ impl RunState {
         self.guest_timer.arm(after);
     }
 
-    /// The failure message once `--timeout` has run out (checked after every trap, so a
-    /// SIGALRM that came too early or too late to be seen still ends the run).
-    fn timed_out(&self) -> Option<String> {
+    /// Why the run must end now although the guest did not ask: Ctrl-A x, or `--timeout`
+    /// ran out. Checked at entry and after every trap, so a SIGALRM that came too early or
+    /// too late to be seen still ends the run.
+    fn forced_end(&self) -> Option<GuestExit> {
+        if QUIT.load(Ordering::SeqCst) {
+            return Some(GuestExit::UserQuit);
+        }
         let (at, limit) = self.timeout?;
-        (Instant::now() >= at).then(|| crate::config::timeout_message(limit))
+        (Instant::now() >= at).then(|| GuestExit::Failed(crate::config::timeout_message(limit)))
     }
 
     /// Handles one trap of the running guest; `hart` already holds its registers.
@@ -230,10 +234,8 @@ impl RunState {
             }
             libc::SIGTRAP => hart::on_breakpoint(&mut self.hart),
             _ => {
-                // SIGALRM: the guest timer, the timeout, or Ctrl-A x.
-                if QUIT.load(Ordering::SeqCst) {
-                    self.exit = Some(GuestExit::UserQuit);
-                }
+                // SIGALRM: the guest timer, the timeout, or Ctrl-A x (the last two are seen by
+                // `forced_end` after this trap).
                 Handled { kind: "sigalrm", action: Action::Resume }
             }
         }
@@ -259,12 +261,10 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     let st = unsafe { &mut *p };
     let start = Instant::now();
     if sig == signals::ENTER_SIGNAL {
-        // The timeout timer is armed before this signal: if it already fired, its SIGALRM
-        // found no guest to stop and was dropped, so check the clock instead of entering.
+        // The timeout timer is armed (and Ctrl-A x may be typed) before this signal: a SIGALRM
+        // that found no guest to stop was dropped, so check instead of entering.
         if st.exit.is_none() {
-            if let Some(why) = st.timed_out() {
-                st.exit = Some(GuestExit::Failed(why));
-            }
+            st.exit = st.forced_end();
         }
         if !st.in_guest && st.exit.is_none() {
             // SAFETY: `uc` is this handler's live ucontext.
@@ -298,9 +298,7 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
         Action::Fail(why) => st.exit = Some(GuestExit::Failed(why)),
     }
     if st.exit.is_none() {
-        if let Some(why) = st.timed_out() {
-            st.exit = Some(GuestExit::Failed(why));
-        }
+        st.exit = st.forced_end();
     }
     if st.exit.is_some() {
         st.in_guest = false;

@@ -112,6 +112,9 @@ impl VirtualMachine for UrvirtVm {
         // thread inherits no seccomp filter (both mechanisms only catch guest-RAM ecalls anyway).
         run::QUIT.store(false, Ordering::SeqCst);
         run::start_input(&self.config.vm.console);
+        // This thread is about to run guest code: the console's terminal-restoring handlers
+        // must run on the reader thread instead, never on the guest's stack and registers.
+        common::console::keep_fatal_signals_off_this_thread();
         let mechanism = self.trap_ecalls()?;
         let started = Instant::now();
         // A --timeout too large to add to the clock means no timeout (never a panic).

@@ -87,10 +87,10 @@ pub fn run_inner(config: &RiscvConfig, inner_args: Vec<String>, files: Vec<(Stri
         }
         cpio.file(name, 0o644, data);
     }
-    eprintln!(
+    common::console::say(&format!(
         "vmm: running the riscv64 build inside riscv64 Linux under qemu-system-riscv64 (this host is {})",
         std::env::consts::ARCH
-    );
+    ));
     qemu::boot(&lab, config, &cpio.finish())
 }
 

@@ -75,7 +75,7 @@ pub fn setup_vm(vm: &VmFd, pio: &mut Bus, console: &Console) -> Result<()> {
         let _ = kick.write(1);
         std::thread::sleep(QUIT_GRACE);
         restore_terminal();
-        eprintln!("\r\nvmm: quit (Ctrl-A x)");
+        common::console::say("\r\nvmm: quit (Ctrl-A x)");
         std::process::exit(common::error::EXIT_OK);
     };
     console.start_input(sink, quit);
