@@ -2,9 +2,11 @@
 # The RISC-V lab host: everything `vmm run --arch riscv` needs on a machine that is not riscv64.
 #   1. a small riscv64 Linux kernel (tinyconfig + scripts/riscv64-host.fragment.config), cached
 #      under ${VMM_CACHE:-$HOME/.cache/vmm}/riscv-host-<hash>/Image, copied to target/riscv-lab/Image;
-#   2. a check of qemu-system-riscv64 (>= 10 wanted: 7.2 makes every host signal ~8x slower);
-#   3. the riscv64 build of vmm (static), target/riscv64gc-unknown-linux-gnu/release/vmm.
-# Usage: scripts/build-riscv-lab.sh [kernel|qemu|vmm]...   (no argument: all three, in that order)
+#   2. a second lab host with Linux 6.1 (same fragment), whose riscv64 entry code predates syscall
+#      user dispatch: target/riscv-lab-6.1/{Image,vmm}, for tests/riscv_lab_61.rs (VMM_RISCV_LAB);
+#   3. a check of qemu-system-riscv64 (>= 10 wanted: 7.2 makes every host signal ~8x slower);
+#   4. the riscv64 build of vmm (static), target/riscv64gc-unknown-linux-gnu/release/vmm.
+# Usage: scripts/build-riscv-lab.sh [kernel|kernel-6.1|qemu|vmm]...   (no argument: all four, in order)
 # Idempotent: a cached kernel is reused; cargo rebuilds only what changed.
 set -euo pipefail
 
@@ -12,6 +14,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${VMM_CACHE:-$HOME/.cache/vmm}"
 FRAGMENT="$ROOT/scripts/riscv64-host.fragment.config"
 LAB="$ROOT/target/riscv-lab"
+LAB_61="$ROOT/target/riscv-lab-6.1"
+SOURCE_612=/usr/src/linux-source-6.12.tar.xz
+SOURCE_61=/usr/src/linux-source-6.1.tar.xz
 JOBS="${VMM_JOBS:-2}"
 # Bump when the recipe below changes in a way that changes the kernel.
 RECIPE=1
@@ -56,7 +61,8 @@ build_kernel_from() {
     local want=(CONFIG_SECCOMP CONFIG_SECCOMP_FILTER CONFIG_MEMFD_CREATE CONFIG_BLK_DEV_INITRD
         CONFIG_SERIAL_8250_CONSOLE CONFIG_POWER_RESET_SYSCON_POWEROFF CONFIG_FPU CONFIG_PROC_SYSCTL
         CONFIG_PROC_PAGE_MONITOR)
-    [[ "$tarball" == *6.1.tar.xz ]] || want+=(CONFIG_GENERIC_ENTRY)
+    # 6.1 calls the QEMU virt platform SOC_VIRT and has no generic entry (so no SUD) on riscv.
+    if [[ "$tarball" == *6.1.tar.xz ]]; then want+=(CONFIG_SOC_VIRT); else want+=(CONFIG_GENERIC_ENTRY); fi
     local opt
     for opt in "${want[@]}"; do
         grep -qx "$opt=y" "$build/.config" || die "$opt did not end up =y in $build/.config"
@@ -72,8 +78,9 @@ build_kernel_from() {
 }
 
 # Boots the kernel once with a tiny static init that checks what URVirt relies on: syscall user
-# dispatch (6.9+ on riscv) and a seccomp filter both turn a syscall into SIGSYS with si_syscall
-# set, and memfd_create works. Remembered per kernel by a marker file in its cache dir.
+# dispatch (6.4+ on riscv) and a seccomp filter both turn a syscall into SIGSYS with si_syscall
+# set, and memfd_create works. On 6.1 it checks instead that SUD is absent (prctl refuses it):
+# that lab exists to test the fallback. Remembered per kernel by a marker file in its cache dir.
 verify_kernel() {
     local out="$1" source="$2" work
     [[ -f "$out/selftest.ok" ]] && return 0
@@ -111,7 +118,7 @@ int main(void) {
 
     /* 59 = PR_SET_SYSCALL_USER_DISPATCH, 1 = ON; no always-allowed range. */
     if (prctl(59, 1, 0, 0, &selector) != 0) {
-        printf("SELFTEST sud FAIL (prctl)\n");
+        printf("SELFTEST sud absent (prctl refused)\n");
     } else {
         selector = 1; /* SYSCALL_DISPATCH_FILTER_BLOCK */
         syscall(SYS_getppid);
@@ -142,12 +149,19 @@ CEOF
     riscv64-linux-gnu-gcc -static -O2 -o "$work/init" "$work/selftest.c"
     (cd "$work" && mkdir dev && echo init | cpio -o -H newc --quiet >initramfs.cpio)
     local log="$work/console.log" want=(memfd seccomp) check
-    [[ "$source" == linux-source-6.1 ]] || want+=(sud)
+    if [[ "$source" == linux-source-6.1 ]]; then want+=(sud_absent); else want+=(sud); fi
     timeout 120 qemu-system-riscv64 -M virt -smp 1 -m 256M -nodefaults -display none -monitor none \
         -serial "file:$log" -no-reboot -bios /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin \
         -kernel "$out/Image" -initrd "$work/initramfs.cpio" -append "console=ttyS0 panic=-1" ||
         die "the self-test boot of $out/Image failed; console: $(tail -5 "$log" 2>/dev/null)"
     for check in "${want[@]}"; do
+        if [[ "$check" == sud_absent ]]; then
+            grep -q "SELFTEST sud absent" "$log" ||
+                die "kernel self-test: $source was expected to refuse syscall user dispatch; console tail:
+$(tail -15 "$log")"
+            log "kernel self-test: sud absent, as expected on $source"
+            continue
+        fi
         grep -q "SELFTEST $check ok" "$log" ||
             die "kernel self-test: $check does not work; console tail:
 $(tail -15 "$log")"
@@ -157,28 +171,42 @@ $(tail -15 "$log")"
     touch "$out/selftest.ok"
 }
 
+# Sets KERNEL_OUT to the cache dir of the kernel built from tarball $1, building it if it is not
+# there yet. Keyed by the recipe, the fragment and which source (name + size) it is built from.
+# Returns non-zero if the build fails.
+kernel_from() {
+    local tarball="$1" key
+    key="$( (echo "recipe $RECIPE"; basename "$tarball"; stat -c %s "$tarball"; cat "$FRAGMENT") |
+        sha256sum | cut -c1-16)"
+    KERNEL_OUT="$CACHE/riscv-host-$key"
+    if [[ -f "$KERNEL_OUT/Image" ]]; then
+        log "kernel cached: $KERNEL_OUT/Image ($(basename "$tarball"))"
+        return 0
+    fi
+    # A separate process, so that `set -e` still holds inside the build (it does not in a condition).
+    bash "$ROOT/scripts/build-riscv-lab.sh" _build_one "$tarball" "$KERNEL_OUT"
+}
+
+# Copies Image from cache dir $1 into lab dir $2, atomically: a test may be booting the old one.
+install_image() {
+    local out="$1" lab="$2"
+    mkdir -p "$lab"
+    if ! cmp -s "$out/Image" "$lab/Image" 2>/dev/null; then
+        cp "$out/Image" "$lab/Image.tmp"
+        mv "$lab/Image.tmp" "$lab/Image"
+    fi
+}
+
 build_kernel() {
-    local tarball key out
-    for tarball in /usr/src/linux-source-6.12.tar.xz /usr/src/linux-source-6.1.tar.xz; do
+    local tarball
+    for tarball in "$SOURCE_612" "$SOURCE_61"; do
         [[ -f "$tarball" ]] || { log "no $tarball"; continue; }
-        # Keyed by the recipe, the fragment and which source (name + size) it is built from.
-        key="$( (echo "recipe $RECIPE"; basename "$tarball"; stat -c %s "$tarball"; cat "$FRAGMENT") |
-            sha256sum | cut -c1-16)"
-        out="$CACHE/riscv-host-$key"
-        if [[ -f "$out/Image" ]]; then
-            log "kernel cached: $out/Image ($(basename "$tarball"))"
-        # A separate process, so that `set -e` still holds inside the build (it does not in a condition).
-        elif ! bash "$ROOT/scripts/build-riscv-lab.sh" _build_one "$tarball" "$out"; then
+        if ! kernel_from "$tarball"; then
             log "building from $(basename "$tarball") failed; trying the next source"
             continue
         fi
-        verify_kernel "$out" "$(basename "$tarball" .tar.xz)"
-        mkdir -p "$LAB"
-        # Replace atomically: a test may be booting the old Image right now.
-        if ! cmp -s "$out/Image" "$LAB/Image" 2>/dev/null; then
-            cp "$out/Image" "$LAB/Image.tmp"
-            mv "$LAB/Image.tmp" "$LAB/Image"
-        fi
+        verify_kernel "$KERNEL_OUT" "$(basename "$tarball" .tar.xz)"
+        install_image "$KERNEL_OUT" "$LAB"
         basename "$tarball" .tar.xz >"$LAB/kernel-source"
         log "kernel ready: $LAB/Image"
         return 0
@@ -186,7 +214,20 @@ build_kernel() {
     die "could not build a riscv64 kernel (install linux-source-6.12 from bookworm-backports, or linux-source-6.1)"
 }
 
-# --- 2. qemu ---------------------------------------------------------------------------------
+# The Linux 6.1 lab (same fragment, cached the same way): there `--ecall auto` must fall back to
+# seccomp and `--ecall sud` must be refused. Its vmm is a symlink to the one the main lab uses,
+# so a rebuilt riscv64 vmm is tested on both kernels (Lab::locate reads $VMM_RISCV_LAB/vmm).
+build_kernel_61() {
+    [[ -f "$SOURCE_61" ]] || die "$SOURCE_61 is missing (apt-get install linux-source-6.1)"
+    kernel_from "$SOURCE_61" || die "building the Linux 6.1 lab kernel failed"
+    verify_kernel "$KERNEL_OUT" linux-source-6.1
+    install_image "$KERNEL_OUT" "$LAB_61"
+    echo linux-source-6.1 >"$LAB_61/kernel-source"
+    ln -sfn ../riscv64gc-unknown-linux-gnu/release/vmm "$LAB_61/vmm"
+    log "Linux 6.1 lab ready: $LAB_61/Image (vmm -> the riscv64 build)"
+}
+
+# --- 3. qemu ---------------------------------------------------------------------------------
 
 check_qemu() {
     command -v qemu-system-riscv64 >/dev/null ||
@@ -206,7 +247,7 @@ check_qemu() {
     fi
 }
 
-# --- 3. the riscv64 vmm ----------------------------------------------------------------------
+# --- 4. the riscv64 vmm ----------------------------------------------------------------------
 
 build_vmm() {
     command -v riscv64-linux-gnu-gcc >/dev/null ||
@@ -219,13 +260,14 @@ build_vmm() {
 }
 
 steps=("$@")
-((${#steps[@]})) || steps=(kernel qemu vmm)
+((${#steps[@]})) || steps=(kernel kernel-6.1 qemu vmm)
 for step in "${steps[@]}"; do
     case "$step" in
     kernel) build_kernel ;;
+    kernel-6.1) build_kernel_61 ;;
     qemu) check_qemu ;;
     vmm) build_vmm ;;
     _build_one) build_kernel_from "$2" "$3"; exit 0 ;;
-    *) die "unknown step '$step' (kernel, qemu or vmm)" ;;
+    *) die "unknown step '$step' (kernel, kernel-6.1, qemu or vmm)" ;;
     esac
 done

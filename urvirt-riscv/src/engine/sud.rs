@@ -7,8 +7,8 @@
 //! while monitor code runs and BLOCK while the guest runs; the signal handlers flip it on
 //! entry and before returning to the guest. With BLOCK, every guest `ecall` traps.
 //!
-//! Needs a kernel whose riscv64 entry code is the generic one (CONFIG_GENERIC_ENTRY): the
-//! 6.12 lab kernel has it, Linux 6.1 does not (prctl fails with EINVAL there).
+//! Needs a kernel whose riscv64 entry code is the generic one (CONFIG_GENERIC_ENTRY, Linux 6.4
+//! on): the 6.12 lab kernel has it, Linux 6.1 does not (prctl fails with EINVAL there).
 use common::Error;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -33,13 +33,21 @@ pub fn enable(start: u64, end: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The first Linux whose riscv64 entry code offers syscall user dispatch.
+const FIRST_LINUX_WITH_SUD: &str = "6.4";
+
 /// The error for a forced `--ecall sud` on a kernel without it.
 pub fn unavailable(e: &std::io::Error) -> Error {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    unavailable_message(release.trim(), &common::image::io_reason(e))
+}
+
+/// The one line for a refused `--ecall sud`: names the kernel, the version it needs and the way out.
+fn unavailable_message(release: &str, reason: &str) -> Error {
+    let release = if release.is_empty() { "of unknown version" } else { release };
     Error::bad_input(format!(
-        "--ecall sud: this kernel ({}) has no syscall user dispatch for riscv64 ({}); use --ecall seccomp",
-        release.trim(),
-        common::image::io_reason(e)
+        "--ecall sud: syscall user dispatch on riscv64 needs Linux >= {FIRST_LINUX_WITH_SUD}, \
+         this kernel is {release} ({reason}); use --ecall seccomp or --ecall auto"
     ))
 }
 
@@ -59,4 +67,19 @@ pub fn allow() {
 #[inline(always)]
 pub fn block() {
     SELECTOR.store(SYSCALL_DISPATCH_FILTER_BLOCK, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_names_the_kernel_and_the_version_it_needs() {
+        let msg = unavailable_message("6.1.0", "Invalid argument").to_string();
+        assert!(msg.contains("needs Linux >= 6.4"), "{msg}");
+        assert!(msg.contains("this kernel is 6.1.0 (Invalid argument)"), "{msg}");
+        assert!(msg.contains("--ecall seccomp"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        assert!(unavailable_message("", "x").to_string().contains("of unknown version"));
+    }
 }
