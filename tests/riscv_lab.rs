@@ -6,11 +6,12 @@ mod support;
 
 use std::process::Output;
 use std::time::Instant;
-use support::{artifact, describe, path_str, run_vmm, scratch_file, stderr, stdout};
+use support::{
+    artifact, assert_exit, assert_no_plumbing, describe, path_str, run_vmm, scratch_file, stderr, stdout, LAB_NOTICE,
+};
 
 /// Per-run wall-clock limit: a boot takes about a second; leave room for a busy machine.
 const LIMIT: u64 = 90;
-const LAB_NOTICE: &str = "vmm: running the riscv64 build inside riscv64 Linux under qemu-system-riscv64";
 
 fn require_lab() {
     artifact("riscv-lab/Image");
@@ -28,20 +29,6 @@ fn run_riscv(ecall: &str, extra: &[&str], image: &str) -> Output {
     args.extend_from_slice(extra);
     args.push(image);
     run_vmm(&args, LIMIT)
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(out.status.code(), Some(code), "{}", describe(out));
-}
-
-/// The user sees the guest and one line about the lab, never OpenSBI or the kernel.
-fn assert_no_plumbing(out: &Output) {
-    let (o, e) = (stdout(out), stderr(out));
-    assert!(e.starts_with(LAB_NOTICE), "the lab notice comes first on stderr: {}", describe(out));
-    assert_eq!(e.matches(LAB_NOTICE).count(), 1, "{}", describe(out));
-    for noise in ["OpenSBI", "Linux version", "Run /init", "Power down", "\x1b_URV"] {
-        assert!(!o.contains(noise) && !e.contains(noise), "{noise:?} leaked: {}", describe(out));
-    }
 }
 
 fn hello(ecall: &str) {

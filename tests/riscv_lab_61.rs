@@ -5,12 +5,11 @@
 //! vmm in target/riscv-lab-6.1; every run here points VMM_RISCV_LAB at it. A missing piece fails.
 mod support;
 
-use std::process::{Command, Output, Stdio};
-use support::{artifact, describe, path_str, stderr, stdout};
+use std::process::Output;
+use support::{artifact, assert_exit, assert_no_plumbing, describe, path_str, run_vmm_env, stderr, stdout, LAB_NOTICE};
 
 /// Per-run wall-clock limit: a boot takes about a second; leave room for a busy machine.
 const LIMIT: u64 = 90;
-const LAB_NOTICE: &str = "vmm: running the riscv64 build inside riscv64 Linux under qemu-system-riscv64";
 
 /// The 6.1 lab directory (`Image` and `vmm`, as `Lab::locate` wants them under VMM_RISCV_LAB).
 fn lab_61() -> String {
@@ -26,27 +25,10 @@ fn guest(name: &str) -> String {
 /// `vmm run --arch riscv --ecall <ecall> <extra..> <image>` in the 6.1 lab, under a hard limit.
 fn run_61(ecall: &str, extra: &[&str], image: &str) -> Output {
     let lab = lab_61();
-    let mut c = Command::new("timeout");
-    c.args(["--kill-after=5", &LIMIT.to_string(), env!("CARGO_BIN_EXE_vmm")]);
-    c.args(["run", "--arch", "riscv", "--ecall", ecall]).args(extra).arg(image);
-    c.env("VMM_RISCV_LAB", &lab).stdin(Stdio::null());
-    let out = c.output().expect("spawn vmm");
-    assert_ne!(out.status.code(), Some(124), "vmm hung past {LIMIT}s: {}", describe(&out));
-    out
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(out.status.code(), Some(code), "{}", describe(out));
-}
-
-/// The user sees the guest and one line about the lab, never OpenSBI or the kernel.
-fn assert_no_plumbing(out: &Output) {
-    let (o, e) = (stdout(out), stderr(out));
-    assert!(e.starts_with(LAB_NOTICE), "the lab notice comes first on stderr: {}", describe(out));
-    assert_eq!(e.matches(LAB_NOTICE).count(), 1, "{}", describe(out));
-    for noise in ["OpenSBI", "Linux version", "Run /init", "Power down", "\x1b_URV"] {
-        assert!(!o.contains(noise) && !e.contains(noise), "{noise:?} leaked: {}", describe(out));
-    }
+    let mut args = vec!["run", "--arch", "riscv", "--ecall", ecall];
+    args.extend_from_slice(extra);
+    args.push(image);
+    run_vmm_env(&args, LIMIT, &[("VMM_RISCV_LAB", &lab)])
 }
 
 #[test]

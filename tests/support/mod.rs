@@ -38,8 +38,14 @@ pub fn vmm() -> Command {
 
 /// Runs `vmm` with `args`, with a hard wall-clock limit so no test can hang.
 pub fn run_vmm(args: &[&str], limit_secs: u64) -> Output {
+    run_vmm_env(args, limit_secs, &[])
+}
+
+/// [`run_vmm`] with extra environment variables (e.g. VMM_RISCV_LAB).
+pub fn run_vmm_env(args: &[&str], limit_secs: u64, env: &[(&str, &str)]) -> Output {
     let mut c = Command::new("timeout");
     c.arg("--kill-after=5").arg(limit_secs.to_string()).arg(env!("CARGO_BIN_EXE_vmm")).args(args);
+    c.envs(env.iter().copied());
     c.stdin(Stdio::null());
     let out = c.output().expect("spawn vmm");
     assert_ne!(out.status.code(), Some(124), "vmm hung past {limit_secs}s: {}", describe(&out));
@@ -69,4 +75,22 @@ pub fn scratch_file(test: &str, name: &str, bytes: &[u8]) -> PathBuf {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// The one line `vmm run --arch riscv` prints about the lab host on a non-riscv64 machine.
+pub const LAB_NOTICE: &str = "vmm: running the riscv64 build inside riscv64 Linux under qemu-system-riscv64";
+
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", describe(out));
+}
+
+/// Through the lab host the user sees the guest and one line about the lab, never OpenSBI or
+/// the kernel.
+pub fn assert_no_plumbing(out: &Output) {
+    let (o, e) = (stdout(out), stderr(out));
+    assert!(e.starts_with(LAB_NOTICE), "the lab notice comes first on stderr: {}", describe(out));
+    assert_eq!(e.matches(LAB_NOTICE).count(), 1, "{}", describe(out));
+    for noise in ["OpenSBI", "Linux version", "Run /init", "Power down", "\x1b_URV"] {
+        assert!(!o.contains(noise) && !e.contains(noise), "{noise:?} leaked: {}", describe(out));
+    }
 }
