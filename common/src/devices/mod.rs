@@ -9,4 +9,4 @@ pub use cmos::Cmos;
 pub use debug_port::DebugPort;
 pub use i8042::I8042;
 pub use serial::Serial;
-pub use stubs::{NullDevice, PciConfigStub};
+pub use stubs::FixedPort;

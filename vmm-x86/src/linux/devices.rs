@@ -8,8 +8,8 @@ use common::console::{restore_terminal, Console};
 use common::devices::cmos::{CMOS_BASE, CMOS_PORTS};
 use common::devices::i8042::{I8042_BASE, I8042_PORTS};
 use common::devices::serial::{feed_input, Trigger, SERIAL_REGS};
-use common::devices::stubs::{PCI_CONFIG_BASE, PCI_CONFIG_PORTS, POST_PORT};
-use common::devices::{Cmos, NullDevice, PciConfigStub, Serial, I8042};
+use common::devices::stubs::{PCI_ABSENT, PCI_CONFIG_BASE, PCI_CONFIG_PORTS, POST_PORT};
+use common::devices::{Cmos, FixedPort, Serial, I8042};
 use common::{Error, Result};
 use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::VmFd;
@@ -64,8 +64,8 @@ pub fn setup_vm(vm: &VmFd, pio: &mut Bus, console: &Console) -> Result<()> {
     pio_insert(pio, COM1_BASE, SERIAL_REGS, "serial-0x3f8", serial.clone())?;
     pio_insert(pio, I8042_BASE, I8042_PORTS, "i8042", Arc::new(Mutex::new(I8042::new())))?;
     pio_insert(pio, CMOS_BASE, CMOS_PORTS, "cmos-rtc", Arc::new(Mutex::new(Cmos::new())))?;
-    pio_insert(pio, POST_PORT, 1, "post-0x80", Arc::new(Mutex::new(NullDevice)))?;
-    pio_insert(pio, PCI_CONFIG_BASE, PCI_CONFIG_PORTS, "pci-config", Arc::new(Mutex::new(PciConfigStub)))?;
+    pio_insert(pio, POST_PORT, 1, "post-0x80", Arc::new(Mutex::new(FixedPort(0))))?;
+    pio_insert(pio, PCI_CONFIG_BASE, PCI_CONFIG_PORTS, "pci-config", Arc::new(Mutex::new(FixedPort(PCI_ABSENT))))?;
 
     let sink = move |bytes: &[u8]| feed_input(&serial, bytes);
     let quit = move || {
