@@ -1,0 +1,179 @@
+//! The inside of a lab host: when `vmm` is PID 1 of the lab's Linux (and the initramfs holds
+//! /vmm-args, which only a lab initramfs does), it is the init. It runs itself again as an
+//! ordinary process (the inner vmm, with the command line from /vmm-args), relays that
+//! process's stdin/stdout/stderr over the console in frames (see [`super::frame`]), reports how
+//! it ended, and ends the machine. Running the guest in a child keeps PID 1 out of harm's way:
+//! a fault there would panic the kernel.
+use super::frame::{self, InnerExit};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+
+/// How the machine ends once the exit frame is out. riscv64: SBI power-off. x86_64: the lab
+/// kernel has no ACPI, so a power-off would only end PID 1 (a panic); a restart with the
+/// lab's `reboot=k` is an i8042 reset, which QEMU's -no-reboot turns into QEMU exiting.
+#[cfg(target_arch = "x86_64")]
+const END_MACHINE: libc::c_int = libc::RB_AUTOBOOT;
+#[cfg(not(target_arch = "x86_64"))]
+const END_MACHINE: libc::c_int = libc::RB_POWER_OFF;
+
+/// The kernel opens /dev/console as init's fds 0, 1 and 2.
+const CONSOLE_IN: RawFd = 0;
+const CONSOLE_OUT: RawFd = 1;
+
+/// What a lab initramfs holds beside /init: the inner command line, NUL-separated.
+pub const ARGS_FILE: &str = "vmm-args";
+
+/// Acts as init if this process is PID 1 of a lab host (never returns then); otherwise returns
+/// at once.
+pub fn run_if_lab_init() {
+    // SAFETY: getpid has no preconditions.
+    if unsafe { libc::getpid() } != 1 || !std::path::Path::new("/").join(ARGS_FILE).is_file() {
+        return;
+    }
+    let exit = match supervise() {
+        Ok(exit) => exit,
+        Err(e) => {
+            send(frame::STDERR, format!("vmm: the lab host's init failed: {e}\n").as_bytes());
+            InnerExit::Code(1)
+        }
+    };
+    send(frame::EXIT, exit.to_payload().as_bytes());
+    // SAFETY: tcdrain waits for the console to send what we wrote; sync flushes nothing
+    // important (the initramfs is in RAM) but is the polite order before the machine ends.
+    unsafe {
+        libc::tcdrain(CONSOLE_OUT);
+        libc::sync();
+        libc::reboot(END_MACHINE);
+    }
+    // reboot only returns on failure; PID 1 must never exit, so wait to be killed.
+    loop {
+        // SAFETY: pause just sleeps until a signal.
+        unsafe { libc::pause() };
+    }
+}
+
+fn supervise() -> io::Result<InnerExit> {
+    mount("proc", "/proc", "proc");
+    mount("devtmpfs", "/dev", "devtmpfs");
+    make_console_raw();
+    send(frame::START, b"");
+
+    let args_file = std::fs::read(std::path::Path::new("/").join(ARGS_FILE))?;
+    let args: Vec<String> = args_file
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let mut child = Command::new("/init")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut child_in = child.stdin.take();
+    let stdout = child.stdout.take().map(|o| Box::new(o) as Box<dyn ReadFd>);
+    let stderr = child.stderr.take().map(|e| Box::new(e) as Box<dyn ReadFd>);
+    let mut outputs = [(stdout, frame::STDOUT), (stderr, frame::STDERR)];
+    let mut console_open = true;
+    let mut buf = vec![0u8; 4096];
+    while outputs.iter().any(|(o, _)| o.is_some()) {
+        let mut fds = [
+            pollfd(if console_open && child_in.is_some() { CONSOLE_IN } else { -1 }),
+            pollfd(outputs[0].0.as_ref().map_or(-1, |o| o.fd())),
+            pollfd(outputs[1].0.as_ref().map_or(-1, |o| o.fd())),
+        ];
+        // SAFETY: fds is a valid array of pollfd for its length; negative fds are ignored.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if fds[0].revents != 0 {
+            // Keys typed at the outer terminal: pass them to the inner vmm's stdin.
+            let got = console_read(&mut buf);
+            match (got, child_in.as_mut()) {
+                (Ok(n), Some(input)) if n > 0 => {
+                    if input.write_all(&buf[..n]).is_err() {
+                        child_in = None;
+                    }
+                }
+                _ => console_open = false,
+            }
+        }
+        for (i, (output, kind)) in outputs.iter_mut().enumerate() {
+            if fds[i + 1].revents == 0 {
+                continue;
+            }
+            match output.as_mut().map(|o| o.read(&mut buf)) {
+                Some(Ok(n)) if n > 0 => send(*kind, &buf[..n]),
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => *output = None,
+            }
+        }
+    }
+    drop(child_in);
+    let status = child.wait()?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => InnerExit::Code(code),
+        (None, Some(sig)) => InnerExit::Signal(sig),
+        (None, None) => InnerExit::Code(1),
+    })
+}
+
+/// A pipe we read from and poll.
+trait ReadFd: Read {
+    fn fd(&self) -> RawFd;
+}
+
+impl<T: Read + AsRawFd> ReadFd for T {
+    fn fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd { fd, events: libc::POLLIN, revents: 0 }
+}
+
+fn console_read(buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: fd 0 is the console for PID 1's whole life; ManuallyDrop keeps it open.
+    let mut console = ManuallyDrop::new(unsafe { File::from_raw_fd(CONSOLE_IN) });
+    console.read(buf)
+}
+
+/// Writes one or more frames to the console. Errors are dropped: there is nowhere to report them.
+fn send(kind: u8, data: &[u8]) {
+    let mut bytes = Vec::with_capacity(data.len() + 16);
+    frame::encode(kind, data, &mut bytes);
+    // SAFETY: fd 1 is the console for PID 1's whole life; ManuallyDrop keeps it open.
+    let mut console = ManuallyDrop::new(unsafe { File::from_raw_fd(CONSOLE_OUT) });
+    let _ = console.write_all(&bytes);
+}
+
+/// No echo, no line editing, no "\n" -> "\r\n": frames must cross the tty byte for byte.
+fn make_console_raw() {
+    // SAFETY: termios is plain old data that tcgetattr fills.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd 0 is the console tty; `t` is ours to fill and edit.
+    unsafe {
+        if libc::tcgetattr(CONSOLE_IN, &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(CONSOLE_IN, libc::TCSANOW, &t);
+        }
+    }
+}
+
+/// Best effort: the inner vmm can run without /proc or /dev, only with less to report.
+fn mount(source: &str, target: &str, fstype: &str) {
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let (source, target, fstype) = (c(source), c(target), c(fstype));
+    // SAFETY: valid NUL-terminated strings; no mount data.
+    unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+}
