@@ -14,7 +14,6 @@ mod init;
 mod qemu;
 
 pub use host::{inner_path, run_inner, LabHost};
-pub use qemu::BOOT_LIMIT;
 
 /// When this binary is PID 1 of a lab host's Linux, act as its init (runs the guest, reports
 /// the exit status, ends the machine) and never return. Otherwise return at once.

@@ -82,11 +82,13 @@ fn parts() -> Result<(PathBuf, PathBuf)> {
 /// The lab kernel's command line. `tsc_early_khz` is the fix for a hang: without it the lab
 /// kernel sometimes fails to calibrate the emulated TSC ("Marking TSC unstable due to could not
 /// calculate TSC khz"), and its KVM then spins in the first KVM_RUN waiting for a TSC rate.
-/// TCG's TSC counts at the host's rate, so the host's rate is the right one. reboot=k: init's
-/// restart is an i8042 reset, which QEMU's -no-reboot turns into exiting. loglevel=1: only a
-/// panic reaches the console.
+/// TCG's TSC counts at the host's rate, so the host's rate is the right one. tsc=reliable: the
+/// clocksource watchdog would compare that TSC with jiffies, which lag under TCG, mark it
+/// unstable and fall back to jiffies, so the lab's clock (and --timeout in it) would run slow.
+/// reboot=k: init's restart is an i8042 reset, which QEMU's -no-reboot turns into exiting.
+/// loglevel=1: only a panic reaches the console.
 pub fn kernel_cmdline(tsc_khz: u64) -> String {
-    format!("console=ttyS0 quiet loglevel=1 reboot=k panic=-1 tsc_early_khz={tsc_khz}")
+    format!("console=ttyS0 quiet loglevel=1 reboot=k panic=-1 tsc_early_khz={tsc_khz} tsc=reliable")
 }
 
 /// This host's TSC rate in kHz, measured against CLOCK_MONOTONIC over 20 ms.
@@ -248,8 +250,8 @@ mod tests {
         assert_eq!(tsc_khz_from(48_908_080, Duration::from_millis(20)).unwrap(), 2_445_404);
         assert!(tsc_khz_from(0, Duration::from_millis(20)).is_err());
         assert!(tsc_khz_from(u64::MAX, Duration::from_millis(20)).is_err());
-        assert!(tsc_khz_from(1000, Duration::ZERO).is_err());
-        assert!(kernel_cmdline(2_445_404).ends_with(" tsc_early_khz=2445404"));
+        assert!(tsc_khz_from(1_000_000_000, Duration::ZERO).is_err(), "a clock that did not move");
+        assert!(kernel_cmdline(2_445_404).contains(" tsc_early_khz=2445404 "));
     }
 
     #[test]
