@@ -247,3 +247,25 @@ fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// Without `--lab`, on a kvm-pvm host, a Linux kernel ends in an emulation failure: its one
+/// line says that `--lab` exists. On a VMX/SVM host the same run boots, with no such hint.
+#[test]
+fn an_emulation_failure_on_kvm_pvm_points_to_the_lab() {
+    require_kvm();
+    let kernel = guest("linux/bzImage");
+    let initrd = guest("linux/initramfs.cpio.gz");
+    let out = run_vmm(
+        &["run", "--arch", "x86", "--timeout", SAFETY_TIMEOUT, "--initrd", path_str(&initrd), path_str(&kernel)],
+        200,
+    );
+    let se = stderr(&out);
+    if Path::new("/sys/module/kvm_pvm").exists() {
+        assert_exit(&out, 1);
+        assert_eq!(se.lines().count(), 1, "one line: {}", describe(&out));
+        assert!(se.contains("emulation failure") && se.contains("`--lab` runs the same command"), "{}", describe(&out));
+    } else {
+        assert_exit(&out, 0);
+        assert!(!se.contains("--lab"), "{}", describe(&out));
+    }
+}
