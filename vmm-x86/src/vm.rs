@@ -12,6 +12,7 @@ use common::image::Image;
 use common::stats::{rss_excluding, Stats};
 use common::vm::{GuestExit, Outcome, VirtualMachine};
 use common::{Error, Result};
+use kvm_bindings::kvm_run;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -113,7 +114,8 @@ impl X86Vm {
     fn run_loop(&mut self, stats: &mut Stats) -> Result<GuestExit> {
         let timeout = self.config.vm.timeout;
         let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
-        let watchdog = timeout.map(|t| Watchdog::start(t, vcpu.get_kvm_run())).transpose()?;
+        let run: *mut kvm_run = vcpu.get_kvm_run();
+        let watchdog = timeout.map(|t| Watchdog::start(t, run)).transpose()?;
         let devices = &self.devices;
         // The exit being handled: its kind, the device that handled it ("" if none), when KVM_RUN returned.
         let mut pending: Option<(&'static str, &'static str, Instant)> = None;
@@ -124,7 +126,13 @@ impl X86Vm {
             let result = vcpu.run();
             let returned = Instant::now();
             let (mut kind, action) = match result {
-                Ok(exit) => exits::dispatch(exits::from_kvm(exit)),
+                Ok(exit) => {
+                    // SAFETY: `run` is this vCPU's kvm_run mapping, alive as long as `vcpu`;
+                    // `io` is plain bytes (meaningful only for an I/O exit, the only one that
+                    // uses it) in the header, apart from the data area the exit borrows.
+                    let io_size = unsafe { std::ptr::addr_of!((*run).__bindgen_anon_1.io.size).read_volatile() };
+                    exits::dispatch(exits::from_kvm(exit, io_size))
+                }
                 Err(e) if e.errno() == libc::EINTR => exits::dispatch(Exit::Interrupted),
                 Err(e) => {
                     stats.record("run-error", returned.elapsed());
