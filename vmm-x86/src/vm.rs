@@ -93,10 +93,8 @@ impl X86Vm {
         let Some(vcpu) = self.vcpu.as_mut() else { return "no vCPU".into() };
         let view = Self::code_view(vcpu);
         match failure {
-            Failure::TripleFault => {
-                let (phys, bytes) = self.code_at(&view);
-                diag::triple_fault_message(&view, phys, &bytes)
-            }
+            // On SVM the vCPU is already reset by then; diag tells that state from a fault site.
+            Failure::TripleFault => diag::triple_fault_message(&view, |v| self.code_at(v)),
             Failure::InternalError => {
                 // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR, so `internal` is the
                 // union member the kernel filled in.
@@ -203,7 +201,9 @@ impl X86Vm {
             return;
         }
         if let (Some(Loaded::Flat(_)), Some(vcpu)) = (self.loaded, self.vcpu.as_ref()) {
-            if let Ok(regs) = vcpu.get_regs() {
+            if Self::code_view(vcpu).is_reset_state() {
+                stats.notes.push("final state: lost (KVM reset the vCPU on shutdown)".into());
+            } else if let Ok(regs) = vcpu.get_regs() {
                 let result = self.mem.read_obj::<u32>(GuestAddress(RESULT_ADDR)).unwrap_or(0);
                 stats.notes.push(format!(
                     "final state: RIP={:#x} RAX={:#x} mem[{RESULT_ADDR:#x}]={result}",
