@@ -155,3 +155,40 @@ fn full_stderr_is_not_a_panic() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(stdout(&out), "Hello\n");
 }
+
+/// The line the seccomp jail ends vmm with when thread `thread` makes a call outside its list.
+fn jail_line(thread: &str) -> String {
+    format!("vmm: seccomp jail ({thread}): blocked system call openat (257); --no-seccomp turns the jail off\n")
+}
+
+#[test]
+fn the_vcpu_jail_refuses_a_call_outside_its_list() {
+    require_kvm();
+    // The test hook makes the vCPU thread try openat once its jail is on, before the guest runs.
+    let out = run_vmm_env(&["run", "--arch", "x86", &guest("hello.bin")], 30, &[("VMM_TEST_JAIL_PROBE", "vcpu")]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert_eq!(stderr(&out), jail_line("vcpu"), "{}", describe(&out));
+    assert_eq!(stdout(&out), "", "the guest must not have run: {}", describe(&out));
+}
+
+#[test]
+fn the_console_jail_refuses_a_call_outside_its_list() {
+    require_kvm();
+    // A guest that never ends: only the console thread's refused call can end this run.
+    let args = ["run", "--arch", "x86", "--timeout", "20", &guest("loop.bin")];
+    let out = run_vmm_env(&args, 30, &[("VMM_TEST_JAIL_PROBE", "console")]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert_eq!(stderr(&out), jail_line("console"), "{}", describe(&out));
+}
+
+#[test]
+fn no_seccomp_lets_the_same_calls_through() {
+    require_kvm();
+    for thread in ["vcpu", "console"] {
+        let args = ["run", "--arch", "x86", "--no-seccomp", &guest("hello.bin")];
+        let out = run_vmm_env(&args, 30, &[("VMM_TEST_JAIL_PROBE", thread)]);
+        assert_eq!(out.status.code(), Some(0), "{thread}: {}", describe(&out));
+        assert_eq!(stdout(&out), "Hello\n", "{thread}: {}", describe(&out));
+        assert_eq!(stderr(&out), "", "{thread}: {}", describe(&out));
+    }
+}

@@ -1,0 +1,78 @@
+//! Ctrl-A x on x86, on a real pseudo-terminal: the console thread kicks the vCPU out of
+//! KVM_RUN (immediate_exit and a signal, as --timeout does), so the run ends through the
+//! normal path: exit 0, --stats printed once, the terminal restored, and no interrupt
+//! injected into the guest. Flat guests take no input, but Ctrl-A x still ends them.
+#![cfg(target_arch = "x86_64")]
+mod pty;
+mod support;
+use pty::*;
+use std::io::{Read, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// Starts vmm with `args` on the pty (stdin, stdout); stderr is piped for the stats table.
+fn start_on(slave: &std::fs::File, args: &[&str]) -> Child {
+    require_kvm();
+    let mut cmd = vmm();
+    cmd.args(args)
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::piped());
+    cmd.spawn().expect("spawn vmm")
+}
+
+/// The count column of the --stats row named `row`.
+fn row_count(stats: &str, row: &str) -> Option<u64> {
+    stats.lines().find_map(|l| l.strip_prefix(row)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
+}
+
+/// Presses Ctrl-A x once vmm is in raw mode; returns how long vmm took to end after it, its
+/// exit status and stderr. Checks that the terminal is restored.
+fn quit_with_ctrl_a_x(args: &[&str]) -> (Duration, std::process::ExitStatus, String) {
+    let (mut master, slave) = pty();
+    let cooked = local_flags(&slave);
+    assert_ne!(cooked & libc::ICANON, 0, "a new pty starts in canonical mode");
+    let mut child = start_on(&slave, args);
+    wait_for_raw(&slave, &mut child);
+    // Let the guest get going (a flat guest into its loop, Linux into its boot).
+    std::thread::sleep(Duration::from_millis(300));
+    master.write_all(&[0x01, b'x']).unwrap();
+    let pressed = Instant::now();
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    let took = pressed.elapsed();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(local_flags(&slave), cooked, "terminal restored after Ctrl-A x; stderr: {err}");
+    (took, status, err)
+}
+
+/// What every Ctrl-A x must give: exit 0, soon, one stats table and no vmm message; the run
+/// ended at the kick (the one `intr` exit), not at an exit a guest interrupt caused.
+fn assert_quit_through_the_vcpu(took: Duration, status: std::process::ExitStatus, err: &str) {
+    assert_eq!(status.code(), Some(0), "Ctrl-A x is a normal quit; stderr: {err}");
+    assert!(took < Duration::from_millis(900), "Ctrl-A x took {took:?} to end the run; stderr: {err}");
+    assert!(err.lines().next().unwrap_or("").starts_with("kind "), "stats table expected first: {err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("kind ")).count(), 1, "one stats table: {err}");
+    assert_eq!(row_count(err, "intr"), Some(1), "the run must end at the kick's exit: {err}");
+    assert!(err.contains("monitor RSS (excluding guest RAM): "), "{err}");
+    assert!(!err.lines().any(|l| l.starts_with("vmm: ")), "no error line: {err}");
+}
+
+#[test]
+fn ctrl_a_x_ends_a_looping_flat_guest() {
+    let guest = artifact("guests/x86/loop.bin");
+    let (took, status, err) =
+        quit_with_ctrl_a_x(&["run", "--arch", "x86", "--stats", "--timeout", "30", path_str(&guest)]);
+    assert_quit_through_the_vcpu(took, status, &err);
+    assert!(err.lines().any(|l| l.starts_with("final state: RIP=0x1000 ")), "loop.bin is `jmp $` at 0x1000: {err}");
+}
+
+#[test]
+fn ctrl_a_x_ends_a_linux_guest_with_its_stats() {
+    let kernel = artifact("guests/x86/linux/vmlinux");
+    let initrd = artifact("guests/x86/linux/initramfs.cpio.gz");
+    let args = ["run", "--arch", "x86", "--stats", "--timeout", "60", "--initrd", path_str(&initrd), path_str(&kernel)];
+    let (took, status, err) = quit_with_ctrl_a_x(&args);
+    assert_quit_through_the_vcpu(took, status, &err);
+}
