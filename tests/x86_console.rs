@@ -76,3 +76,23 @@ fn ctrl_a_x_ends_a_linux_guest_with_its_stats() {
     let (took, status, err) = quit_with_ctrl_a_x(&args);
     assert_quit_through_the_vcpu(took, status, &err);
 }
+
+#[test]
+fn sigterm_on_a_jailed_flat_guest_restores_the_terminal() {
+    let (_master, slave) = pty();
+    let cooked = local_flags(&slave);
+    let guest = artifact("guests/x86/loop.bin");
+    let mut child = start_on(&slave, &["run", "--arch", "x86", "--timeout", "30", path_str(&guest)]);
+    wait_for_raw(&slave, &mut child);
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: sending SIGTERM to our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = wait_exit(&mut child, Duration::from_secs(5));
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    // Dying of the signal (not of a jail's SIGSYS): the handler ran outside the jails.
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "stderr: {err}");
+    assert_eq!(err, "", "no jail message");
+    assert_eq!(local_flags(&slave), cooked, "terminal restored after SIGTERM");
+}
