@@ -227,8 +227,9 @@ fn install_restoring_handler(sig: libc::c_int) {
 }
 
 /// Keeps the fatal signals above off the calling thread, so the process receives them on
-/// another one (the console reader). URVirt calls this on the thread that runs guest code:
-/// a handler must never run there on the guest's stack and registers. Does nothing unless
+/// another one. URVirt calls this on the thread that runs guest code (a handler must never
+/// run there on the guest's stack and registers); x86 on its jailed vCPU thread, so the
+/// handler runs on the main thread, outside the jail. Does nothing unless
 /// raw mode (and so the restoring handlers) is active: with default actions, blocking would
 /// only delay the process's death.
 pub fn keep_fatal_signals_off_this_thread() {

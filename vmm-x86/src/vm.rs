@@ -1,5 +1,9 @@
 //! One KVM virtual machine with one vCPU: set-up, loading, and the run loop that turns
 //! KVM_RUN exits into device accesses (through exits.rs) and, at the end, an Outcome.
+//!
+//! The run loop runs on a vCPU thread of its own, under its seccomp jail (jail.rs), with the
+//! console input thread beside it; the main thread waits, then reads the diagnostics and
+//! --stats notes (registers, guest memory, /proc) outside the jail.
 use crate::config::{EntryMode, X86Config};
 use crate::diag::{self, CodeView};
 use crate::exits::{self, Action, Applied, Devices, Exit, Failure};
