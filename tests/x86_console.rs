@@ -96,3 +96,68 @@ fn sigterm_on_a_jailed_flat_guest_restores_the_terminal() {
     assert_eq!(err, "", "no jail message");
     assert_eq!(local_flags(&slave), cooked, "terminal restored after SIGTERM");
 }
+
+/// The tid of `pid`'s thread named `name` (its /proc comm).
+fn thread_named(pid: u32, name: &str) -> Option<libc::pid_t> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    tasks.flatten().find_map(|t| {
+        let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+        (comm.trim_end() == name).then(|| t.file_name().to_str()?.parse().ok())?
+    })
+}
+
+#[test]
+fn sigterm_that_lands_on_the_jailed_console_thread_restores_the_terminal() {
+    // A process-directed signal may be delivered to any thread that does not block it, the
+    // console thread included: its jail must let the restoring handler do its work there.
+    let (_master, slave) = pty();
+    let cooked = local_flags(&slave);
+    let guest = artifact("guests/x86/loop.bin");
+    let mut child = start_on(&slave, &["run", "--arch", "x86", "--timeout", "30", path_str(&guest)]);
+    wait_for_raw(&slave, &mut child);
+    let start = Instant::now();
+    let tid = loop {
+        if let Some(tid) = thread_named(child.id(), "console-in") {
+            break tid;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no console-in thread");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: sending SIGTERM to one thread of our own child process.
+    unsafe { libc::syscall(libc::SYS_tgkill, child.id() as libc::pid_t, tid, libc::SIGTERM) };
+    let status = wait_exit(&mut child, Duration::from_secs(5));
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "status {status:?}, stderr: {err}");
+    assert_eq!(err, "", "no jail message");
+    assert_eq!(local_flags(&slave), cooked, "terminal restored after SIGTERM");
+}
+
+#[test]
+fn a_blocked_call_on_a_terminal_is_reported_and_the_terminal_restored() {
+    // The jail's report restores the terminal from inside the SIGSYS handler, under the jail
+    // of the thread that was stopped: that must work there too, for each jailed thread.
+    let guest = artifact("guests/x86/loop.bin");
+    for thread in ["vcpu", "console"] {
+        let (_master, slave) = pty();
+        let cooked = local_flags(&slave);
+        let mut cmd = vmm();
+        cmd.args(["run", "--arch", "x86", "--timeout", "30", path_str(&guest)])
+            .env("VMM_TEST_JAIL_PROBE", thread)
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn vmm");
+        let status = wait_exit(&mut child, Duration::from_secs(10));
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(status.code(), Some(3), "{thread}: status {status:?}, stderr: {err}");
+        let line = format!(
+            "vmm: seccomp jail ({thread}): blocked system call openat (257); --no-seccomp turns the jail off\n"
+        );
+        assert!(err.ends_with(&line), "{thread}: stderr: {err}");
+        assert_eq!(local_flags(&slave), cooked, "{thread}: terminal restored after the jail's report");
+    }
+}

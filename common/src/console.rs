@@ -254,8 +254,11 @@ pub fn keep_fatal_signals_off_this_thread() {
 pub fn restore_terminal() {
     if RAW_ACTIVE.load(Ordering::SeqCst) {
         if let Some(t) = SAVED_TERMIOS.get() {
+            // One TCSETS ioctl, not tcsetattr: glibc's also reads the settings before and
+            // after (TCGETS), and this runs in jailed threads' handlers, whose jail allows
+            // only TCSETS. The kernel's termios is a prefix of libc's (flags, line, c_cc).
             // SAFETY: restoring settings read earlier from the same descriptor.
-            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
+            unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TCSETS, t as *const libc::termios) };
         }
         RAW_ACTIVE.store(false, Ordering::SeqCst);
     }

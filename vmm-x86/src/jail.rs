@@ -30,6 +30,9 @@ pub const VCPU: &[i64] = &[
 
 /// The console input thread: reading stdin, handing keys to the UART (its lock, its irqfd
 /// write, a short sleep while the FIFO is full), Ctrl-A x's kick (pthread_kill), and ending.
+/// A fatal signal (SIGTERM...) may land on this thread; its handler restores the terminal
+/// (TCSETS, always allowed), then resets the action and raises the signal again (rt_sigaction,
+/// gettid, getpid, tgkill, rt_sigprocmask).
 pub const CONSOLE: &[i64] = &[
     libc::SYS_read,
     libc::SYS_write,
@@ -37,7 +40,9 @@ pub const CONSOLE: &[i64] = &[
     libc::SYS_clock_gettime,
     libc::SYS_clock_nanosleep,
     libc::SYS_getpid,
+    libc::SYS_gettid,
     libc::SYS_tgkill,
+    libc::SYS_rt_sigaction,
     libc::SYS_rt_sigprocmask,
     libc::SYS_mmap,
     libc::SYS_mprotect,
