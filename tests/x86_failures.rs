@@ -113,6 +113,14 @@ fn unknown_port_is_a_guest_failure() {
 }
 
 #[test]
+fn unknown_port_string_read_is_reported_as_one_access() {
+    require_kvm();
+    // `rep insb` x4 from 0x99 arrives as one exit holding four 1-byte reads (KVM reads ahead).
+    let out = run_vmm(&["run", "--arch", "x86", &guest("badins.bin")], 30);
+    assert_one_line(&out, 1, "guest read of unknown I/O port 0x99 (size 1) at RIP=0x100a");
+}
+
+#[test]
 fn emulation_failure_names_the_instruction() {
     require_kvm();
     let out = run_vmm(&["run", "--arch", "x86", "--mode", "long", &guest("emufail.bin")], 30);
