@@ -19,8 +19,10 @@ use super::context::{self, SavedRegs};
 use super::signals;
 use super::sud;
 use super::timer::{self, HostTimer};
+use crate::guest_timer::{self, Rearm};
 use crate::hart::{self, Action, Handled, Hart};
 use crate::platform::{GuestRam, Platform};
+use crate::stuck::StuckDetector;
 use common::console::Console;
 use common::stats::Stats;
 use common::vm::GuestExit;
@@ -49,6 +51,8 @@ pub struct RunState {
     pub guest_timer: HostTimer,
     pub armed_deadline: u64,
     pub timebase: u64,
+    /// Counts a fault the guest retries without progress.
+    pub stuck: StuckDetector,
 }
 
 static STATE: AtomicPtr<RunState> = AtomicPtr::new(std::ptr::null_mut());
@@ -176,16 +180,16 @@ impl RunState {
         timer::sleep(nap);
     }
 
-    /// Points the host timer at the guest's SBI deadline when it changed.
-    fn rearm_guest_timer(&mut self) {
+    /// Points the host timer at the guest's SBI deadline ([`crate::guest_timer::plan`]);
+    /// `fired`: this trap is a SIGALRM, so the one-shot timer may have gone off early.
+    fn rearm_guest_timer(&mut self, fired: bool) {
         let deadline = self.hart.csrs.timer_deadline;
-        if deadline == self.armed_deadline {
-            return;
+        match guest_timer::plan(deadline, self.armed_deadline, timer::rdtime(), fired, self.timebase) {
+            Rearm::Keep => return,
+            Rearm::Disarm => self.guest_timer.arm(None),
+            Rearm::After(d) => self.guest_timer.arm(Some(d)),
         }
         self.armed_deadline = deadline;
-        let after = (deadline != u64::MAX)
-            .then(|| timer::ticks_to_duration(deadline.saturating_sub(timer::rdtime()), self.timebase));
-        self.guest_timer.arm(after);
     }
 
     /// Why the run must end now although the guest did not ask: Ctrl-A x, or `--timeout`
@@ -197,6 +201,23 @@ impl RunState {
         }
         let (at, limit) = self.timeout?;
         (Instant::now() >= at).then(|| GuestExit::Failed(crate::config::timeout_message(limit)))
+    }
+
+    /// Feeds the stuck-guest detector: exceptions delivered to the guest (faults, illegal
+    /// instructions, breakpoints) and where each `sret` goes. Returns the diagnostic if the
+    /// guest keeps retrying the same fault.
+    fn watch_progress(&mut self, sig: libc::c_int, pc: u64, handled: &Handled) -> Option<String> {
+        if handled.action != Action::Resume {
+            return None;
+        }
+        let exception = matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGTRAP) || handled.kind == "sigill illegal";
+        if exception {
+            return self.stuck.exception(pc, self.hart.csrs.scause, self.hart.csrs.stval);
+        }
+        if handled.kind == "sigill sret" {
+            self.stuck.returned_to(self.hart.pc);
+        }
+        None
     }
 
     /// Handles one trap of the running guest; `hart` already holds its registers.
@@ -290,7 +311,11 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     }
     // SAFETY: `uc` is this handler's live ucontext.
     unsafe { context::load(&mut st.hart, uc) };
+    let pc = st.hart.pc;
     let handled = st.handle(sig, info);
+    if let Some(why) = st.watch_progress(sig, pc, &handled) {
+        st.exit = Some(GuestExit::Failed(why));
+    }
     match handled.action {
         Action::Resume => {}
         Action::WaitForInterrupt => st.wait_for_interrupt(),
@@ -311,7 +336,7 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     if hart::on_interrupt_check(&mut st.hart, timer::rdtime()).is_some() {
         st.stats.record("interrupt delivered", Duration::ZERO);
     }
-    st.rearm_guest_timer();
+    st.rearm_guest_timer(sig == libc::SIGALRM);
     // SAFETY: `uc` is this handler's live ucontext.
     unsafe { context::store(&st.hart, uc) };
     st.stats.record(handled.kind, start.elapsed());

@@ -104,6 +104,7 @@ impl VirtualMachine for UrvirtVm {
             guest_timer,
             armed_deadline: u64::MAX,
             timebase: self.timebase,
+            stuck: Default::default(),
         });
         let _alt = AltStack::install().map_err(|e| host_err("cannot set up the signal stack", e))?;
         let handlers = Handlers::install().map_err(|e| host_err("cannot install signal handlers", e))?;
@@ -111,7 +112,12 @@ impl VirtualMachine for UrvirtVm {
         // Console input starts here, outside any handler. Before the ecall trap, so the reader
         // thread inherits no seccomp filter (both mechanisms only catch guest-RAM ecalls anyway).
         run::QUIT.store(false, Ordering::SeqCst);
+        // The reader thread inherits this thread's mask: with our signals blocked there, a
+        // process-directed SIGALRM can only land on this thread.
+        signals::block_handled();
         run::start_input(&self.config.vm.console);
+        // Unblocked here, also after a previous run left SIGALRM blocked (see below).
+        signals::mask(libc::SIG_UNBLOCK, &signals::HANDLED);
         // This thread is about to run guest code: the console's terminal-restoring handlers
         // must run on the reader thread instead, never on the guest's stack and registers.
         common::console::keep_fatal_signals_off_this_thread();
@@ -128,6 +134,10 @@ impl VirtualMachine for UrvirtVm {
         run::set_state(std::ptr::null_mut());
         timeout_timer.arm(None);
         st.guest_timer.arm(None);
+        // From now on a SIGALRM (a timer already on its way, or Ctrl-A x pressed after the
+        // run) stays pending instead of meeting the default action, "Alarm clock", once our
+        // handlers are gone.
+        signals::mask(libc::SIG_BLOCK, &[libc::SIGALRM]);
         if mechanism == Mechanism::Sud {
             sud::disable();
         }
