@@ -28,7 +28,7 @@ use common::stats::Stats;
 use common::vm::GuestExit;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::{Condvar, Mutex, Once};
 use std::time::{Duration, Instant};
 
 const SYS_SECCOMP: i32 = 1;
@@ -60,6 +60,13 @@ static STATE: AtomicPtr<RunState> = AtomicPtr::new(std::ptr::null_mut());
 pub static QUIT: AtomicBool = AtomicBool::new(false);
 /// Keys typed for the guest, queued by the console's reader thread.
 static INPUT: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
+/// Signalled when the guest takes input, for a reader waiting on a full queue.
+static INPUT_TAKEN: Condvar = Condvar::new();
+/// The most input queued for the guest. Like a UART FIFO with flow control, a full queue
+/// makes the reader thread wait (it stops reading stdin) until the guest reads: nothing is
+/// dropped, and `yes | vmm ...` holds at most this much, not all of memory. (While it waits
+/// it reads no keys either: Ctrl-A x after 64 KiB the guest never read works once it reads.)
+pub const INPUT_LIMIT: usize = 64 << 10;
 /// The thread that runs the guest: Ctrl-A x wakes it with SIGALRM.
 static GUEST_TID: AtomicI32 = AtomicI32::new(0);
 static INPUT_STARTED: Once = Once::new();
@@ -71,14 +78,30 @@ pub fn start_input(console: &Console) {
     // SAFETY: gettid has no preconditions.
     GUEST_TID.store(unsafe { libc::gettid() }, Ordering::SeqCst);
     INPUT_STARTED.call_once(|| {
-        console.start_input(
-            |b| INPUT.lock().unwrap_or_else(|e| e.into_inner()).extend(b),
-            || {
-                QUIT.store(true, Ordering::SeqCst);
-                signals::poke(GUEST_TID.load(Ordering::SeqCst));
-            },
-        )
+        if std::env::var_os(crate::lab::keys::ENV).is_some() {
+            // Inside the lab host: the outer vmm sends the user's Ctrl-A x in band.
+            let mut keys = crate::lab::keys::Unescape::default();
+            console.start_input(
+                move |b| {
+                    let (bytes, quit) = keys.feed(b);
+                    queue_input(&bytes);
+                    if quit {
+                        user_quit();
+                    }
+                },
+                || {},
+            )
+        } else {
+            console.start_input(queue_input, user_quit)
+        }
     });
+}
+
+/// Ctrl-A x: end the run, waking the guest thread. After a run the thread keeps SIGALRM
+/// blocked, so a late quit leaves the signal pending instead of killing us.
+fn user_quit() {
+    QUIT.store(true, Ordering::SeqCst);
+    signals::poke(GUEST_TID.load(Ordering::SeqCst));
 }
 
 /// Makes `st` the state the handlers use (null: none).
@@ -92,12 +115,31 @@ struct EnginePlatform<'a> {
     console: &'a Console,
 }
 
-/// Moves up to `dst.len()` queued input bytes into `dst`; returns how many.
+/// The reader thread's sink: queues `bytes`, waiting while the queue is full.
+fn queue_input(mut bytes: &[u8]) {
+    let mut q = INPUT.lock().unwrap_or_else(|e| e.into_inner());
+    while !bytes.is_empty() {
+        let room = INPUT_LIMIT.saturating_sub(q.len());
+        if room == 0 {
+            q = INPUT_TAKEN.wait(q).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        let n = room.min(bytes.len());
+        q.extend(&bytes[..n]);
+        bytes = &bytes[n..];
+    }
+}
+
+/// Moves up to `dst.len()` queued input bytes into `dst`; returns how many. Called in a
+/// handler on the guest thread, which holds the lock nowhere else.
 fn take_input(dst: &mut [u8]) -> usize {
     let mut q = INPUT.lock().unwrap_or_else(|e| e.into_inner());
     let n = dst.len().min(q.len());
     for (d, s) in dst.iter_mut().zip(q.drain(..n)) {
         *d = s;
+    }
+    if n > 0 {
+        INPUT_TAKEN.notify_one();
     }
     n
 }
