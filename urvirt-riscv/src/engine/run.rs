@@ -305,6 +305,24 @@ impl RunState {
     }
 }
 
+/// A seccomp SIGSYS that is not a guest ecall (made from guest RAM while the guest runs) is
+/// the jail refusing a call made from monitor code.
+///
+/// # Safety
+/// As for [`on_signal`]; `st` is STATE.
+unsafe fn is_jail_violation(st: *const RunState, info: *const libc::siginfo_t, uc: *const libc::ucontext_t) -> bool {
+    // SAFETY: the kernel's siginfo and ucontext for this SIGSYS.
+    let (code, pc) = unsafe { ((*info).si_code, (*uc).uc_mcontext.__gregs[0]) };
+    if code != SYS_SECCOMP {
+        return false;
+    }
+    // SAFETY: the monitor keeps the RunState alive while the pointer is set.
+    match unsafe { st.as_ref() } {
+        Some(st) => !(st.in_guest && st.in_ram(pc.wrapping_sub(4))),
+        None => true,
+    }
+}
+
 /// The Rust side of every handler.
 ///
 /// # Safety
@@ -313,6 +331,10 @@ impl RunState {
 pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::ucontext_t) {
     sud::allow();
     let p = STATE.load(Ordering::SeqCst);
+    if sig == libc::SIGSYS && is_jail_violation(p, info, uc) {
+        // SAFETY: a SIGSYS siginfo, from the kernel.
+        common::jail::report_blocked(unsafe { common::jail::blocked_syscall(info) });
+    }
     if p.is_null() {
         if sig != libc::SIGALRM && sig != signals::ENTER_SIGNAL {
             signals::reset_to_default(sig);

@@ -1,25 +1,28 @@
 //! Installs the ecall filter from [`crate::bpf`]: after this, a syscall instruction executed
 //! inside guest RAM raises SIGSYS (si_code SYS_SECCOMP) instead of reaching the host kernel.
 //!
-//! A seccomp filter cannot be removed, so each guest-RAM range gets its filter once per
-//! process and keeps it. A later VM with another RAM size gets a filter for its own range
-//! too (the kernel runs every filter and the trap wins). An older, larger range stays trapped,
-//! which is harmless: outside the current RAM the physical window is PROT_NONE, so no code
-//! can run there to make a syscall.
+//! A seccomp filter cannot be removed and belongs to the thread that installed it (threads it
+//! starts later inherit it). Each run's guest thread installs the filter for its own VM's RAM,
+//! so a second VM with another RAM size is covered by its own range, never by the first
+//! VM's. Within one thread each range is installed once (the benchmarks call this repeatedly).
 use common::{Error, Result};
-use std::sync::Mutex;
+use std::cell::RefCell;
 
-/// The guest-RAM ranges `[start, end)` whose filter this process has installed.
-static INSTALLED: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+thread_local! {
+    /// The guest-RAM ranges `[start, end)` whose filter this thread has installed.
+    static INSTALLED: RefCell<Vec<(u64, u64)>> = const { RefCell::new(Vec::new()) };
+}
 
 pub fn install(start: u64, end: u64) -> Result<()> {
-    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
-    if !crate::bpf::needs_filter(&installed, (start, end)) {
-        return Ok(());
-    }
-    install_filter(start, end).map_err(Error::bad_input)?;
-    installed.push((start, end));
-    Ok(())
+    INSTALLED.with(|installed| {
+        let mut installed = installed.borrow_mut();
+        if !crate::bpf::needs_filter(&installed, (start, end)) {
+            return Ok(());
+        }
+        install_filter(start, end).map_err(Error::bad_input)?;
+        installed.push((start, end));
+        Ok(())
+    })
 }
 
 fn install_filter(start: u64, end: u64) -> std::result::Result<(), String> {
