@@ -128,11 +128,13 @@ const CSR_CHECKS: &[&str] = &[
     "csrrs.x0_keeps",
     "sie.write_read",
     "sie.clear",
-    "sip.read",
+    "sip.timer_pending",
+    "sip.timer_cleared",
     "sstatus.SIE",
     "sstatus.SPIE",
     "sstatus.SPP",
     "sstatus.SUM",
+    "sstatus.FS.dirty",
     "sstatus.SIE.immediate",
     "time.monotonic",
     "cycle.monotonic",
@@ -142,7 +144,7 @@ const CSR_CHECKS: &[&str] = &[
     "sret.lands",
     "sret.sstatus",
     "sfence.vma",
-    "wfi",
+    "wfi.timer_taken",
 ];
 
 fn csr_test(ecall: &str) {
