@@ -8,8 +8,7 @@ use std::process::Output;
 use support::*;
 
 fn require_lab() {
-    artifact("riscv-lab/Image");
-    artifact("riscv64gc-unknown-linux-gnu/release/vmm");
+    support::require_riscv_lab();
 }
 
 fn image(words: &[u32]) -> Vec<u8> {
