@@ -125,7 +125,6 @@ pub fn boot(lab: &Lab, config: &RiscvConfig, initramfs: &[u8]) -> Result<Outcome
             let _ = keys_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(&super::keys::escape(bytes));
         },
         move || {
-            let _ = serial_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(&super::keys::QUIT);
             let _ = quit.send(Msg::Quit);
         },
     );
@@ -143,9 +142,7 @@ pub fn boot(lab: &Lab, config: &RiscvConfig, initramfs: &[u8]) -> Result<Outcome
             Ok(Msg::Event(Event::Started)) => {
                 started = true;
                 // No deadline at all if --timeout is too large to add (the inner vmm does the same).
-                if !user_quit {
-                    deadline = config.vm.timeout.and_then(|t| run_deadline(Instant::now(), t));
-                }
+                deadline = config.vm.timeout.and_then(|t| run_deadline(Instant::now(), t));
             }
             Ok(Msg::Event(Event::Exit(InnerExit::Code(code)))) => break GuestExit::Relayed(code),
             Ok(Msg::Event(Event::Exit(InnerExit::Signal(sig)))) => {
@@ -155,8 +152,12 @@ pub fn boot(lab: &Lab, config: &RiscvConfig, initramfs: &[u8]) -> Result<Outcome
                 ))
             }
             Ok(Msg::Event(_)) => {}
+            // Before init has started there is no inner vmm to stop (keys sent during the boot
+            // may be lost with the UART's FIFO): stop the lab host.
+            Ok(Msg::Quit) if !started => break GuestExit::UserQuit,
             Ok(Msg::Quit) => {
-                // The inner vmm has the quit; give it a moment to stop and report.
+                // Pass the quit on; the inner vmm ends the run and reports stats and exit.
+                let _ = serial_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(&super::keys::QUIT);
                 user_quit = true;
                 deadline = crate::config::deadline(Instant::now(), QUIT_GRACE);
             }
