@@ -84,9 +84,12 @@ pub fn start_input(console: &Console) {
             console.start_input(
                 move |b| {
                     let (bytes, quit) = keys.feed(b);
-                    queue_input(&bytes);
                     if quit {
+                        // The run ends: keys typed just before do not matter, and queueing
+                        // them could wait on a full queue forever.
                         user_quit();
+                    } else {
+                        queue_input(&bytes);
                     }
                 },
                 || {},
