@@ -385,9 +385,11 @@ fn monitor_rss_kib(out: &Output) -> u64 {
 fn endless_input_to_a_guest_that_never_reads_stays_bounded() {
     use std::process::{Command, Stdio};
     let image = guest("spin.bin");
-    let args = ["run", "--arch", "riscv", "--timeout", "8", "--stats", &image];
-    let quiet = run_vmm(&args, LIMIT);
+    let quiet = run_vmm(&["run", "--arch", "riscv", "--timeout", "2", "--stats", &image], LIMIT);
     assert_exit(&quiet, 1);
+    // The lab's serial line carries about 10 KB/s: in 30 s `yes` gets some 300 KB to the inner
+    // vmm, far past the 64 KiB bound. Measured here: +100 KiB bounded, +268 KiB unbounded.
+    let args = ["run", "--arch", "riscv", "--timeout", "30", "--stats", &image];
     let mut yes = Command::new("yes").stdout(Stdio::piped()).spawn().unwrap();
     let out = Command::new("timeout")
         .args(["--kill-after=5", &LIMIT.to_string(), env!("CARGO_BIN_EXE_vmm")])
@@ -399,7 +401,7 @@ fn endless_input_to_a_guest_that_never_reads_stays_bounded() {
     let _ = yes.wait();
     assert_exit(&out, 1);
     assert_eq!(stdout(&out), "spinning forever\n", "{}", describe(&out));
-    assert!(stderr(&out).contains("vmm: guest did not finish within 8 s (--timeout)"), "{}", describe(&out));
+    assert!(stderr(&out).contains("vmm: guest did not finish within 30 s (--timeout)"), "{}", describe(&out));
     let (without, with) = (monitor_rss_kib(&quiet), monitor_rss_kib(&out));
-    assert!(with < without + 1024, "input grew the monitor from {without} KiB to {with} KiB");
+    assert!(with < without + 192, "input grew the monitor from {without} KiB to {with} KiB");
 }
