@@ -280,15 +280,14 @@ const STUCK: [u32; 10] = [
 #[test]
 fn a_guest_retrying_the_same_fault_forever_is_stopped() {
     for ecall in ["seccomp", "sud"] {
-        let start = std::time::Instant::now();
         let out = run_words(&format!("stuck-{ecall}"), ecall, &[], &image(&STUCK));
         assert_exit(&out, 1);
         assert_eq!(stdout(&out), "S\n", "{}", describe(&out));
         let err = stderr(&out);
         let want = "vmm: guest is stuck: store access fault at pc 0x8020001e (address 0x1000) 10000 times in a row";
         assert!(err.contains(want), "{ecall}: {}", describe(&out));
+        // Not a wall-clock bound (a loaded machine is slow): the 20 s --timeout did not stop it.
         assert!(!err.contains("--timeout"), "stopped by the detector, not the 20 s timeout: {}", describe(&out));
-        assert!(start.elapsed().as_secs() < 15, "took {:?}", start.elapsed());
     }
 }
 
