@@ -42,7 +42,7 @@ pub fn apply_with_ioctls(thread: &'static str, allowed: &[i64], ioctls: &[u64]) 
     if !allowed.contains(&libc::SYS_ioctl) {
         // One rule per request; the rules of a call are alternatives. The request is compared
         // as 32 bits, as the kernel reads it.
-        let requests = std::iter::once(libc::TCSETS as u64).chain(ioctls.iter().copied());
+        let requests = std::iter::once(libc::TCSETS).chain(ioctls.iter().copied());
         let by_request = requests
             .map(|request| {
                 SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
@@ -362,7 +362,7 @@ mod tests {
                 libc::SYS_madvise,
                 libc::SYS_rt_sigprocmask,
             ];
-            apply_with_ioctls("test", &exiting, &[libc::FIONREAD as u64]).unwrap();
+            apply_with_ioctls("test", &exiting, &[libc::FIONREAD]).unwrap();
             let mut n: libc::c_int = 0;
             // SAFETY: FIONREAD on stdin writes one int we own (it may fail with ENOTTY: allowed is what counts).
             unsafe { libc::ioctl(libc::STDIN_FILENO, libc::FIONREAD, &mut n) };
