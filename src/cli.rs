@@ -32,9 +32,16 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
     /// Show this host's KVM: API version, virtualization flavor (VMX, SVM or PVM), extensions
-    Info,
+    Info(InfoArgs),
     /// Measure vmm against raw baselines in one run (x86: exit cost, start-up; RISC-V: SBI call, compute loop)
     Bench(BenchArgs),
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    /// Show the KVM of the x86 lab host instead (boots it: a few seconds)
+    #[arg(long)]
+    pub lab: bool,
 }
 
 #[derive(Args)]
@@ -51,6 +58,9 @@ pub struct BenchArgs {
     /// x86 --linux: boots of each side
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// x86: measure inside the x86 lab host, on its (emulated) SVM
+    #[arg(long)]
+    pub lab: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -112,6 +122,10 @@ pub struct RunArgs {
     /// Turn off the seccomp allowlists vmm's own threads run under (for debugging vmm)
     #[arg(long)]
     pub no_seccomp: bool,
+    /// x86: run inside the x86 lab host, a Linux on an emulated AMD-V CPU under QEMU (TCG), so that
+    /// Linux boots fully on any x86_64 host (kvm-pvm, or no /dev/kvm)
+    #[arg(long)]
+    pub lab: bool,
     /// The guest image
     pub image: PathBuf,
 }
@@ -136,6 +150,7 @@ pub fn check_arch_options(args: &RunArgs) -> Result<()> {
             ("--mode", args.mode.is_some()),
             ("--initrd", args.initrd.is_some()),
             ("--kernel-cmdline", args.kernel_cmdline.is_some()),
+            ("--lab", args.lab),
         ],
         Arch::X86 => &[("--ecall", args.ecall.is_some())],
     };
@@ -167,7 +182,11 @@ pub fn x86_vm(args: &RunArgs, vm: VmConfig) -> Result<Box<dyn VirtualMachine>> {
         Mode::Long => vmm_x86::EntryMode::Long,
     });
     let linux = vmm_x86::LinuxOptions { cmdline: args.kernel_cmdline.clone(), initrd: args.initrd.clone() };
-    vmm_x86::new_vm(vmm_x86::X86Config { vm, mode, linux, stats: args.stats })
+    let config = vmm_x86::X86Config { vm, mode, linux, stats: args.stats };
+    if args.lab {
+        return Ok(Box::new(vmm_x86::lab::LabVm::new(config)));
+    }
+    vmm_x86::new_vm(config)
 }
 
 /// `vmm bench --arch x86`: guests, kernels and the C baseline are found from the repository
@@ -180,6 +199,22 @@ pub fn x86_bench(args: &BenchArgs) -> Result<String> {
         Some(r) => r,
         None => std::env::current_dir().map_err(|e| Error::bad_input(format!("no current directory: {e}")))?,
     };
+    if args.lab {
+        if args.linux {
+            return Err(Error::bad_input(
+                "--linux --lab is not there yet: the lab host has no QEMU to compare vmm's boot with",
+            ));
+        }
+        let outcome = vmm_x86::lab::bench(&root)?;
+        return match outcome.exit {
+            common::vm::GuestExit::Relayed(0) => Ok(String::new()),
+            common::vm::GuestExit::Failed(why) => Err(Error::guest(why)),
+            _ => Err(Error::guest(format!(
+                "the benchmark inside the lab host failed (exit code {})",
+                outcome.exit_code()
+            ))),
+        };
+    }
     if args.linux {
         let config = vmm_x86::linux::bench::BenchConfig::for_repo(&root, exe, args.runs.max(1));
         Ok(vmm_x86::linux::bench::run(&config)?.to_string())

@@ -5,6 +5,7 @@
 //! is kvm-pvm (tests/x86_linux.rs keeps that host's behaviour). The lab's parts are set-up
 //! artifacts: a missing one fails loudly.
 #![cfg(target_arch = "x86_64")]
+mod pty;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -268,4 +269,57 @@ fn an_emulation_failure_on_kvm_pvm_points_to_the_lab() {
         assert_exit(&out, 0);
         assert!(!se.contains("--lab"), "{}", describe(&out));
     }
+}
+
+/// The interactive console on a real terminal through the lab: a command typed at the shell,
+/// its answer read back, then Ctrl-A x, which the outer vmm passes on in band so that the inner
+/// vmm ends the run itself (its --stats table arrives) and vmm exits 0 with the terminal restored.
+#[test]
+fn a_shell_on_a_terminal_then_ctrl_a_x() {
+    require_lab();
+    let kernel = guest("linux/bzImage");
+    let initrd = guest("linux/initramfs.cpio.gz");
+    let (mut master, slave) = pty::pty();
+    let cooked = pty::local_flags(&slave);
+    let mut child = vmm()
+        .args(["run", "--arch", "x86", "--lab", "--stats", "--timeout", SAFETY_TIMEOUT, "--initrd", path_str(&initrd)])
+        .args(["--kernel-cmdline", "console=ttyS0 reboot=k panic=1 pci=off nomodules vmm.shell"])
+        .arg(path_str(&kernel))
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vmm");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let mut seen = Vec::new();
+    let wait_for = |want: &str, seen: &mut Vec<u8>| {
+        while !String::from_utf8_lossy(seen).contains(want) {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(bytes) => seen.extend(bytes),
+                Err(_) => panic!("never saw {want:?}; terminal so far:\n{}", String::from_utf8_lossy(seen)),
+            }
+        }
+    };
+    wait_for(MARKER, &mut seen);
+    std::thread::sleep(Duration::from_millis(500));
+    master.write_all(b"echo lab-tty-$((6*7))\r").unwrap();
+    wait_for("lab-tty-42", &mut seen);
+    master.write_all(b"\x01x").unwrap();
+    let status = pty::wait_exit(&mut child, Duration::from_secs(30));
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "Ctrl-A x is a normal quit; stderr: {err}");
+    assert!(err.starts_with(NOTICE), "{err}");
+    assert!(err.contains("io-out serial-0x3f8"), "the inner vmm's stats table: {err}");
+    assert_eq!(pty::local_flags(&slave), cooked, "terminal restored after Ctrl-A x; stderr: {err}");
 }

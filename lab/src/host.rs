@@ -46,7 +46,7 @@ impl LabHost {
 }
 
 /// The names the initramfs itself uses; a guest file may not take them.
-const RESERVED: [&str; 4] = ["dev", "proc", "init", ARGS_FILE];
+const RESERVED: [&str; 5] = ["dev", "proc", "init", ARGS_FILE, "vmm-signal-storm"];
 
 /// Runs the lab's vmm inside the lab host with `inner_args` (e.g. `run --arch riscv ...
 /// /guest.bin` or `bench --arch riscv`) and `files` (path inside, contents) in its initramfs.
@@ -65,6 +65,9 @@ pub fn run_inner(host: &LabHost, vm: &VmConfig, inner_args: &[String], files: &[
         args.push(0);
     }
     cpio.file(ARGS_FILE, 0o644, &args);
+    if std::env::var_os(crate::SIGNAL_STORM_ENV).is_some() {
+        cpio.file(crate::SIGNAL_STORM_FILE.trim_start_matches('/'), 0o644, b"");
+    }
     let mut dirs = BTreeSet::new();
     for (name, data) in files {
         let name = name.trim_start_matches('/');
@@ -74,7 +77,8 @@ pub fn run_inner(host: &LabHost, vm: &VmConfig, inner_args: &[String], files: &[
                 cpio.dir(&name[..i]);
             }
         }
-        cpio.file(name, 0o644, data);
+        // Executable: a file may be a program the inner vmm runs (the benchmark's C baseline).
+        cpio.file(name, 0o755, data);
     }
     common::console::say(&host.notice);
     qemu::boot(host, vm, &cpio.finish())

@@ -4,16 +4,24 @@
 //! [`LabHost`] they describe (QEMU machine, kernel, the inner vmm); everything else is here.
 //!
 //! - [`cpio`]: the initramfs writer (the inner vmm as /init, its command line, the guest's files).
-//! - [`frame`]: how init and the outer vmm talk over the one serial line.
+//! - [`frame`]: how init and the outer vmm talk over the one serial line; [`keys`]: the keys
+//!   going the other way, with Ctrl-A x passed on to the inner vmm.
 //! - `host` / `qemu`: describe a lab, pack the initramfs, boot it, relay, return the inner exit.
 //! - `init`: PID 1 of the lab host (the same vmm binary, started by the lab's kernel).
 pub mod cpio;
 pub mod frame;
 mod host;
 mod init;
+pub mod keys;
 mod qemu;
 
 pub use host::{inner_path, run_inner, LabHost};
+
+/// Tests only: with this variable set, the outer vmm adds [`SIGNAL_STORM_FILE`] to the
+/// initramfs, and init then sends the inner vmm a stream of process-directed SIGALRMs while
+/// the guest runs (a real test of which thread a backend's signal handlers may run on).
+pub const SIGNAL_STORM_ENV: &str = "VMM_LAB_TEST_SIGNAL_STORM";
+pub const SIGNAL_STORM_FILE: &str = "/vmm-signal-storm";
 
 /// When this binary is PID 1 of a lab host's Linux, act as its init (runs the guest, reports
 /// the exit status, ends the machine) and never return. Otherwise return at once.

@@ -91,7 +91,7 @@ pub fn assert_no_plumbing(out: &Output) {
     let (o, e) = (stdout(out), stderr(out));
     assert!(e.starts_with(LAB_NOTICE), "the lab notice comes first on stderr: {}", describe(out));
     assert_eq!(e.matches(LAB_NOTICE).count(), 1, "{}", describe(out));
-    for noise in ["OpenSBI", "Linux version", "Run /init", "Power down", "\x1b_URV"] {
+    for noise in ["OpenSBI", "Linux version", "Run /init", "Power down", "\x1b_LAB"] {
         assert!(!o.contains(noise) && !e.contains(noise), "{noise:?} leaked: {}", describe(out));
     }
 }

@@ -36,6 +36,8 @@ pub struct BenchOptions {
     pub baseline_c: PathBuf,
     /// Where the C baseline is compiled to.
     pub build_dir: PathBuf,
+    /// Link the C baseline statically (for the x86 lab host, which has no libc).
+    pub static_baseline: bool,
     /// Rounds of (a), each side.
     pub rounds: usize,
     /// Spawns of (b), each side.
@@ -51,6 +53,7 @@ impl BenchOptions {
             guests: root.join("target/guests/x86"),
             baseline_c: root.join("benches/baseline/kvm_hello.c"),
             build_dir: root.join("target/bench"),
+            static_baseline: false,
             rounds: 5,
             spawns: 30,
         })
@@ -102,6 +105,7 @@ fn raw_exit_round(image: &Image) -> Result<f64> {
     let mut vcpu = vm.create_vcpu(0).map_err(|e| kvm::setup_error("KVM_CREATE_VCPU", e))?;
     let mut sregs = vcpu.get_sregs().map_err(|e| kvm::setup_error("KVM_GET_SREGS", e))?;
     let regs = modes::load_flat(&mem, image, EntryMode::Long, MEM, &mut sregs)?;
+    modes::set_flat_cpuid(&kvm, &vcpu, EntryMode::Long)?;
     vcpu.set_sregs(&sregs).map_err(|e| kvm::setup_error("KVM_SET_SREGS", e))?;
     vcpu.set_regs(&regs).map_err(|e| kvm::setup_error("KVM_SET_REGS", e))?;
     let mut exits = 0u64;
@@ -118,9 +122,9 @@ fn raw_exit_round(image: &Image) -> Result<f64> {
     Ok(took.as_secs_f64() * 1e6 / exits as f64)
 }
 
-/// Compiles the C baseline if it is missing or older than its source.
-fn build_baseline(opts: &BenchOptions) -> Result<PathBuf> {
-    let exe = opts.build_dir.join("kvm_hello");
+/// Compiles the C baseline if it is missing or older than its source; returns its path.
+pub fn build_baseline(opts: &BenchOptions) -> Result<PathBuf> {
+    let exe = opts.build_dir.join(if opts.static_baseline { "kvm_hello-static" } else { "kvm_hello" });
     let fresh = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
     if fresh(&exe).is_some() && fresh(&exe) >= fresh(&opts.baseline_c) {
         return Ok(exe);
@@ -128,7 +132,9 @@ fn build_baseline(opts: &BenchOptions) -> Result<PathBuf> {
     std::fs::create_dir_all(&opts.build_dir)
         .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", opts.build_dir.display())))?;
     let status = Command::new("gcc")
-        .args(["-O2", "-Wall", "-o"])
+        .args(["-O2", "-Wall"])
+        .args(opts.static_baseline.then_some("-static"))
+        .arg("-o")
         .arg(&exe)
         .arg(&opts.baseline_c)
         .status()

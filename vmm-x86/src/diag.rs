@@ -137,10 +137,18 @@ impl CodeView {
     }
 }
 
+/// KVM_INTERNAL_ERROR_EMULATION: KVM's instruction emulator met an instruction it lacks.
+pub const EMULATION_FAILURE: u32 = 1;
+
+/// Appended to an emulation failure of a Linux kernel on a kvm-pvm host, where every guest
+/// instruction goes through that emulator.
+pub const LAB_HINT: &str = "this host's KVM is kvm-pvm, whose instruction emulator cannot run all of Linux; \
+                            `--lab` runs the same command on an emulated AMD-V CPU instead";
+
 /// Names of KVM_INTERNAL_ERROR_* suberrors (linux/kvm.h).
 pub fn suberror_name(suberror: u32) -> &'static str {
     match suberror {
-        1 => "emulation failure",
+        EMULATION_FAILURE => "emulation failure",
         2 => "exception while delivering another (simultaneous exception)",
         3 => "failure delivering an event",
         4 => "unexpected exit reason",

@@ -50,12 +50,17 @@ fn cpu_flags() -> String {
         .unwrap_or_default()
 }
 
+/// Whether this host's KVM is kvm-pvm (its module is loaded).
+pub fn is_pvm_host() -> bool {
+    Path::new("/sys/module/kvm_pvm").exists()
+}
+
 pub fn report() -> Result<String> {
     let kvm = kvm::open()?;
     let flags = cpu_flags();
     let mut s = String::new();
     let _ = writeln!(s, "KVM API version: {}", kvm.get_api_version());
-    let _ = writeln!(s, "host flavor: {}", flavor(&flags, Path::new("/sys/module/kvm_pvm").exists()));
+    let _ = writeln!(s, "host flavor: {}", flavor(&flags, is_pvm_host()));
     let _ = writeln!(s, "extensions (0 = absent):");
     let width = CAPS.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     for (name, cap) in CAPS {

@@ -123,6 +123,37 @@ pub fn run_inner(vm: &VmConfig, inner_args: &[String], files: &[(String, Vec<u8>
     lab::run_inner(&locate()?, vm, inner_args, files)
 }
 
+/// `vmm bench --arch x86 --lab`: the exit-cost and start-up benchmark inside the lab host, on its
+/// SVM. The files it reads go into the initramfs where the inner vmm (run from /) looks for
+/// them; the C baseline is compiled here, statically, since the lab has no compiler or libc.
+pub fn bench(root: &Path) -> Result<Outcome> {
+    let mut opts = crate::bench::BenchOptions::in_repo(root)?;
+    opts.static_baseline = true;
+    let baseline = crate::bench::build_baseline(&opts)?;
+    let mut files = Vec::new();
+    for (inside, path) in [
+        ("target/guests/x86/outs.bin", opts.guests.join("outs.bin")),
+        ("target/guests/x86/hello.bin", opts.guests.join("hello.bin")),
+        ("benches/baseline/kvm_hello.c", opts.baseline_c.clone()),
+        ("target/bench/kvm_hello", baseline),
+    ] {
+        let bytes = std::fs::read(&path).map_err(|e| {
+            Error::bad_input(format!(
+                "cannot read {}: {e}; run `scripts/setup.sh` (it builds the x86 guests)",
+                path.display()
+            ))
+        })?;
+        files.push((inside.to_string(), bytes));
+    }
+    let vm = VmConfig {
+        mem_size: 2 * crate::config::DEFAULT_MEM,
+        timeout: None,
+        console: common::console::Console::stdout(),
+        jail: true,
+    };
+    run_inner(&vm, &["bench".to_string(), "--arch".to_string(), "x86".to_string()], &files)
+}
+
 /// `vmm run --arch x86 --lab`: the same run inside the lab host.
 pub struct LabVm {
     config: X86Config,

@@ -9,6 +9,7 @@
 //! - [`jail`] - the seccomp allowlists of the vCPU and console threads.
 //! - [`vm`] - the VM, its vCPU and the run loop.
 //! - [`info`] - `vmm info`.
+//! - [`lab`] - `--lab`: the same run inside a Linux on an emulated AMD-V CPU (QEMU TCG).
 //! - [`bench`] - `vmm bench --arch x86`.
 //! - [`linux`] - booting Linux (issue 3).
 pub mod bench;
@@ -18,6 +19,7 @@ pub mod exits;
 pub mod info;
 pub mod jail;
 pub mod kvm;
+pub mod lab;
 pub mod linux;
 pub mod memory;
 pub mod modes;

@@ -185,6 +185,16 @@ pub fn set_long_mode(sregs: &mut kvm_sregs, gdt_addr: u64, cr3: u64) {
     sregs.efer |= EFER_LME | EFER_LMA;
 }
 
+/// The CPUID a flat guest needs before its registers are set: in long mode, one that has long
+/// mode, since SVM (and VMX) refuse EFER.LME/LMA in KVM_SET_SREGS otherwise (kvm-pvm does not
+/// check); the same filtered CPUID a Linux guest gets. Real and protected mode need none.
+pub fn set_flat_cpuid(kvm: &kvm_ioctls::Kvm, vcpu: &kvm_ioctls::VcpuFd, mode: EntryMode) -> Result<()> {
+    match mode {
+        EntryMode::Long => crate::linux::cpuid::setup(kvm, vcpu, 0, 1),
+        EntryMode::Real | EntryMode::Protected => Ok(()),
+    }
+}
+
 /// Where things go for one flat guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlatLayout {

@@ -8,7 +8,7 @@ use crate::config::{EntryMode, X86Config};
 use crate::diag::{self, CodeView};
 use crate::exits::{self, Action, Applied, Devices, Exit, Failure};
 use crate::watchdog::{self, Kicker, Watchdog};
-use crate::{jail, kvm, linux, memory, modes};
+use crate::{info, jail, kvm, linux, memory, modes};
 use common::bus::{Bus, DeviceRequest};
 use common::devices::debug_port::{BOCHS_PORT, HELLO_PORT};
 use common::devices::DebugPort;
@@ -107,7 +107,12 @@ impl X86Vm {
                 // union member the kernel filled in.
                 let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
                 let (phys, bytes) = self.code_at(&view);
-                diag::internal_error_message(suberror, &view, phys, &bytes)
+                let message = diag::internal_error_message(suberror, &view, phys, &bytes);
+                if suberror == diag::EMULATION_FAILURE && self.loaded == Some(Loaded::Linux) && info::is_pvm_host() {
+                    format!("{message}; {}", diag::LAB_HINT)
+                } else {
+                    message
+                }
             }
             Failure::FailEntry { reason, cpu } => diag::fail_entry_message(reason, cpu, &view),
             Failure::Unhandled(kind) => format!("unhandled KVM exit '{kind}' at RIP={:#x}", view.rip),
@@ -130,7 +135,22 @@ impl X86Vm {
             kicker.kick();
         };
         let jail = self.config.vm.jail.then_some(("console", jail::CONSOLE));
-        console.start_input_jailed(sink, on_quit, jail)
+        if std::env::var_os(lab::keys::ENV).is_none() {
+            return console.start_input_jailed(sink, on_quit, jail);
+        }
+        // Inside the x86 lab host: the outer vmm sends the user's keys escaped and Ctrl-A x
+        // in band, so that this vmm ends the run itself and reports its exit.
+        let (mut sink, mut on_quit, mut keys) = (sink, Some(on_quit), lab::keys::Unescape::default());
+        let unescaping = move |bytes: &[u8]| {
+            let (bytes, quit) = keys.feed(bytes);
+            sink(&bytes);
+            if quit {
+                if let Some(q) = on_quit.take() {
+                    q();
+                }
+            }
+        };
+        console.start_input_jailed(unescaping, || {}, jail)
     }
 
     /// Runs the guest on a thread of its own (the vCPU thread, which the jail confines), so
@@ -338,6 +358,7 @@ impl VirtualMachine for X86Vm {
         let mut sregs = vcpu.get_sregs().map_err(|e| kvm::setup_error("KVM_GET_SREGS", e))?;
         let mode = self.config.mode.unwrap_or_default();
         let regs = modes::load_flat(&self.mem, image, mode, self.config.vm.mem_size, &mut sregs)?;
+        modes::set_flat_cpuid(&self.kvm, &vcpu, mode)?;
         vcpu.set_sregs(&sregs).map_err(|e| kvm::setup_error("KVM_SET_SREGS", e))?;
         vcpu.set_regs(&regs).map_err(|e| kvm::setup_error("KVM_SET_REGS", e))?;
         self.vcpu = Some(vcpu);

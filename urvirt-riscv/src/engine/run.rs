@@ -78,9 +78,9 @@ pub fn start_input(console: &Console) {
     // SAFETY: gettid has no preconditions.
     GUEST_TID.store(unsafe { libc::gettid() }, Ordering::SeqCst);
     INPUT_STARTED.call_once(|| {
-        if std::env::var_os(crate::lab::keys::ENV).is_some() {
+        if std::env::var_os(::lab::keys::ENV).is_some() {
             // Inside the lab host: the outer vmm sends the user's Ctrl-A x in band.
-            let mut keys = crate::lab::keys::Unescape::default();
+            let mut keys = ::lab::keys::Unescape::default();
             console.start_input(
                 move |b| {
                     let (bytes, quit) = keys.feed(b);
