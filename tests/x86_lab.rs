@@ -11,6 +11,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -21,8 +22,22 @@ const MARKER: &str = "VMM-INIT-OK";
 /// vmm must end on its own well before it.
 const SAFETY_TIMEOUT: &str = "150";
 
+/// The lab kernel (set-up builds it) and a static x86_64 vmm built from the current sources,
+/// once per test process: plain `cargo test` builds only the normal vmm, and the lab would
+/// otherwise run whatever static vmm set-up left behind. The build is set-up's own step.
 fn require_lab() {
+    static BUILT: OnceLock<()> = OnceLock::new();
     artifact("x86-lab/bzImage");
+    BUILT.get_or_init(|| {
+        let out = std::process::Command::new("bash")
+            .arg(root().join("scripts/build-x86-lab.sh"))
+            .arg("vmm")
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/build-x86-lab.sh");
+        assert!(out.status.success(), "cannot build the static x86_64 vmm for the lab: {}", describe(&out));
+    });
     artifact("x86_64-unknown-linux-gnu/release/vmm");
 }
 
