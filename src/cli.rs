@@ -200,12 +200,7 @@ pub fn x86_bench(args: &BenchArgs) -> Result<String> {
         None => std::env::current_dir().map_err(|e| Error::bad_input(format!("no current directory: {e}")))?,
     };
     if args.lab {
-        if args.linux {
-            return Err(Error::bad_input(
-                "--linux --lab is not there yet: the lab host has no QEMU to compare vmm's boot with",
-            ));
-        }
-        let outcome = vmm_x86::lab::bench(&root)?;
+        let outcome = vmm_x86::lab::bench(&root, args.linux.then_some(args.runs.max(1)))?;
         return match outcome.exit {
             common::vm::GuestExit::Relayed(0) => Ok(String::new()),
             common::vm::GuestExit::Failed(why) => Err(Error::guest(why)),

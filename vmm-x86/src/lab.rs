@@ -123,27 +123,43 @@ pub fn run_inner(vm: &VmConfig, inner_args: &[String], files: &[(String, Vec<u8>
     lab::run_inner(&locate()?, vm, inner_args, files)
 }
 
-/// `vmm bench --arch x86 --lab`: the exit-cost and start-up benchmark inside the lab host, on its
-/// SVM. The files it reads go into the initramfs where the inner vmm (run from /) looks for
-/// them; the C baseline is compiled here, statically, since the lab has no compiler or libc.
-pub fn bench(root: &Path) -> Result<Outcome> {
-    let mut opts = crate::bench::BenchOptions::in_repo(root)?;
-    opts.static_baseline = true;
-    let baseline = crate::bench::build_baseline(&opts)?;
-    let mut files = Vec::new();
-    for (inside, path) in [
-        ("target/guests/x86/outs.bin", opts.guests.join("outs.bin")),
-        ("target/guests/x86/hello.bin", opts.guests.join("hello.bin")),
-        ("benches/baseline/kvm_hello.c", opts.baseline_c.clone()),
-        ("target/bench/kvm_hello", baseline),
-    ] {
-        let bytes = std::fs::read(&path).map_err(|e| {
+/// `vmm bench --arch x86 --lab [--linux]` inside the lab host, on its SVM. The files the
+/// benchmark reads go into the initramfs where the inner vmm (run from /) looks for them.
+/// Without `linux_runs`: exit cost and start-up, against the C baseline, compiled here
+/// statically (the lab has no compiler or libc). With it: boot to the init marker, vmm against
+/// QEMU microvm, so this host's qemu-system-x86_64 goes in too, with its libraries and firmware.
+pub fn bench(root: &Path, linux_runs: Option<usize>) -> Result<Outcome> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| {
             Error::bad_input(format!(
                 "cannot read {}: {e}; run `scripts/setup.sh` (it builds the x86 guests)",
                 path.display()
             ))
-        })?;
-        files.push((inside.to_string(), bytes));
+        })
+    };
+    let mut files = Vec::new();
+    let mut args: Vec<String> = ["bench", "--arch", "x86"].map(String::from).to_vec();
+    match linux_runs {
+        None => {
+            let mut opts = crate::bench::BenchOptions::in_repo(root)?;
+            opts.static_baseline = true;
+            let baseline = crate::bench::build_baseline(&opts)?;
+            for (inside, path) in [
+                ("target/guests/x86/outs.bin", opts.guests.join("outs.bin")),
+                ("target/guests/x86/hello.bin", opts.guests.join("hello.bin")),
+                ("benches/baseline/kvm_hello.c", opts.baseline_c.clone()),
+                ("target/bench/kvm_hello", baseline),
+            ] {
+                files.push((inside.to_string(), read(&path)?));
+            }
+        }
+        Some(runs) => {
+            let config = crate::linux::bench::BenchConfig::for_repo(root, PathBuf::new(), runs);
+            files.push(("target/guests/x86/linux/vmlinux".into(), read(&config.kernel)?));
+            files.push(("target/guests/x86/linux/initramfs.cpio.gz".into(), read(&config.initrd)?));
+            files.extend(qemu_files(&config.qemu)?);
+            args.extend(["--linux".into(), "--runs".into(), runs.to_string()]);
+        }
     }
     let vm = VmConfig {
         mem_size: 2 * crate::config::DEFAULT_MEM,
@@ -151,7 +167,72 @@ pub fn bench(root: &Path) -> Result<Outcome> {
         console: common::console::Console::stdout(),
         jail: true,
     };
-    run_inner(&vm, &["bench".to_string(), "--arch".to_string(), "x86".to_string()], &files)
+    run_inner(&vm, &args, &files)
+}
+
+/// Where QEMU looks for its firmware (Debian's data directory).
+const QEMU_DATA: &str = "/usr/share/qemu";
+
+/// This host's qemu-system-x86_64 as files for the lab's initramfs: the binary at /usr/bin (the
+/// inner benchmark finds it through the default PATH), every library `ldd` names and the
+/// dynamic loader at the paths it names, and the firmware QEMU microvm loads for a PVH kernel.
+fn qemu_files(qemu: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let binary = find_in_path(qemu)?;
+    let ldd = std::process::Command::new("ldd")
+        .arg(&binary)
+        .output()
+        .map_err(|e| Error::bad_input(format!("cannot run ldd on {}: {e}", binary.display())))?;
+    if !ldd.status.success() {
+        return Err(Error::bad_input(format!(
+            "ldd {} failed: {}",
+            binary.display(),
+            String::from_utf8_lossy(&ldd.stderr).trim()
+        )));
+    }
+    let mut paths = vec![(format!("usr/bin/{}", file_name(&binary)), binary.clone())];
+    for lib in ldd_paths(&String::from_utf8_lossy(&ldd.stdout)) {
+        paths.push((lib.clone(), PathBuf::from(lib)));
+    }
+    for firmware in ["bios-microvm.bin", "pvh.bin"] {
+        paths.push((format!("{QEMU_DATA}/{firmware}"), Path::new(QEMU_DATA).join(firmware)));
+    }
+    paths
+        .into_iter()
+        .map(|(inside, path)| {
+            // fs::read follows symlinks: the initramfs holds the file under the name asked for.
+            let bytes = std::fs::read(&path)
+                .map_err(|e| Error::bad_input(format!("--linux --lab needs {}: {e}", path.display())))?;
+            Ok((inside, bytes))
+        })
+        .collect()
+}
+
+/// The absolute paths in `ldd` output: "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)"
+/// and the loader line "/lib64/ld-linux-x86-64.so.2 (0x...)". Pure.
+pub fn ldd_paths(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let path = line.split_once("=>").map_or(line, |(_, right)| right).split_whitespace().next()?;
+            path.starts_with('/').then(|| path.to_string())
+        })
+        .collect()
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| "qemu".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// `name` itself if it has a slash, else its first match in PATH.
+fn find_in_path(name: &Path) -> Result<PathBuf> {
+    if name.components().count() > 1 {
+        return Ok(name.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::bad_input(format!("--linux --lab needs {} in PATH", name.display())))
 }
 
 /// `vmm run --arch x86 --lab`: the same run inside the lab host.
@@ -283,6 +364,13 @@ mod tests {
         assert!(tsc_khz_from(u64::MAX, Duration::from_millis(20)).is_err());
         assert!(tsc_khz_from(1_000_000_000, Duration::ZERO).is_err(), "a clock that did not move");
         assert!(kernel_cmdline(2_445_404).contains(" tsc_early_khz=2445404 "));
+    }
+
+    #[test]
+    fn ldd_output_gives_libraries_and_the_loader() {
+        let out = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x7f)\n\
+                   \tlibgone.so => not found\n\t/lib64/ld-linux-x86-64.so.2 (0x7f)\n";
+        assert_eq!(ldd_paths(out), ["/lib/x86_64-linux-gnu/libz.so.1", "/lib64/ld-linux-x86-64.so.2"]);
     }
 
     #[test]
