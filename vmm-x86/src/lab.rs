@@ -170,8 +170,8 @@ pub fn bench(root: &Path, linux_runs: Option<usize>) -> Result<Outcome> {
     run_inner(&vm, &args, &files)
 }
 
-/// Where QEMU looks for its firmware (Debian's data directory).
-const QEMU_DATA: &str = "/usr/share/qemu";
+/// Where Debian's QEMU looks for firmware (its --firmwarepath), in order.
+const QEMU_FIRMWARE_PATH: [&str; 2] = ["/usr/share/qemu", "/usr/share/seabios"];
 
 /// This host's qemu-system-x86_64 as files for the lab's initramfs: the binary at /usr/bin (the
 /// inner benchmark finds it through the default PATH), every library `ldd` names and the
@@ -194,7 +194,11 @@ fn qemu_files(qemu: &Path) -> Result<Vec<(String, Vec<u8>)>> {
         paths.push((lib.clone(), PathBuf::from(lib)));
     }
     for firmware in ["bios-microvm.bin", "pvh.bin"] {
-        paths.push((format!("{QEMU_DATA}/{firmware}"), Path::new(QEMU_DATA).join(firmware)));
+        let found = QEMU_FIRMWARE_PATH.iter().map(|dir| Path::new(dir).join(firmware)).find(|p| p.is_file());
+        let path = found.ok_or_else(|| {
+            Error::bad_input(format!("--linux --lab needs QEMU's {firmware} in {}", QEMU_FIRMWARE_PATH.join(" or ")))
+        })?;
+        paths.push((path.display().to_string(), path));
     }
     paths
         .into_iter()
