@@ -340,3 +340,49 @@ fn a_shell_on_a_terminal_then_ctrl_a_x() {
     assert!(err.contains("io-out serial-0x3f8"), "the inner vmm's stats table: {err}");
     assert_eq!(pty::local_flags(&slave), cooked, "terminal restored after Ctrl-A x; stderr: {err}");
 }
+
+/// The newest file in /boot whose name starts with `prefix`; a missing one fails loudly.
+fn debian_boot_file(prefix: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> =
+        std::fs::read_dir("/boot").map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    found.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix)));
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!("MISSING PREREQUISITE: no /boot/{prefix}*: apt-get install linux-image-amd64 initramfs-tools")
+    })
+}
+
+/// Debian's stock bzImage (XZ, ACPI, modules) on SVM, with Debian's own initramfs: its banner,
+/// the initramfs unpacked and its /init (initramfs-tools) run. Given no root= it stops, and
+/// with panic=1 on the command line it reboots, which ends vmm with 0.
+#[test]
+fn debian_bzimage_reaches_its_initramfs() {
+    let kernel = debian_boot_file("vmlinuz-");
+    let initrd = debian_boot_file("initrd.img-");
+    let started = Instant::now();
+    let out = lab_vmm(
+        &[
+            "run",
+            "--arch",
+            "x86",
+            "--lab",
+            "--mem",
+            "512M",
+            "--timeout",
+            "400",
+            "--kernel-cmdline",
+            "console=ttyS0 reboot=k panic=1 pci=off",
+            "--initrd",
+            path_str(&initrd),
+            path_str(&kernel),
+        ],
+        450,
+    );
+    println!("Debian's kernel in the lab: {:.1} s", started.elapsed().as_secs_f64());
+    let so = stdout(&out);
+    assert!(so.contains("Linux version 6."), "no banner: {}", describe(&out));
+    assert!(so.contains("Run /init as init process"), "its initramfs did not run: {}", describe(&out));
+    assert!(so.contains("No root device specified"), "initramfs-tools did not get to its check: {}", describe(&out));
+    assert_exit(&out, 0);
+    assert_notice_first(&out);
+}
