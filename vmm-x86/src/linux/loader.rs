@@ -102,7 +102,7 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 fn too_big(path: &str, end: u64, mem_size: u64) -> Error {
     Error::bad_input(format!(
         "kernel {path} needs guest RAM up to {end:#x} ({}), more than the {} given: use a larger --mem",
-        human_size(end.next_multiple_of(1 << 20)),
+        human_size(end.checked_next_multiple_of(1 << 20).unwrap_or(end)),
         human_size(mem_size)
     ))
 }
@@ -187,6 +187,12 @@ fn inspect_elf(bytes: &[u8], path: &str, mem_size: u64) -> Result<Kernel> {
                 bytes.len()
             )));
         }
+        // linux-loader copies p_filesz bytes: the kernel's end from p_memsz would be short.
+        if filesz > memsz {
+            return Err(Error::bad_input(format!(
+                "ELF kernel {path} has a segment with more file bytes ({filesz}) than memory ({memsz})"
+            )));
+        }
         let seg_end = paddr.checked_add(memsz).ok_or_else(|| too_big(path, u64::MAX, mem_size))?;
         if paddr < HIMEM_START {
             return Err(Error::bad_input(format!(
@@ -240,6 +246,13 @@ pub fn load_kernel(mem: &GuestMemoryMmap, image: &Image, mem_size: u64) -> Resul
                 PvhBootCapability::PvhEntryPresent(addr) => Entry::Pvh(addr.0),
                 _ => Entry::Linux64(r.kernel_load.0),
             };
+            // An entry outside the loaded kernel would only show up as a triple fault.
+            let (Entry::Pvh(at) | Entry::Linux64(at)) = entry;
+            if !(HIMEM_START..end).contains(&at) {
+                return Err(Error::bad_input(format!(
+                    "ELF kernel {path} is entered at {at:#x}, outside the memory it loads ({HIMEM_START:#x}..{end:#x})"
+                )));
+            }
             // ramdisk_image in the zero page is 32 bits; the PVH module list could go higher,
             // but RAM ends below 4 GiB anyway.
             Ok(LoadedKernel {
@@ -386,6 +399,43 @@ mod tests {
         let mut c32 = full.clone();
         c32[4] = 1;
         assert!(inspect(&c32, "v", 64 << 20).unwrap_err().message.contains("not a 64-bit ELF"));
+    }
+
+    /// Found by fuzz/x86_linux_loader (corpus file elf-filesz-over-memsz): linux-loader copies
+    /// p_filesz bytes, but the kernel's end was computed from p_memsz, so the initramfs could
+    /// be placed over the kernel's tail.
+    #[test]
+    fn a_segment_with_more_file_bytes_than_memory_is_refused() {
+        let mut b = elf(EM_X86_64, 0x100_0000, 10);
+        b[64 + 40..64 + 48].copy_from_slice(&4u64.to_le_bytes()); // p_memsz < p_filesz
+        let e = inspect(&b, "v", 64 << 20).unwrap_err();
+        assert_eq!(e.message, "ELF kernel v has a segment with more file bytes (10) than memory (4)");
+    }
+
+    /// Found by fuzz/x86_linux_loader (corpus file elf-entry-outside-ram): an e_entry past the
+    /// loaded segments was accepted and the guest would have died of a triple fault.
+    #[test]
+    fn an_entry_outside_the_loaded_kernel_is_refused() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 32 << 20)]).unwrap();
+        let mut b = elf(EM_X86_64, 0x100_0000, 16);
+        let image = |b: &[u8]| Image { path: "v".into(), bytes: b.to_vec() };
+        assert_eq!(load_kernel(&mem, &image(&b), 32 << 20).unwrap().entry, Entry::Linux64(0x100_0000));
+        b[24..32].copy_from_slice(&0xffff_ffba_0100_0000u64.to_le_bytes()); // e_entry
+        let e = load_kernel(&mem, &image(&b), 32 << 20).unwrap_err();
+        assert_eq!(
+            e.message,
+            "ELF kernel v is entered at 0xffffffba01000000, outside the memory it loads (0x100000..0x1000020)"
+        );
+    }
+
+    /// Found by fuzz/x86_linux_loader (corpus file elf-memsz-wraps): a segment whose end wraps
+    /// past 2^64 panicked while rounding that end up to a MiB for the message.
+    #[test]
+    fn a_segment_reaching_past_the_address_space_is_too_big() {
+        let mut b = elf(EM_X86_64, 0x100_0000, 16);
+        b[64 + 40..64 + 48].copy_from_slice(&u64::MAX.to_le_bytes()); // p_memsz
+        let e = inspect(&b, "v", 64 << 20).unwrap_err();
+        assert!(e.message.starts_with("kernel v needs guest RAM up to 0xffffffffffffffff ("), "{}", e.message);
     }
 
     #[test]
