@@ -3,7 +3,7 @@
 #   target/guests/riscv/{hello,sbi-probe,csr-test,echo,spin}.bin  (Rust S-mode kernels linked at 0x80200000)
 #   target/guests/riscv/garbage.bin                            (fixed pseudo-random bytes: not code)
 # Idempotent: cargo rebuilds only what changed; unchanged .bin files are left alone.
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CRATE="$ROOT/guests/riscv"
@@ -26,8 +26,9 @@ if [[ ! -x "$objcopy" ]]; then
         die "no objcopy: rustup component add llvm-tools, or apt-get install binutils-riscv64-linux-gnu"
 fi
 
-log "building guests/riscv for $TARGET"
-(cd "$CRATE" && cargo build -j"$JOBS" --release)
+# From inside the crate: its .cargo/config.toml picks the target and the linker script.
+cd "$CRATE"
+quietly "cargo build guests/riscv" cargo build -j"$JOBS" --release
 
 mkdir -p "$OUT"
 # Writes $2 only when its content changes, so later steps can trust mtimes.

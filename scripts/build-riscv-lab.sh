@@ -8,7 +8,7 @@
 #   4. the riscv64 build of vmm (static), target/riscv64gc-unknown-linux-gnu/release/vmm.
 # Usage: scripts/build-riscv-lab.sh [kernel|kernel-6.1|qemu|vmm]...   (no argument: all four, in order)
 # Idempotent: a cached kernel is reused; cargo rebuilds only what changed.
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${VMM_CACHE:-$HOME/.cache/vmm}"
@@ -35,10 +35,9 @@ unpack_source() {
     (
         flock 9
         if [[ ! -f "$CACHE/src/$name/.unpacked" ]]; then
-            log "unpacking $tarball (once)"
             rm -rf "$CACHE/src/$name.tmp" "$CACHE/src/$name"
             mkdir -p "$CACHE/src/$name.tmp"
-            tar -xJf "$tarball" -C "$CACHE/src/$name.tmp"
+            quietly "riscv64 kernel: unpack $name (once)" tar -xJf "$tarball" -C "$CACHE/src/$name.tmp" >&2
             mv "$CACHE/src/$name.tmp/$name" "$CACHE/src/$name"
             rmdir "$CACHE/src/$name.tmp"
             touch "$CACHE/src/$name/.unpacked"
@@ -56,7 +55,8 @@ build_kernel_from() {
     mkdir -p "$build"
     cat "$src/kernel/configs/tiny-base.config" "$src/kernel/configs/tiny.config" "$FRAGMENT" >"$build/allno.config"
     local kmake=(make -C "$src" O="$build" ARCH=riscv CROSS_COMPILE=riscv64-linux-gnu- -j"$JOBS")
-    "${kmake[@]}" KCONFIG_ALLCONFIG="$build/allno.config" allnoconfig >/dev/null
+    quietly "riscv64 kernel: configure $(basename "$tarball" .tar.xz)" \
+        "${kmake[@]}" KCONFIG_ALLCONFIG="$build/allno.config" allnoconfig
     # URVirt needs these: memfd for guest RAM, seccomp and (6.9+) syscall user dispatch for ecall.
     local want=(CONFIG_SECCOMP CONFIG_SECCOMP_FILTER CONFIG_MEMFD_CREATE CONFIG_BLK_DEV_INITRD
         CONFIG_SERIAL_8250_CONSOLE CONFIG_POWER_RESET_SYSCON_POWEROFF CONFIG_FPU CONFIG_PROC_SYSCTL
@@ -67,8 +67,7 @@ build_kernel_from() {
     for opt in "${want[@]}"; do
         grep -qx "$opt=y" "$build/.config" || die "$opt did not end up =y in $build/.config"
     done
-    log "building Image from $(basename "$tarball") with -j$JOBS (takes minutes)"
-    "${kmake[@]}" Image
+    quietly "riscv64 kernel: make -j$JOBS Image from $(basename "$tarball" .tar.xz) (minutes)" "${kmake[@]}" Image
     mkdir -p "$out"
     cp "$build/arch/riscv/boot/Image" "$out/Image.tmp"
     cp "$build/.config" "$out/config"
@@ -146,7 +145,7 @@ int main(void) {
     return 0;
 }
 CEOF
-    riscv64-linux-gnu-gcc -static -O2 -o "$work/init" "$work/selftest.c"
+    quietly "riscv64 kernel: self-test init" riscv64-linux-gnu-gcc -static -O2 -o "$work/init" "$work/selftest.c"
     (cd "$work" && mkdir dev && echo init | cpio -o -H newc --quiet >initramfs.cpio)
     local log="$work/console.log" want=(memfd seccomp) check
     if [[ "$source" == linux-source-6.1 ]]; then want+=(sud_absent); else want+=(sud); fi
@@ -254,8 +253,8 @@ build_vmm() {
         die "riscv64-linux-gnu-gcc is missing (apt-get install gcc-riscv64-linux-gnu)"
     rustup target list --installed 2>/dev/null | grep -qx riscv64gc-unknown-linux-gnu ||
         rustup target add riscv64gc-unknown-linux-gnu
-    log "cross-building vmm for riscv64gc-unknown-linux-gnu (static)"
-    (cd "$ROOT" && cargo build -j"$JOBS" --release --target riscv64gc-unknown-linux-gnu --bin vmm)
+    quietly "cargo build --release --target riscv64gc-unknown-linux-gnu (static riscv64 vmm)" \
+        bash -c "cd '$ROOT' && cargo build -j$JOBS --release --target riscv64gc-unknown-linux-gnu --bin vmm"
     log "riscv64 vmm ready: $ROOT/target/riscv64gc-unknown-linux-gnu/release/vmm"
 }
 

@@ -2,7 +2,7 @@
 # Builds the x86 flat-binary guests from guests/x86/*.S with GNU binutils into target/guests/x86/.
 # Each guest is linked at 0x1000 (where vmm loads and enters flat binaries) and stripped to a
 # raw binary. Idempotent: a guest is rebuilt only when its source is newer than its binary.
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 src="$root/guests/x86"

@@ -3,9 +3,9 @@
 # linux-source-6.1 plus scripts/x86_64-guest.config, and a busybox initramfs whose /init prints
 # VMM-INIT-OK and ends the VM (or first runs a shell when the command line has `vmm.shell`).
 # The kernel is cached under
-# ${VMM_CACHE:-$HOME/.cache/vmm}/x86-kernel-<hash>/ keyed by the source version, the fragment and this
-# script; the results are copied into target/guests/x86/linux/. Idempotent.
-set -euo pipefail
+# ${VMM_CACHE:-$HOME/.cache/vmm}/x86-kernel-<hash>/ keyed by the source version, the fragment and
+# RECIPE; the results are copied into target/guests/x86/linux/. Idempotent.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -23,27 +23,28 @@ for tool in make gcc flex bison bc cpio gzip lz4; do
 done
 
 src_version="$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c '%s-%Y' "$src_tar")"
-key="$( { echo "$src_version"; cat "$fragment"; sed -n '/^# --- kernel ---/,/^# --- end kernel ---/p' "$0"; } | sha256sum | cut -c1-16)"
+# Bump RECIPE when the build below changes in a way that changes the kernel.
+RECIPE=2
+key="$( { echo "recipe $RECIPE"; echo "$src_version"; cat "$fragment"; } | sha256sum | cut -c1-16)"
 cache="${VMM_CACHE:-$HOME/.cache/vmm}/x86-kernel-$key"
 
-# --- kernel ---
 if [[ ! -f "$cache/vmlinux" || ! -f "$cache/bzImage" ]]; then
-    echo "building x86_64 guest kernel into $cache (about 5 min on 2 cores)"
+    echo "building the x86_64 guest kernel into $cache (about 5 min on 2 cores)"
     work="$cache.work"
     rm -rf "$work"
     mkdir -p "$work"
-    tar -C "$work" -xf "$src_tar"
+    quietly "x86 kernel: unpack $(basename "$src_tar")" tar -C "$work" -xf "$src_tar"
     ksrc="$(echo "$work"/linux-source-*)"
-    make -C "$ksrc" -s ARCH=x86_64 tinyconfig
-    "$ksrc/scripts/kconfig/merge_config.sh" -m -O "$ksrc" "$ksrc/.config" "$fragment" >/dev/null
-    make -C "$ksrc" -s ARCH=x86_64 olddefconfig
+    quietly "x86 kernel: configure" bash -c "make -C '$ksrc' -s ARCH=x86_64 tinyconfig &&
+        '$ksrc/scripts/kconfig/merge_config.sh' -m -O '$ksrc' '$ksrc/.config' '$fragment' &&
+        make -C '$ksrc' -s ARCH=x86_64 olddefconfig"
     # Every option of the fragment must have survived olddefconfig (a typo or a missing dependency would not).
     while IFS= read -r line; do
         [[ "$line" =~ ^CONFIG_ ]] || continue
         grep -qx "$line" "$ksrc/.config" || { echo "kernel config lost '$line'" >&2; exit 1; }
     done < "$fragment"
-    make -C "$ksrc" -s ARCH=x86_64 -j"$jobs" vmlinux bzImage
-    make -C "$ksrc" -s ARCH=x86_64 usr/gen_init_cpio 2>/dev/null || true
+    quietly "x86 kernel: make -j$jobs vmlinux bzImage" make -C "$ksrc" ARCH=x86_64 -j"$jobs" vmlinux bzImage
+    quietly "x86 kernel: gen_init_cpio" make -C "$ksrc" ARCH=x86_64 usr/gen_init_cpio
     mkdir -p "$cache.tmp"
     cp "$ksrc/vmlinux" "$ksrc/arch/x86/boot/bzImage" "$ksrc/.config" "$cache.tmp/"
     cp "$ksrc/usr/gen_init_cpio" "$cache.tmp/"
@@ -51,7 +52,6 @@ if [[ ! -f "$cache/vmlinux" || ! -f "$cache/bzImage" ]]; then
     mv "$cache.tmp" "$cache"
     rm -rf "$work"
 fi
-# --- end kernel ---
 
 mkdir -p "$out"
 cp -f "$cache/vmlinux" "$cache/bzImage" "$out/"
@@ -86,4 +86,4 @@ file /init $initdir/init 0755 0 0
 LIST
 "$cache/gen_init_cpio" -t 0 "$initdir/list" | gzip -9n > "$out/initramfs.cpio.gz.tmp"
 mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
-ls -l "$out"
+echo "x86 guest kernel ready: $out/{vmlinux,bzImage,initramfs.cpio.gz}"

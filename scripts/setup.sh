@@ -2,15 +2,16 @@
 # Sets up everything vmm needs, from a fresh Debian 12 machine: packages, toolchains, guests,
 # the x86 test kernel, the riscv64 lab host, and the release build. Slow results (kernels) are
 # cached under ${VMM_CACHE:-$HOME/.cache/vmm}; running it again only redoes what changed.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# Every step prints one line per long build with its time and log file; a failure names the
+# step and the command (scripts/lib.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$VMM_ROOT"
 
-step() { printf '\n== setup: %s\n' "$*"; }
 t0=$(date +%s)
-step "packages and toolchains";  scripts/install-deps.sh
-step "x86 guests";               scripts/build-x86-guests.sh
-step "RISC-V guests";            scripts/build-riscv-guests.sh
-step "x86 Linux kernel + initramfs"; scripts/build-x86-kernel.sh
-step "riscv64 lab host (kernel + riscv64 vmm)"; scripts/build-riscv-lab.sh
-step "vmm (release)";            cargo build --release --bin vmm
+step "packages and toolchains";             scripts/install-deps.sh
+step "x86 guests";                          scripts/build-x86-guests.sh
+step "RISC-V guests";                       scripts/build-riscv-guests.sh
+step "x86 Linux kernel + initramfs";        scripts/build-x86-kernel.sh
+step "riscv64 lab host (kernels + riscv64 vmm)"; scripts/build-riscv-lab.sh
+step "vmm (release)";                       quietly "cargo build --release" cargo build --release --bin vmm
 echo "setup: done in $(( $(date +%s) - t0 )) s"

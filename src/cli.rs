@@ -7,10 +7,14 @@ use std::time::Duration;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  the guest halted or powered off normally (an SBI shutdown's reason becomes the status)
-  1  the guest failed: triple fault, emulation failure, unhandled exit, timeout
-  2  bad usage or bad input: missing/unreadable/empty/malformed image, image larger than
-     guest RAM, no /dev/kvm or no permission, bad --mem
+  0      the guest halted, powered off with status 0, or the user pressed Ctrl-A x
+  1      the guest failed: triple fault, emulation failure, unhandled exit, stuck, timeout
+  2      bad usage or bad input: missing/unreadable/empty/malformed image, image larger than
+         guest RAM, no /dev/kvm or no permission, bad --mem
+  3      vmm stopped itself: a system call outside its seccomp allowlist (see --no-seccomp)
+  65-126 the guest powered off with its own status s = 1..62 (code 64 + s; an SBI shutdown
+         with reason 0xE00000ss reports ss)
+  127    the guest powered off with another status (63 or more, or negative)
 
 RISC-V note: URVirt runs the guest kernel in the same address space as the monitor. It
 traps what the guest does, but a hostile guest that jumps into monitor code is NOT contained.";
@@ -105,6 +109,9 @@ pub struct RunArgs {
     /// RISC-V: how guest ecalls are trapped (auto: syscall user dispatch if the kernel has it, else seccomp) [default: auto]
     #[arg(long, value_enum)]
     pub ecall: Option<Ecall>,
+    /// Turn off the seccomp allowlists vmm's own threads run under (for debugging vmm)
+    #[arg(long)]
+    pub no_seccomp: bool,
     /// The guest image
     pub image: PathBuf,
 }

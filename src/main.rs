@@ -66,7 +66,7 @@ fn run(args: &RunArgs) -> Result<i32> {
         },
     };
     let timeout = args.timeout.as_deref().map(cli::parse_timeout).transpose()?;
-    let vm = VmConfig { mem_size, timeout, console: Console::stdout() };
+    let vm = VmConfig { mem_size, timeout, console: Console::stdout(), jail: !args.no_seccomp };
     let image = Image::read(&args.image, mem_size)?;
     let mut machine = match args.arch {
         Arch::X86 => cli::x86_vm(args, vm)?,
@@ -113,7 +113,12 @@ fn riscv_bench(ecall: urvirt_riscv::EcallTrap) -> Result<i32> {
     #[cfg(not(all(target_arch = "riscv64", target_os = "linux")))]
     {
         let config = urvirt_riscv::RiscvConfig {
-            vm: VmConfig { mem_size: urvirt_riscv::config::DEFAULT_MEM, timeout: None, console: Console::stdout() },
+            vm: VmConfig {
+                mem_size: urvirt_riscv::config::DEFAULT_MEM,
+                timeout: None,
+                console: Console::stdout(),
+                jail: true,
+            },
             ecall_trap: ecall,
             stats: false,
         };

@@ -8,6 +8,22 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_GUEST_FAILURE: i32 = 1;
 /// Bad usage or bad input: the VM never started.
 pub const EXIT_BAD_INPUT: i32 = 2;
+/// vmm stopped itself: one of its threads made a system call outside its seccomp allowlist.
+pub const EXIT_JAIL: i32 = 3;
+/// A guest that powers off with status `s` (1..=62) ends vmm with `EXIT_GUEST_STATUS_BASE + s`,
+/// so a guest's own status never reads as one of vmm's codes above.
+pub const EXIT_GUEST_STATUS_BASE: i32 = 64;
+/// A guest status that does not fit the range above (negative, or 63 and more).
+pub const EXIT_GUEST_STATUS_OTHER: i32 = 127;
+
+/// The exit code for a guest-requested power-off status (see the README's table).
+pub fn guest_status_exit_code(status: i32) -> i32 {
+    match status {
+        0 => EXIT_OK,
+        1..=62 => EXIT_GUEST_STATUS_BASE + status,
+        _ => EXIT_GUEST_STATUS_OTHER,
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {

@@ -11,6 +11,7 @@ pub mod console;
 pub mod devices;
 pub mod error;
 pub mod image;
+pub mod jail;
 pub mod stats;
 pub mod vm;
 

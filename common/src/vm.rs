@@ -1,6 +1,6 @@
 //! The one trait both backends implement, and what a run ends with.
 use crate::console::Console;
-use crate::error::{EXIT_GUEST_FAILURE, EXIT_OK};
+use crate::error::{guest_status_exit_code, EXIT_GUEST_FAILURE, EXIT_OK};
 use crate::image::Image;
 use crate::stats::Stats;
 use crate::Result;
@@ -16,6 +16,8 @@ pub struct VmConfig {
     pub timeout: Option<Duration>,
     /// Where guest console output goes and where its input comes from.
     pub console: Console,
+    /// Run the monitor's threads under their seccomp allowlists (`--no-seccomp` turns it off).
+    pub jail: bool,
 }
 
 /// How the guest ended.
@@ -23,8 +25,11 @@ pub struct VmConfig {
 pub enum GuestExit {
     /// x86 `hlt` with nothing left to wake it: the classic demo's normal end.
     Halted,
-    /// The guest powered off (SBI shutdown, i8042 reset with reboot=k, ...) with this status.
+    /// The guest powered off (SBI shutdown, i8042 reset with reboot=k, ...) with its own status.
+    /// A non-zero status becomes exit code 64 + status (1..=62) or 127, never one of vmm's.
     PowerOff(i32),
+    /// A lab host's inner vmm ended with this exit code: passed through unchanged.
+    Relayed(i32),
     /// The user pressed Ctrl-A x on an interactive console.
     UserQuit,
     /// The guest did something we cannot continue from; the text is a one-line diagnostic.
@@ -43,7 +48,8 @@ impl Outcome {
     pub fn exit_code(&self) -> i32 {
         match &self.exit {
             GuestExit::Halted | GuestExit::UserQuit => EXIT_OK,
-            GuestExit::PowerOff(status) => *status,
+            GuestExit::PowerOff(status) => guest_status_exit_code(*status),
+            GuestExit::Relayed(code) => *code,
             GuestExit::Failed(_) => EXIT_GUEST_FAILURE,
         }
     }
@@ -66,7 +72,12 @@ mod tests {
         let o = |exit| Outcome { exit, stats: Stats::new() };
         assert_eq!(o(GuestExit::Halted).exit_code(), 0);
         assert_eq!(o(GuestExit::PowerOff(0)).exit_code(), 0);
-        assert_eq!(o(GuestExit::PowerOff(3)).exit_code(), 3);
+        assert_eq!(o(GuestExit::PowerOff(1)).exit_code(), 65);
+        assert_eq!(o(GuestExit::PowerOff(2)).exit_code(), 66);
+        assert_eq!(o(GuestExit::PowerOff(62)).exit_code(), 126);
+        assert_eq!(o(GuestExit::PowerOff(63)).exit_code(), 127);
+        assert_eq!(o(GuestExit::PowerOff(-1)).exit_code(), 127);
+        assert_eq!(o(GuestExit::Relayed(2)).exit_code(), 2);
         assert_eq!(o(GuestExit::UserQuit).exit_code(), 0);
         assert_eq!(o(GuestExit::Failed("triple fault".into())).exit_code(), 1);
     }

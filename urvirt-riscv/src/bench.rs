@@ -87,7 +87,12 @@ fn bytes_of(words: &[u32], count_at: usize, count: u64) -> Vec<u8> {
 }
 
 fn new_vm(ecall_trap: EcallTrap) -> Result<UrvirtVm> {
-    let vm = VmConfig { mem_size: DEFAULT_MEM, timeout: Some(Duration::from_secs(120)), console: Console::capture() };
+    let vm = VmConfig {
+        mem_size: DEFAULT_MEM,
+        timeout: Some(Duration::from_secs(120)),
+        console: Console::capture(),
+        jail: true,
+    };
     UrvirtVm::new(RiscvConfig { vm, ecall_trap, stats: false })
 }
 

@@ -153,6 +153,9 @@ impl LabHostVm {
         if c.stats {
             args.push("--stats".into());
         }
+        if !c.vm.jail {
+            args.push("--no-seccomp".into());
+        }
         args.push(self.guest_path.clone());
         args
     }
@@ -186,7 +189,7 @@ mod tests {
 
     fn config(timeout: Option<Duration>, stats: bool) -> RiscvConfig {
         RiscvConfig {
-            vm: VmConfig { mem_size: 64 << 20, timeout, console: Console::capture() },
+            vm: VmConfig { mem_size: 64 << 20, timeout, console: Console::capture(), jail: true },
             ecall_trap: crate::EcallTrap::Seccomp,
             stats,
         }

@@ -138,7 +138,7 @@ pub fn boot(lab: &Lab, config: &RiscvConfig, initramfs: &[u8]) -> Result<Outcome
                 // No deadline at all if --timeout is too large to add (the inner vmm does the same).
                 deadline = config.vm.timeout.and_then(|t| run_deadline(Instant::now(), t));
             }
-            Ok(Msg::Event(Event::Exit(InnerExit::Code(code)))) => break GuestExit::PowerOff(code),
+            Ok(Msg::Event(Event::Exit(InnerExit::Code(code)))) => break GuestExit::Relayed(code),
             Ok(Msg::Event(Event::Exit(InnerExit::Signal(sig)))) => {
                 break GuestExit::Failed(format!(
                     "the riscv64 vmm inside the lab host was killed by signal {sig} ({})",

@@ -1,0 +1,44 @@
+# Sourced by every set-up script: fail loudly, name the step, keep long builds quiet.
+#
+#   step "NAME"            names what runs next (exported, so child scripts report it too)
+#   quietly LABEL CMD...   runs CMD with its output in a log file and prints one line:
+#                          "  LABEL: ok in 12 s (log: PATH)", or on failure the log's tail
+#
+# Any failing command (outside a condition) ends the script through the ERR trap with
+#   setup: step 'NAME' failed: `COMMAND` exited with STATUS (SCRIPT line N)
+# and that status, so set-up never stops without saying where.
+set -Eeuo pipefail
+
+VMM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export VMM_LOG_DIR="${VMM_LOG_DIR:-$VMM_ROOT/target/setup-logs}"
+export VMM_STEP="${VMM_STEP:-$(basename "$0")}"
+
+step() {
+    export VMM_STEP="$*"
+    printf '\n== setup: %s\n' "$*"
+}
+
+on_error() {
+    local status=$? command="$BASH_COMMAND" line="${BASH_LINENO[0]}" script="${BASH_SOURCE[1]:-$0}"
+    printf "setup: step '%s' failed: \`%s\` exited with %s (%s line %s)\n" \
+        "$VMM_STEP" "$command" "$status" "${script#"$VMM_ROOT"/}" "$line" >&2
+    exit "$status"
+}
+trap on_error ERR
+
+quietly() {
+    local label="$1" log start status=0
+    shift
+    mkdir -p "$VMM_LOG_DIR"
+    log="$VMM_LOG_DIR/$(printf '%s' "$label" | tr -c 'A-Za-z0-9._-' '-').log"
+    start=$(date +%s)
+    printf '  %s ...\n' "$label"
+    "$@" >"$log" 2>&1 || status=$?
+    if ((status != 0)); then
+        printf '  %s: FAILED after %s s (exit %s); last lines of %s:\n' "$label" "$(($(date +%s) - start))" "$status" "$log" >&2
+        tail -n 25 "$log" | sed 's/^/    | /' >&2
+        printf "setup: step '%s' failed: \`%s\` exited with %s\n" "$VMM_STEP" "$*" "$status" >&2
+        exit "$status"
+    fi
+    printf '  %s: ok in %s s (log: %s)\n' "$label" "$(($(date +%s) - start))" "$log"
+}
