@@ -145,7 +145,8 @@ fn inspect_bzimage(bytes: &[u8], path: &str, mem_size: u64) -> Result<Kernel> {
     // address (at least 16 MiB for a relocatable kernel) and needs init_size bytes there.
     let payload_end = HIMEM_START + (bytes.len() as u64 - setup_size);
     let run_at = hdr.pref_address.max(HIMEM_START.next_multiple_of(u64::from(hdr.kernel_alignment.max(1))));
-    let end = payload_end.max(run_at + u64::from(hdr.init_size));
+    let run_end = run_at.checked_add(u64::from(hdr.init_size)).ok_or_else(|| too_big(path, u64::MAX, mem_size))?;
+    let end = payload_end.max(run_end);
     if end > mem_size {
         return Err(too_big(path, end, mem_size));
     }
@@ -361,6 +362,16 @@ mod tests {
         assert!(inspect(&old, "bz", 64 << 20).unwrap_err().message.contains("no 64-bit entry point"));
         // A boot sector is not a bzImage: it runs as a flat binary.
         assert!(!looks_like_bzimage(&bad[..512]));
+    }
+
+    /// Reproduced by fuzz/x86_linux_loader (corpus file bzimage-pref-address-wraps): a
+    /// pref_address near 2^64 overflowed adding init_size (and wrapped to "fits" in release).
+    #[test]
+    fn a_preferred_address_at_the_top_of_the_address_space_is_too_big() {
+        let mut b = bzimage(4096);
+        b[0x258..0x260].copy_from_slice(&0xffff_ffff_ffff_ff00u64.to_le_bytes()); // pref_address
+        let e = inspect(&b, "bz", 64 << 20).unwrap_err();
+        assert!(e.message.starts_with("kernel bz needs guest RAM up to 0xffffffffffffffff ("), "{}", e.message);
     }
 
     /// A made-up ELF64 with one PT_LOAD of `filesz` bytes at `paddr`.
