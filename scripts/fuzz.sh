@@ -10,16 +10,13 @@
 # corpus only grows by what matters. Crash inputs go to fuzz/artifacts/<target>/.
 #
 # Prints per target: seconds, executions (libFuzzer's final stats), crashes (with the input).
-# Exits 1 if any target crashed, 2 on bad usage, and names the step that failed otherwise.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-FUZZ=$ROOT/fuzz
+# Exits 1 if any target crashed, 2 on bad usage; a failing step (install, build) is named by
+# lib.sh's ERR trap.
+source "$(dirname "$0")/lib.sh"
+cd "$VMM_ROOT"
+FUZZ=$VMM_ROOT/fuzz
 LOGS=$FUZZ/target/logs
 ALL=(x86_linux_loader x86_exits riscv_loader riscv_decode riscv_sbi lab_frame)
-
-step="start"
-trap 'echo "fuzz: step \"$step\" failed (status $?); see $LOGS" >&2' ERR
 
 merge=0
 if [[ "${1:-}" == "--merge" ]]; then
@@ -42,29 +39,19 @@ for t in "${targets[@]}"; do
 done
 mkdir -p "$LOGS"
 
-step="nightly toolchain"
+step "fuzz: tools"
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "fuzz: cargo-fuzz needs the nightly toolchain: rustup toolchain install nightly" >&2
     exit 2
 fi
-
-step="install cargo-fuzz"
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "fuzz: installing cargo-fuzz (log: $LOGS/install.log)"
-    cargo install cargo-fuzz --locked >"$LOGS/install.log" 2>&1
-fi
-
-step="build the fuzz targets"
-start=$(date +%s)
-echo "fuzz: building the targets (log: $LOGS/build.log)"
-(cd "$FUZZ" && cargo +nightly fuzz build >"$LOGS/build.log" 2>&1)
-echo "fuzz: built in $(($(date +%s) - start)) s"
+cargo fuzz --version >/dev/null 2>&1 || quietly "cargo install cargo-fuzz" cargo install --locked cargo-fuzz
+(cd "$FUZZ" && quietly "build the fuzz targets" cargo +nightly fuzz build)
 
 BIN=$FUZZ/target/x86_64-unknown-linux-gnu/release
 crashed=0
+step "fuzz: ${targets[*]} for $seconds s each"
 printf '%-18s %8s %14s  %s\n' target seconds executions crashes
 for t in "${targets[@]}"; do
-    step="run $t"
     found=$FUZZ/target/corpus/$t
     artifacts=$FUZZ/artifacts/$t
     mkdir -p "$found" "$artifacts" "$FUZZ/corpus/$t"
@@ -79,15 +66,18 @@ for t in "${targets[@]}"; do
     if [[ $status -eq 0 ]]; then
         result=0
     else
-        crashed=1
+        crashed=$((crashed + 1))
         input=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
         result="1 (exit $status; input ${input:-none written}; log $log)"
     fi
     printf '%-18s %8s %14s  %s\n' "$t" "$took" "${execs:-?}" "$result"
     if [[ $merge -eq 1 && $status -eq 0 ]]; then
-        step="merge $t"
         "$BIN/$t" -merge=1 "$FUZZ/corpus/$t" "$found" >"$LOGS/$t.merge.log" 2>&1
         echo "fuzz: $t corpus now $(find "$FUZZ/corpus/$t" -type f | wc -l) files"
     fi
 done
-exit $crashed
+if ((crashed > 0)); then
+    echo "fuzz: $crashed of ${#targets[@]} target(s) crashed; reproduce with $BIN/TARGET INPUT" >&2
+    exit 1
+fi
+echo "fuzz: ${#targets[@]} target(s), no crashes"
