@@ -72,7 +72,13 @@ for t in "${targets[@]}"; do
     fi
     printf '%-18s %8s %14s  %s\n' "$t" "$took" "${execs:-?}" "$result"
     if [[ $merge -eq 1 && $status -eq 0 ]]; then
-        "$BIN/$t" -merge=1 "$FUZZ/corpus/$t" "$found" >"$LOGS/$t.merge.log" 2>&1
+        # Keep the named seeds and crash reproducers; add the fewest found inputs that cover
+        # the edges they miss (set cover on edges, not hit counts: tens of files, not hundreds).
+        merged=$FUZZ/target/merged/$t
+        rm -rf "$merged" && mkdir -p "$merged"
+        find "$FUZZ/corpus/$t" -type f ! -regex '.*/[0-9a-f]\{40\}' -exec cp {} "$merged/" \;
+        "$BIN/$t" -set_cover_merge=1 -use_counters=0 "$merged" "$FUZZ/corpus/$t" "$found" >"$LOGS/$t.merge.log" 2>&1
+        rm -rf "$FUZZ/corpus/$t" && mv "$merged" "$FUZZ/corpus/$t"
         echo "fuzz: $t corpus now $(find "$FUZZ/corpus/$t" -type f | wc -l) files"
     fi
 done
