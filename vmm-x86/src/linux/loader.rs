@@ -141,9 +141,15 @@ fn inspect_bzimage(bytes: &[u8], path: &str, mem_size: u64) -> Result<Kernel> {
             bytes.len()
         )));
     }
+    let payload = bytes.len() as u64 - setup_size;
+    if payload <= BZIMAGE_ENTRY64_OFFSET {
+        return Err(Error::bad_input(format!(
+            "truncated bzImage {path}: {payload} bytes of kernel after the setup sectors, too few for its 64-bit entry at {BZIMAGE_ENTRY64_OFFSET:#x}"
+        )));
+    }
     // The compressed kernel is loaded at 1 MiB; it decompresses itself to its preferred
     // address (at least 16 MiB for a relocatable kernel) and needs init_size bytes there.
-    let payload_end = HIMEM_START + (bytes.len() as u64 - setup_size);
+    let payload_end = HIMEM_START + payload;
     let run_at = hdr.pref_address.max(HIMEM_START.next_multiple_of(u64::from(hdr.kernel_alignment.max(1))));
     let run_end = run_at.checked_add(u64::from(hdr.init_size)).ok_or_else(|| too_big(path, u64::MAX, mem_size))?;
     let end = payload_end.max(run_end);
@@ -372,6 +378,19 @@ mod tests {
         b[0x258..0x260].copy_from_slice(&0xffff_ffff_ffff_ff00u64.to_le_bytes()); // pref_address
         let e = inspect(&b, "bz", 64 << 20).unwrap_err();
         assert!(e.message.starts_with("kernel bz needs guest RAM up to 0xffffffffffffffff ("), "{}", e.message);
+    }
+
+    /// Found by fuzz/x86_linux_loader (corpus file bzimage-without-kernel): a bzImage with
+    /// setup sectors and nothing after them was accepted, to be entered at 1 MiB + 0x200 in
+    /// memory the loader never wrote.
+    #[test]
+    fn a_bzimage_with_no_kernel_after_its_setup_is_truncated() {
+        let e = inspect(&bzimage(0), "bz", 64 << 20).unwrap_err();
+        assert_eq!(
+            e.message,
+            "truncated bzImage bz: 0 bytes of kernel after the setup sectors, too few for its 64-bit entry at 0x200"
+        );
+        assert!(inspect(&bzimage(0x210), "bz", 64 << 20).is_ok());
     }
 
     /// A made-up ELF64 with one PT_LOAD of `filesz` bytes at `paddr`.
