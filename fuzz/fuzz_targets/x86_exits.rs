@@ -1,11 +1,13 @@
 //! The x86 exit dispatcher (vmm-x86/src/exits.rs): a sequence of fabricated KVM exits (port
 //! I/O with KVM's sizes and repeat counts, MMIO of 1 to 8 bytes, and every other kind) run
-//! through `dispatch` and `apply` against the devices a Linux guest gets, strict or lenient.
+//! through `dispatch` and `apply` against the devices a Linux guest gets, strict or lenient,
+//! plus a recording device.
 //!
 //! Invariants: no panic; each exit becomes the action of its own kind carrying the same port,
-//! address and bytes; an access nobody claims is a failure only for a strict guest, and a
-//! read of it returns all ones; only the i8042 asks for a power-off; the one-line message for
-//! an unknown access names the address and the size.
+//! size, address and bytes; string I/O reaches a device as `count` accesses of `size` bytes in
+//! order, each read filling its own slot; an access nobody claims is a failure only for a
+//! strict guest, and a read of it returns all ones; only the i8042 asks for a power-off; the
+//! one-line message for an unknown access names the address and the size of one access.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -26,8 +28,12 @@ use vmm_x86::linux::devices::COM1_BASE;
 /// Where the fuzz target puts a UART on the MMIO bus (x86 Linux has none; RISC-V does).
 const MMIO_UART: u64 = 0x1000_0000;
 
+/// A port with the recording device: nothing else uses it.
+const RECORDER: u64 = 0x510;
+
 /// The PIO devices and their ranges, as linux/devices.rs and vm.rs place them.
-const PORTS: [(u64, u64); 8] = [
+const PORTS: [(u64, u64); 9] = [
+    (RECORDER, 1),
     (HELLO_PORT, 1),
     (BOCHS_PORT, 1),
     (COM1_BASE, SERIAL_REGS),
@@ -46,12 +52,31 @@ impl Trigger for NoIrq {
     }
 }
 
+/// Remembers every access; each read returns the number of reads so far in every byte.
+#[derive(Default)]
+struct Recorder {
+    writes: Vec<Vec<u8>>,
+    reads: Vec<usize>,
+}
+
+impl common::bus::BusDevice for Recorder {
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        self.reads.push(data.len());
+        data.fill(self.reads.len() as u8);
+    }
+    fn write(&mut self, _offset: u64, data: &[u8]) -> Option<DeviceRequest> {
+        self.writes.push(data.to_vec());
+        None
+    }
+}
+
 fn shared<D: common::bus::BusDevice + 'static>(d: D) -> SharedDevice {
     Arc::new(Mutex::new(d))
 }
 
-fn devices(strict: bool, console: &Console) -> Devices {
+fn devices(strict: bool, console: &Console, recorder: &Arc<Mutex<Recorder>>) -> Devices {
     let mut pio = Bus::new();
+    pio.insert(RECORDER, 1, "recorder", recorder.clone()).unwrap();
     pio.insert(HELLO_PORT, 1, "debug-0xf1", shared(DebugPort::new(console.clone()))).unwrap();
     pio.insert(BOCHS_PORT, 1, "debug-0xe9", shared(DebugPort::new(console.clone()))).unwrap();
     pio.insert(COM1_BASE, SERIAL_REGS, "serial-0x3f8", shared(Serial::new(NoIrq, console.clone()))).unwrap();
@@ -148,8 +173,9 @@ fn fill(bytes: &[u8], len: usize) -> Vec<u8> {
     (0..len).map(|i| bytes.get(i).copied().unwrap_or(0)).collect()
 }
 
-fn io_len(size: u8, count: u8) -> usize {
-    [1, 2, 4][size as usize % 3] * (1 + count as usize % 16)
+/// KVM's access size (1, 2 or 4) and repeat count (1 to 16).
+fn io_shape(size: u8, count: u8) -> (usize, usize) {
+    ([1, 2, 4][size as usize % 3], 1 + count as usize % 16)
 }
 
 /// Applies a device action and checks what came back against the access.
@@ -175,27 +201,42 @@ fn check_applied(applied: Applied, devices: &Devices, space: Space, addr: u64, w
 
 fuzz_target!(|input: Input| {
     let console = Console::capture();
-    let devices = devices(input.strict, &console);
+    let recorder = Arc::new(Mutex::new(Recorder::default()));
+    let devices = devices(input.strict, &console, &recorder);
     for op in input.ops.into_iter().take(64) {
         match op {
             Op::IoOut { port, size, count, bytes } => {
-                let (port, data) = (port.get(), fill(&bytes, io_len(size, count)));
-                let (kind, action) = dispatch(Exit::IoOut { port, data: &data });
+                let (size, count) = io_shape(size, count);
+                let (port, data) = (port.get(), fill(&bytes, size * count));
+                recorder.lock().unwrap().writes.clear();
+                let (kind, action) = dispatch(Exit::IoOut { port, size, data: &data });
                 assert_eq!(kind, "io-out");
-                assert_eq!(action, Action::PioWrite { port, data: &data });
-                check_applied(apply(action, &devices), &devices, Space::Pio, port.into(), true, data.len());
+                assert_eq!(action, Action::PioWrite { port, size, data: &data });
+                check_applied(apply(action, &devices), &devices, Space::Pio, port.into(), true, size);
+                if u64::from(port) == RECORDER {
+                    let seen = recorder.lock().unwrap().writes.clone();
+                    let sent: Vec<Vec<u8>> = data.chunks(size).map(<[u8]>::to_vec).collect();
+                    assert_eq!(seen, sent, "rep outs of {count} x {size} bytes");
+                }
             }
             Op::IoIn { port, size, count } => {
-                let (port, mut data) = (port.get(), vec![0x5a; io_len(size, count)]);
-                let len = data.len();
-                let (kind, action) = dispatch(Exit::IoIn { port, data: &mut data });
+                let (size, count) = io_shape(size, count);
+                let (port, mut data) = (port.get(), vec![0x5a; size * count]);
+                recorder.lock().unwrap().reads.clear();
+                let (kind, action) = dispatch(Exit::IoIn { port, size, data: &mut data });
                 assert_eq!(kind, "io-in");
-                assert!(matches!(action, Action::PioRead { port: p, ref data } if p == port && data.len() == len));
+                assert!(matches!(action, Action::PioRead { port: p, size: s, ref data }
+                    if p == port && s == size && data.len() == size * count));
                 let applied = apply(action, &devices);
                 if matches!(applied, Applied::Ignored(_) | Applied::Unknown(_)) {
                     assert!(data.iter().all(|&b| b == 0xff), "an unclaimed port reads as all ones: {data:?}");
                 }
-                check_applied(applied, &devices, Space::Pio, port.into(), false, len);
+                check_applied(applied, &devices, Space::Pio, port.into(), false, size);
+                if u64::from(port) == RECORDER {
+                    assert_eq!(recorder.lock().unwrap().reads, vec![size; count], "rep ins of {count} x {size} bytes");
+                    let expected: Vec<u8> = (1..=count).flat_map(|i| vec![i as u8; size]).collect();
+                    assert_eq!(data, expected, "each read fills its own slot");
+                }
             }
             Op::MmioRead { addr, len } => {
                 let (addr, mut data) = (addr.get(), vec![0x5a; 1 + len as usize % 8]);
