@@ -12,6 +12,7 @@
 //! - [`trap`]: delivery to stvec, sret, interrupt selection; [`sbi`]: the SBI extensions;
 //! - [`hart`]: the `Hart` and the handlers the engine calls (`on_illegal`, `on_ecall`, ...);
 //! - [`platform`]: what those handlers need from the host, as a trait;
+//! - [`guest_timer`]: when to arm the host timer for the SBI deadline; [`stuck`]: a guest retrying a fault forever;
 //! - [`fdt`]: the guest's device tree; [`loader`]: raw and ELF kernels; [`bpf`]: the seccomp program.
 //!
 //! The `engine` (and `bench`) exist only on riscv64 Linux; elsewhere [`lab`] runs the riscv64
@@ -25,11 +26,13 @@ pub mod decode;
 #[cfg(all(target_arch = "riscv64", target_os = "linux"))]
 pub mod engine;
 pub mod fdt;
+pub mod guest_timer;
 pub mod hart;
 pub mod lab;
 pub mod loader;
 pub mod platform;
 pub mod sbi;
+pub mod stuck;
 pub mod trap;
 
 pub use config::{EcallTrap, RiscvConfig};

@@ -7,14 +7,13 @@
 //! Both lists also carry what the runtime may need without the code asking: the allocator
 //! (brk, mmap, mprotect to grow a thread's heap, munmap, madvise), clock_gettime (a real
 //! system call where the host's clock source has no vDSO path), and ending a thread
-//! (rt_sigprocmask, sigaltstack, munmap, madvise, exit). `ioctl` is allowed with any request:
-//! common::jail filters by call number only; the vCPU thread's own are KVM_RUN and KVM_GET_REGS.
+//! (rt_sigprocmask, sigaltstack, munmap, madvise, exit). The vCPU thread's `ioctl` is limited to
+//! [`VCPU_IOCTLS`] (and TCSETS, which every jailed thread may use to restore the terminal).
 
 /// The vCPU thread: KVM_RUN (and KVM_GET_REGS for a diagnostic), console output, the lock
 /// and allocator the run loop's devices and statistics use, the watchdog's thread, the kick
 /// signal's return, and ending the thread.
 pub const VCPU: &[i64] = &[
-    libc::SYS_ioctl,
     libc::SYS_write,
     libc::SYS_futex,
     libc::SYS_clock_gettime,
@@ -27,6 +26,15 @@ pub const VCPU: &[i64] = &[
     libc::SYS_sigaltstack,
     libc::SYS_exit,
 ];
+
+/// `_IOR(KVMIO, nr, T)`, as linux/kvm.h spells the KVM ioctl requests.
+const fn kvm_ior(nr: u64, size: usize) -> u64 {
+    (2 << 30) | ((size as u64) << 16) | (0xAE << 8) | nr
+}
+
+/// The vCPU thread's ioctl requests: KVM_RUN (`_IO(KVMIO, 0x80)`) and KVM_GET_REGS (the RIP of
+/// a failed exit's message).
+pub const VCPU_IOCTLS: &[u64] = &[0xAE80, kvm_ior(0x81, std::mem::size_of::<kvm_bindings::kvm_regs>())];
 
 /// The console input thread: reading stdin, handing keys to the UART (its lock, its irqfd
 /// write, a short sleep while the FIFO is full), Ctrl-A x's kick (pthread_kill), and ending.
@@ -56,6 +64,11 @@ pub const CONSOLE: &[i64] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kvm_requests_match_linux_kvm_h() {
+        assert_eq!(VCPU_IOCTLS, &[0xAE80, 0x8090_AE81]);
+    }
 
     #[test]
     fn neither_thread_may_open_files_start_programs_or_use_the_network() {

@@ -220,7 +220,7 @@ fn run_loop(
     let watchdog = cx.timeout.map(|t| Watchdog::start(t, cx.kicker.clone())).transpose()?;
     let probe = common::console::jail_probe_requested("vcpu");
     if cx.jail {
-        common::jail::apply("vcpu", jail::VCPU)?;
+        common::jail::apply_with_ioctls("vcpu", jail::VCPU, jail::VCPU_IOCTLS)?;
     }
     if probe {
         common::console::jail_probe();

@@ -13,7 +13,7 @@ use common::stats::Stats;
 use common::vm::{GuestExit, Outcome, VirtualMachine};
 use common::{Error, Result};
 use std::sync::atomic::{compiler_fence, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The command line in the device tree: the console is the SBI console.
 const BOOTARGS: &str = "console=hvc0 earlycon=sbi";
@@ -89,54 +89,20 @@ impl VirtualMachine for UrvirtVm {
 
     fn run(&mut self) -> Result<Outcome> {
         let hart = self.boot.take().ok_or_else(|| Error::bad_input("URVirt: run() before load()"))?;
-        let guest_timer = HostTimer::for_this_thread()?;
-        let timeout_timer = HostTimer::for_this_thread()?;
-        let mut st = Box::new(RunState {
-            hart,
-            ram_base: self.mem.base,
-            ram_size: self.mem.size,
-            console: self.config.vm.console.clone(),
-            stats: Stats::new(),
-            monitor: super::context::SavedRegs::zeroed(),
-            in_guest: false,
-            exit: None,
-            timeout: None,
-            guest_timer,
-            armed_deadline: u64::MAX,
-            timebase: self.timebase,
-        });
-        let _alt = AltStack::install().map_err(|e| host_err("cannot set up the signal stack", e))?;
-        let handlers = Handlers::install().map_err(|e| host_err("cannot install signal handlers", e))?;
-        signals::capture_monitor_registers();
-        // Console input starts here, outside any handler. Before the ecall trap, so the reader
-        // thread inherits no seccomp filter (both mechanisms only catch guest-RAM ecalls anyway).
-        run::QUIT.store(false, Ordering::SeqCst);
-        run::start_input(&self.config.vm.console);
-        // This thread is about to run guest code: the console's terminal-restoring handlers
-        // must run on the reader thread instead, never on the guest's stack and registers.
-        common::console::keep_fatal_signals_off_this_thread();
-        let mechanism = self.trap_ecalls()?;
-        let started = Instant::now();
-        // A --timeout too large to add to the clock means no timeout (never a panic).
-        st.timeout = self.config.vm.timeout.and_then(|t| Some((config::deadline(started, t)?, t)));
-        run::set_state(&mut *st);
-        timeout_timer.arm(st.timeout.map(|(_, t)| t));
-        compiler_fence(Ordering::SeqCst);
-        // The guest runs inside this call, until a handler puts the monitor back.
-        signals::enter_guest();
-        compiler_fence(Ordering::SeqCst);
-        run::set_state(std::ptr::null_mut());
-        timeout_timer.arm(None);
-        st.guest_timer.arm(None);
-        if mechanism == Mechanism::Sud {
-            sud::disable();
-        }
-        drop(handlers);
-        let wall = started.elapsed();
-
-        let exit =
-            st.exit.take().unwrap_or_else(|| GuestExit::Failed("URVirt: the guest ended without a reason".into()));
-        let mut stats = std::mem::take(&mut st.stats);
+        // The calling thread never runs guest code: a SIGALRM for it (a process-directed one,
+        // Ctrl-A x after the run) stays pending instead of meeting the default "Alarm clock".
+        signals::mask(libc::SIG_BLOCK, &[libc::SIGALRM, signals::ENTER_SIGNAL]);
+        // The guest runs on a thread of its own, made for this run: the seccomp filters it
+        // takes on (the ecall trap, the jail) end with it, and the caller stays free of them.
+        let ran = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("urvirt-guest".into())
+                .spawn_scoped(s, || self.run_on_guest_thread(hart))
+                .map_err(|e| host_err("cannot start the guest thread", e))?
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
+        let (exit, mut stats, mechanism, wall) = ran;
         if !self.config.stats {
             // The notes below read /proc/self/maps and smaps: only when --stats asked for them.
             return Ok(Outcome { exit, stats });
@@ -161,5 +127,73 @@ impl VirtualMachine for UrvirtVm {
             stats.notes.push(format!("urvirt: monitor resident memory {} KiB", rss / 1024));
         }
         Ok(Outcome { exit, stats })
+    }
+}
+
+/// What a guest thread hands back: how the guest ended, its trap statistics, the ecall trap
+/// used and the time spent in the guest.
+type GuestRun = (GuestExit, Stats, Mechanism, Duration);
+
+impl UrvirtVm {
+    /// One run, on the thread that runs the guest (see [`VirtualMachine::run`]).
+    fn run_on_guest_thread(&self, hart: Hart) -> Result<GuestRun> {
+        let guest_timer = HostTimer::for_this_thread()?;
+        let timeout_timer = HostTimer::for_this_thread()?;
+        let mut st = Box::new(RunState {
+            hart,
+            ram_base: self.mem.base,
+            ram_size: self.mem.size,
+            console: self.config.vm.console.clone(),
+            stats: Stats::new(),
+            monitor: super::context::SavedRegs::zeroed(),
+            in_guest: false,
+            exit: None,
+            timeout: None,
+            guest_timer,
+            armed_deadline: u64::MAX,
+            timebase: self.timebase,
+            stuck: Default::default(),
+        });
+        let _alt = AltStack::install().map_err(|e| host_err("cannot set up the signal stack", e))?;
+        let handlers = Handlers::install().map_err(|e| host_err("cannot install signal handlers", e))?;
+        signals::capture_monitor_registers();
+        // Console input starts here, outside any handler. Before the ecall trap, so the reader
+        // thread inherits no seccomp filter (both mechanisms only catch guest-RAM ecalls anyway).
+        run::QUIT.store(false, Ordering::SeqCst);
+        // The reader thread inherits this thread's mask: with our signals blocked there, a
+        // process-directed SIGALRM can only land on this thread.
+        signals::block_handled();
+        run::start_input(&self.config.vm.console);
+        signals::mask(libc::SIG_UNBLOCK, &signals::HANDLED);
+        // This thread is about to run guest code: the console's terminal-restoring handlers
+        // must run on the reader thread instead, never on the guest's stack and registers.
+        common::console::keep_fatal_signals_off_this_thread();
+        let mechanism = self.trap_ecalls()?;
+        let started = Instant::now();
+        // A --timeout too large to add to the clock means no timeout (never a panic).
+        st.timeout = self.config.vm.timeout.and_then(|t| Some((config::deadline(started, t)?, t)));
+        run::set_state(&mut *st);
+        timeout_timer.arm(st.timeout.map(|(_, t)| t));
+        if self.config.vm.jail {
+            // From here on this thread may make only the monitor's own calls (see jail.rs).
+            super::jail::apply()?;
+        }
+        compiler_fence(Ordering::SeqCst);
+        // The guest runs inside this call, until a handler puts the monitor back.
+        signals::enter_guest();
+        compiler_fence(Ordering::SeqCst);
+        run::set_state(std::ptr::null_mut());
+        timeout_timer.arm(None);
+        st.guest_timer.arm(None);
+        // A SIGALRM still on its way stays pending once our handlers are gone.
+        signals::mask(libc::SIG_BLOCK, &[libc::SIGALRM]);
+        if mechanism == Mechanism::Sud {
+            sud::disable();
+        }
+        drop(handlers);
+        let wall = started.elapsed();
+        let exit =
+            st.exit.take().unwrap_or_else(|| GuestExit::Failed("URVirt: the guest ended without a reason".into()));
+        Ok((exit, std::mem::take(&mut st.stats), mechanism, wall))
     }
 }
