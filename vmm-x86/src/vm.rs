@@ -140,7 +140,7 @@ impl X86Vm {
         }
         // Inside the x86 lab host: the outer vmm sends the user's keys escaped and Ctrl-A x
         // in band, so that this vmm ends the run itself and reports its exit.
-        let (mut sink, mut on_quit, mut keys) = (sink, Some(on_quit), lab::keys::Unescape::default());
+        let (mut sink, mut on_quit, mut keys) = (sink, Some(on_quit), common::console::EscapeState::default());
         let unescaping = move |bytes: &[u8]| {
             let (bytes, quit) = keys.feed(bytes);
             sink(&bytes);
