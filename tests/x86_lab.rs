@@ -20,7 +20,7 @@ const NOTICE: &str = "vmm: running the static x86_64 build inside x86_64 Linux o
 const MARKER: &str = "VMM-INIT-OK";
 /// Long enough for any boot here (about 6 s in the lab, more on a loaded machine); the inner
 /// vmm must end on its own well before it.
-const SAFETY_TIMEOUT: &str = "150";
+const SAFETY_TIMEOUT: &str = "300";
 
 /// The lab kernel (set-up builds it) and a static x86_64 vmm built from the current sources,
 /// once per test process: plain `cargo test` builds only the normal vmm, and the lab would
@@ -110,7 +110,7 @@ fn boot(kernel: &str) -> Output {
     let args = ["run", "--arch", "x86", "--lab", "--timeout", SAFETY_TIMEOUT, "--initrd", path_str(&initrd)];
     let mut args = args.to_vec();
     args.push(path_str(&kernel));
-    lab_vmm(&args, 200)
+    lab_vmm(&args, 400)
 }
 
 /// The full boot: banner through vmm's 8250, the initramfs's marker, and its reset (reboot=k)
@@ -166,7 +166,7 @@ fn a_shell_in_the_lab_answers_typed_commands() {
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(150);
+    let deadline = Instant::now() + Duration::from_secs(350);
     let mut seen = String::new();
     let mut wait_for = |want: &str, seen: &mut String| {
         while !seen.contains(want) {
@@ -317,7 +317,7 @@ fn a_shell_on_a_terminal_then_ctrl_a_x() {
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(150);
+    let deadline = Instant::now() + Duration::from_secs(350);
     let mut seen = Vec::new();
     let wait_for = |want: &str, seen: &mut Vec<u8>| {
         while !String::from_utf8_lossy(seen).contains(want) {
