@@ -33,6 +33,7 @@ const ALLOWED: &[i64] = &[
     libc::SYS_mprotect,
     libc::SYS_munmap,
     libc::SYS_madvise,
+    libc::SYS_mremap, // realloc of a large buffer
     // After the guest: blocking SIGALRM, turning SUD off, restoring handlers and the signal
     // stack, deleting the timers, and the thread's own exit.
     libc::SYS_rt_sigprocmask,

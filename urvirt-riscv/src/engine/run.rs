@@ -63,10 +63,14 @@ static INPUT: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
 /// Signalled when the guest takes input, for a reader waiting on a full queue.
 static INPUT_TAKEN: Condvar = Condvar::new();
 /// The most input queued for the guest. Like a UART FIFO with flow control, a full queue
-/// makes the reader thread wait (it stops reading stdin) until the guest reads: nothing is
-/// dropped, and `yes | vmm ...` holds at most this much, not all of memory. (While it waits
-/// it reads no keys either: Ctrl-A x after 64 KiB the guest never read works once it reads.)
+/// makes the reader thread wait (it stops reading stdin) until the guest reads, for at most
+/// [`INPUT_PATIENCE`]: `yes | vmm ...` holds at most this much, not all of memory.
 pub const INPUT_LIMIT: usize = 64 << 10;
+/// How long the reader waits for room before it drops what it holds and reads on.
+const INPUT_PATIENCE: Duration = Duration::from_secs(2);
+/// Test hook ([`crate::lab::JAIL_PROBE_FILE`]): the next SBI call's handler makes a call
+/// outside the jail.
+pub static JAIL_PROBE: AtomicBool = AtomicBool::new(false);
 /// The thread that runs the guest: Ctrl-A x wakes it with SIGALRM.
 static GUEST_TID: AtomicI32 = AtomicI32::new(0);
 static INPUT_STARTED: Once = Once::new();
@@ -118,13 +122,21 @@ struct EnginePlatform<'a> {
     console: &'a Console,
 }
 
-/// The reader thread's sink: queues `bytes`, waiting while the queue is full.
+/// The reader thread's sink: queues `bytes`, waiting while the queue is full. A wait is
+/// bounded ([`INPUT_PATIENCE`]) and a quit ends it, so the reader always gets back to stdin
+/// and a Ctrl-A x typed behind a guest that reads nothing is still seen; what did not fit by
+/// then is dropped, as a UART overruns.
 fn queue_input(mut bytes: &[u8]) {
     let mut q = INPUT.lock().unwrap_or_else(|e| e.into_inner());
+    let give_up = Instant::now() + INPUT_PATIENCE;
     while !bytes.is_empty() {
         let room = INPUT_LIMIT.saturating_sub(q.len());
         if room == 0 {
-            q = INPUT_TAKEN.wait(q).unwrap_or_else(|e| e.into_inner());
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() || QUIT.load(Ordering::SeqCst) {
+                return;
+            }
+            q = INPUT_TAKEN.wait_timeout(q, left.min(Duration::from_millis(100))).unwrap_or_else(|e| e.into_inner()).0;
             continue;
         }
         let n = room.min(bytes.len());
@@ -286,6 +298,9 @@ impl RunState {
                 if !self.in_ram(pc.wrapping_sub(4)) {
                     return self.fail("sigsys", format!("guest made a system call outside guest RAM at pc {pc:#x}"));
                 }
+                if JAIL_PROBE.swap(false, Ordering::SeqCst) {
+                    common::console::jail_probe();
+                }
                 let (hart, mut p) = self.platform();
                 hart::on_ecall(hart, &mut p)
             }
@@ -365,6 +380,10 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
                 context::store(&st.hart, uc);
             }
             st.in_guest = true;
+        }
+        // Also for a stray enter signal (kill -USR1) while the guest runs: the guest goes on,
+        // and its ecalls must keep trapping.
+        if st.in_guest {
             sud::block();
         }
         return;

@@ -174,6 +174,8 @@ impl UrvirtVm {
         st.timeout = self.config.vm.timeout.and_then(|t| Some((config::deadline(started, t)?, t)));
         run::set_state(&mut *st);
         timeout_timer.arm(st.timeout.map(|(_, t)| t));
+        // Test hook, read here because a handler may not look at files.
+        run::JAIL_PROBE.store(std::path::Path::new(crate::lab::JAIL_PROBE_FILE).exists(), Ordering::SeqCst);
         if self.config.vm.jail {
             // From here on this thread may make only the monitor's own calls (see jail.rs).
             super::jail::apply()?;

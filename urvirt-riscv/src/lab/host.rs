@@ -76,8 +76,12 @@ pub fn run_inner(config: &RiscvConfig, inner_args: Vec<String>, files: Vec<(Stri
         args.push(0);
     }
     cpio.file("vmm-args", 0o644, &args);
-    if std::env::var_os(super::SIGNAL_STORM_ENV).is_some() {
-        cpio.file(super::SIGNAL_STORM_FILE.trim_start_matches('/'), 0o644, b"");
+    for (env, file) in
+        [(super::SIGNAL_STORM_ENV, super::SIGNAL_STORM_FILE), (super::JAIL_PROBE_ENV, super::JAIL_PROBE_FILE)]
+    {
+        if std::env::var_os(env).is_some() {
+            cpio.file(file.trim_start_matches('/'), 0o644, b"");
+        }
     }
     let mut dirs = BTreeSet::new();
     for (name, data) in &files {
