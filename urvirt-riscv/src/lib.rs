@@ -28,6 +28,7 @@ pub mod fdt;
 pub mod hart;
 pub mod lab;
 pub mod loader;
+pub mod mmu;
 pub mod platform;
 pub mod sbi;
 pub mod trap;
