@@ -264,6 +264,12 @@ pub mod tests {
         pub root: u64,
     }
 
+    impl Default for TestRam {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
     impl TestRam {
         pub fn new() -> Self {
             let mut t = TestRam { bytes: vec![0; 0x40_0000], next: RAM, root: 0 };
