@@ -31,6 +31,7 @@ pub mod loader;
 pub mod mmu;
 pub mod platform;
 pub mod sbi;
+pub mod tlb;
 pub mod trap;
 
 pub use config::{EcallTrap, RiscvConfig};
