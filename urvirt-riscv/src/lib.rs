@@ -30,6 +30,7 @@ pub mod lab;
 pub mod loader;
 pub mod mmu;
 pub mod platform;
+pub mod rvc;
 pub mod sbi;
 pub mod tlb;
 pub mod trap;
