@@ -26,6 +26,7 @@ pub mod decode;
 pub mod engine;
 pub mod fdt;
 pub mod hart;
+pub mod interp;
 pub mod lab;
 pub mod loader;
 pub mod mmu;
@@ -34,6 +35,7 @@ pub mod rvc;
 pub mod sbi;
 pub mod tlb;
 pub mod trap;
+pub mod vmem;
 
 pub use config::{EcallTrap, RiscvConfig};
 
