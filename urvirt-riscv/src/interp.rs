@@ -146,6 +146,56 @@ pub fn step(h: &mut Hart, bus: &mut impl Bus, platform: &mut dyn Platform, st: &
     }
 }
 
+/// Why [`run_until_native`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The next instruction may run natively (or is not ours to interpret).
+    Native,
+    /// A SYSTEM instruction or an exception was handled: `raw` is the instruction that was at
+    /// the old pc (0 for an exception), so the engine can update its TLB (satp, sfence.vma)
+    /// before calling again.
+    Handled(Handled, u32),
+    /// `budget` instructions ran: let the hardware and the timer have a turn.
+    Budget,
+}
+
+/// Interprets from `hart.pc` while the instruction there may not run natively: its pc or data
+/// address is not one `native` accepts, or it is a SYSTEM instruction. Stops after each
+/// handled trap so the caller can bring its TLB up to date. Returns the reason and the
+/// number of instructions interpreted.
+pub fn run_until_native(
+    h: &mut Hart,
+    ram: &mut crate::platform::GuestRam,
+    platform: &mut dyn Platform,
+    st: &mut Interp,
+    budget: usize,
+    native: impl Fn(u64) -> bool,
+) -> (Stop, usize) {
+    for n in 0..budget {
+        let mut bus = crate::vmem::Virt {
+            ram: crate::platform::GuestRam { base: ram.base, bytes: ram.bytes },
+            regime: mmu::Regime::of(h),
+        };
+        let raw = match fetch(h, &mut bus) {
+            Ok((raw, len)) => {
+                let (system, data) = next_needs_interpreter(h, raw, len);
+                if !system && native(h.pc) && data.is_none_or(&native) {
+                    return (Stop::Native, n);
+                }
+                raw
+            }
+            Err(_) if native(h.pc) => return (Stop::Native, n),
+            Err(_) => 0,
+        };
+        match step(h, &mut bus, platform, st) {
+            Step::Done => {}
+            Step::Handled(handled) => return (Stop::Handled(handled, raw), n + 1),
+            Step::Native => return (Stop::Native, n),
+        }
+    }
+    (Stop::Budget, budget)
+}
+
 fn exec(
     h: &mut Hart,
     w: u32,

@@ -165,3 +165,23 @@ fn what_the_next_instruction_needs() {
     assert_eq!(next_needs_interpreter(&h, 0x6362, 2), (false, Some(0x1018)), "c.ldsp t1, 24(sp)");
     assert_eq!(next_needs_interpreter(&h, 0x95aa, 2), (false, None), "c.add");
 }
+
+#[test]
+fn run_until_native_stops_after_traps_and_at_native_code() {
+    let mut t = TestRam::new();
+    let (mut h, mut p) = (trampoline_hart(&mut t), FakePlatform::new());
+    let mut st = Interp::default();
+    let lower_half = |va: u64| va < 1 << 38;
+    let (stop, n) = run_until_native(&mut h, &mut t.ram(), &mut p, &mut st, 100, lower_half);
+    assert!(matches!(&stop, Stop::Handled(Handled { kind: "sigill csrrw", .. }, 0x1401_1173)), "{stop:?}");
+    assert_eq!(n, 1);
+    let (stop, n) = run_until_native(&mut h, &mut t.ram(), &mut p, &mut st, 100, lower_half);
+    assert_eq!((stop, n), (Stop::Native, 3), "three stack accesses in the upper half, then floating point");
+    // A budget bounds the interpretation; code that may run natively is left alone.
+    h.pc = 0xffff_ffff_ffff_f004;
+    h.x[2] = 0xffff_ffff_ffff_e000;
+    let (stop, n) = run_until_native(&mut h, &mut t.ram(), &mut p, &mut st, 1, lower_half);
+    assert_eq!((stop, n), (Stop::Budget, 1));
+    let (stop, n) = run_until_native(&mut h, &mut t.ram(), &mut p, &mut st, 100, |_| true);
+    assert_eq!((stop, n), (Stop::Native, 0));
+}
