@@ -13,7 +13,7 @@
 //! ([`crate::hart`]), so privilege rules live in one place. Floating point is not
 //! interpreted: [`Step::Native`] tells the engine to let the hardware run the instruction.
 use crate::decode::insn_len;
-use crate::hart::{self, Access, Action, Handled, Hart};
+use crate::hart::{self, Access, Handled, Hart};
 use crate::mmu::Fault;
 use crate::platform::Platform;
 use crate::{mmu, rvc, trap};
@@ -88,13 +88,7 @@ fn set(h: &mut Hart, rd: u32, v: u64) {
 /// An exception raised by an interpreted instruction at `hart.pc`.
 fn exception(h: &mut Hart, f: Fault) -> Step {
     let kind = if mmu::page_fault_name(f.cause).is_some() { "interp page fault" } else { "interp access fault" };
-    if !trap::has_handler(h) {
-        let name = mmu::page_fault_name(f.cause).unwrap_or_else(|| trap::cause_name(f.cause));
-        let why = format!("guest {name} at {:#x} (pc {:#x}) with no trap handler (stvec = 0)", f.tval, h.pc);
-        return Step::Handled(Handled { kind, action: Action::Fail(why) });
-    }
-    trap::deliver(h, f.cause, f.tval);
-    Step::Handled(Handled { kind, action: Action::Resume })
+    Step::Handled(mmu::raise(h, f, kind))
 }
 
 /// Fetches the instruction at `hart.pc`: (raw, length), or the fetch fault. A 4-byte

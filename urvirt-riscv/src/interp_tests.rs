@@ -1,7 +1,7 @@
 //! Unit tests of the interpreter: programs assembled by GNU as (the bytes are below with
 //! their source), run through [`Virt`] over page tables built in a test RAM.
 use super::*;
-use crate::hart::Mode;
+use crate::hart::{Action, Mode};
 use crate::mmu::tests::{TestRam, RAM};
 use crate::mmu::{Regime, PTE_A, PTE_D, PTE_R, PTE_V, PTE_W, PTE_X};
 use crate::platform::fake::FakePlatform;

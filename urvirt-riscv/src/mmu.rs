@@ -20,7 +20,7 @@
 //! - Faults: a page fault of the access type (12 fetch, 13 load, 15 store/AMO) with
 //!   `stval` = the virtual address; a page-table entry outside guest RAM is an access fault of
 //!   the access type (1, 5, 7), as the spec asks for a PMA violation during the walk.
-use crate::hart::{Access, Hart, Mode};
+use crate::hart::{Access, Action, Handled, Hart, Mode};
 use crate::platform::GuestRam;
 use crate::trap;
 
@@ -167,6 +167,23 @@ fn access_fault_cause(access: Access) -> u64 {
     }
 }
 
+/// The access fault for `access` at `va` (a physical address that is not RAM).
+pub fn access_fault(access: Access, va: u64) -> Fault {
+    Fault { cause: access_fault_cause(access), tval: va }
+}
+
+/// Delivers a translation or access fault to the guest's trap handler (sepc = `hart.pc`), or
+/// fails the run with a one-line reason when the guest has none.
+pub fn raise(hart: &mut Hart, f: Fault, kind: &'static str) -> Handled {
+    if !trap::has_handler(hart) {
+        let name = page_fault_name(f.cause).unwrap_or_else(|| trap::cause_name(f.cause));
+        let why = format!("guest {name} at {:#x} (pc {:#x}) with no trap handler (stvec = 0)", f.tval, hart.pc);
+        return Handled { kind, action: Action::Fail(why) };
+    }
+    trap::deliver(hart, f.cause, f.tval);
+    Handled { kind, action: Action::Resume }
+}
+
 /// A name for the page-fault causes (the others are in [`trap::cause_name`]).
 pub fn page_fault_name(cause: u64) -> Option<&'static str> {
     match cause {
@@ -217,7 +234,7 @@ pub fn translate(mem: &mut impl PhysMem, regime: &Regime, va: u64, access: Acces
     for level in (0..LEVELS).rev() {
         let pte_addr = table + vpn(va, level) * 8;
         let Some(mut pte) = mem.read_pte(pte_addr) else {
-            return Err(Fault { cause: access_fault_cause(access), tval: va });
+            return Err(access_fault(access, va));
         };
         if pte & PTE_V == 0 || (pte & PTE_R == 0 && pte & PTE_W != 0) || pte & PTE_RESERVED != 0 {
             return Err(page_fault);

@@ -11,7 +11,6 @@ use crate::hart::Access;
 use crate::interp::Bus;
 use crate::mmu::{self, Fault, Regime, PAGE_SIZE};
 use crate::platform::GuestRam;
-use crate::trap;
 
 /// Guest RAM seen through the translation `regime`.
 pub struct Virt<'a> {
@@ -19,20 +18,11 @@ pub struct Virt<'a> {
     pub regime: Regime,
 }
 
-fn access_fault(access: Access, va: u64) -> Fault {
-    let cause = match access {
-        Access::Fetch => trap::INSTRUCTION_ACCESS_FAULT,
-        Access::Load => trap::LOAD_ACCESS_FAULT,
-        Access::Store => trap::STORE_ACCESS_FAULT,
-    };
-    Fault { cause, tval: va }
-}
-
 impl Virt<'_> {
     /// The RAM offset range for `[va, va + len)`, which must not cross a page.
     fn locate(&mut self, va: u64, len: u64, access: Access) -> Result<std::ops::Range<usize>, Fault> {
         let t = mmu::translate(&mut self.ram, &self.regime, va, access)?;
-        self.ram.range(t.pa, len as usize).ok_or(access_fault(access, va))
+        self.ram.range(t.pa, len as usize).ok_or(mmu::access_fault(access, va))
     }
 
     /// Fills `buf` from guest-virtual `va`.
@@ -83,6 +73,7 @@ mod tests {
     use crate::hart::Mode;
     use crate::mmu::tests::{TestRam, RAM};
     use crate::mmu::{PTE_R, PTE_V, PTE_W, PTE_X};
+    use crate::trap;
 
     #[test]
     fn reads_and_writes_through_the_page_table() {

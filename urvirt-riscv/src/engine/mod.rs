@@ -23,6 +23,7 @@
 //! reserved PROT_NONE so no host mapping appears there.
 pub mod context;
 pub mod memory;
+pub mod paging;
 pub mod run;
 pub mod seccomp;
 pub mod signals;

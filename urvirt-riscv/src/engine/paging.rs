@@ -1,0 +1,227 @@
+//! Sv39 in the engine: the host side of the software TLB, and the interpreter for what
+//! cannot run natively.
+//!
+//! With `satp = Bare` guest RAM is mapped at its physical address and nothing here runs. When
+//! the guest turns Sv39 on, the identity window goes (replaced by a PROT_NONE reservation) and
+//! the guest's lower half is filled lazily: a guest access faults (SIGSEGV), [`Paging::on_fault`]
+//! walks the guest's page table and maps the 4 KiB memfd page of the guest-physical frame at
+//! the guest-virtual address with the protection [`crate::tlb`] computes, so the access and
+//! later ones run natively. After every handled trap, [`Paging::sync`] brings the host
+//! mappings in line with the guest's satp, sfence.vma, mode, SUM and MXR.
+//!
+//! What cannot be mapped natively is interpreted ([`crate::interp`]): the upper half (host
+//! kernel addresses: the trampoline, trap contexts, kernel stacks), and any guest-virtual page
+//! that is not inside the ranges the engine reserved for the guest (where the monitor itself
+//! lives). The monitor's own accesses to guest memory always go through its separate view of
+//! RAM ([`crate::vmem::Virt`]), never through guest-virtual host addresses.
+use crate::decode;
+use crate::hart::{Access, Action, Handled, Hart};
+use crate::interp::{self, Interp, Stop};
+use crate::mmu::{self, Regime, PAGE_SIZE};
+use crate::platform::{GuestRam, Platform};
+use crate::tlb::{Change, Tlb};
+use std::os::fd::RawFd;
+
+/// Enough natively mapped pages for a teaching kernel's working set; more and the TLB starts
+/// over, which bounds the work of a mode switch.
+const TLB_CAPACITY: usize = 2048;
+/// Instructions a handler interprets before letting the guest (and the timer) run again.
+const INTERPRET_BUDGET: usize = 4096;
+const FAULT_KIND: &str = "sigsegv page fault";
+
+pub struct Paging {
+    pub tlb: Tlb,
+    interp: Interp,
+    memfd: RawFd,
+    ram_base: u64,
+    ram_size: u64,
+    /// Guest-virtual ranges [start, end) the engine reserved (PROT_NONE) for the guest, sorted:
+    /// only there may guest pages be mapped natively.
+    mappable: Vec<(u64, u64)>,
+    /// Whether RAM is mapped at its physical address (Bare).
+    identity: bool,
+    /// Instructions interpreted, for --stats.
+    pub interpreted: u64,
+    pub errors: u64,
+}
+
+/// One host call behind a TLB change. Failures are counted, not fatal: a page that did not
+/// get mapped faults again and is interpreted.
+fn host_map(memfd: RawFd, ram_base: u64, c: Change) -> bool {
+    let rc = match c {
+        Change::Map { va, pa, prot } => {
+            // SAFETY: `va` is a page inside a range we reserved for the guest (checked by the
+            // caller); MAP_FIXED replaces only our own reservation or an earlier guest page.
+            let p = unsafe {
+                libc::mmap(
+                    va as *mut libc::c_void,
+                    PAGE_SIZE as usize,
+                    prot.0 as libc::c_int,
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    memfd,
+                    (pa - ram_base) as libc::off_t,
+                )
+            };
+            return p as u64 == va;
+        }
+        // SAFETY: as above; only guest pages we mapped are re-protected.
+        Change::Protect { va, prot } => unsafe {
+            libc::mprotect(va as *mut libc::c_void, PAGE_SIZE as usize, prot.0 as libc::c_int)
+        },
+        Change::Drop { va } => return reserve(va, PAGE_SIZE),
+    };
+    rc == 0
+}
+
+fn within(ranges: &[(u64, u64)], va: u64) -> bool {
+    ranges.iter().any(|&(s, e)| (s..e).contains(&va))
+}
+
+/// The callback the TLB reports its changes to: each becomes a host call; failures counted.
+fn applier(memfd: RawFd, ram_base: u64, errors: &mut u64) -> impl FnMut(Change) + '_ {
+    move |c| {
+        if !host_map(memfd, ram_base, c) {
+            *errors += 1;
+        }
+    }
+}
+
+/// Puts a PROT_NONE reservation over `[va, va + len)`, which is ours (a guest page or RAM).
+fn reserve(va: u64, len: u64) -> bool {
+    // SAFETY: the range is one we reserved or mapped for the guest; MAP_FIXED replaces it.
+    let p = unsafe {
+        libc::mmap(
+            va as *mut libc::c_void,
+            len as usize,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    p as u64 == va
+}
+
+impl Paging {
+    /// `mappable`: the guest-virtual ranges reserved for the guest besides RAM itself.
+    pub fn new(memfd: RawFd, ram_base: u64, ram_size: u64, mut mappable: Vec<(u64, u64)>) -> Self {
+        mappable.push((ram_base, ram_base + ram_size));
+        mappable.sort();
+        Paging {
+            tlb: Tlb::new(TLB_CAPACITY),
+            interp: Interp::default(),
+            memfd,
+            ram_base,
+            ram_size,
+            mappable,
+            identity: true,
+            interpreted: 0,
+            errors: 0,
+        }
+    }
+
+    /// Whether guest-virtual `va` can be mapped natively right now.
+    pub fn native(&self, va: u64) -> bool {
+        within(&self.mappable, va)
+    }
+
+    /// Brings the host mappings in line after a trap that started in `before` and ran the
+    /// instruction `raw` (0 if none): satp writes, sfence.vma, mode/SUM/MXR changes.
+    pub fn sync(&mut self, before: &Regime, raw: u32, hart: &Hart) {
+        let now = Regime::of(hart);
+        if now.satp != before.satp {
+            self.tlb.satp_written(before.satp, now.satp, &mut applier(self.memfd, self.ram_base, &mut self.errors));
+            self.set_identity(!now.paging());
+        }
+        if let decode::Insn::SfenceVma { rs1, rs2 } = decode::decode(raw).insn {
+            let va = (rs1 != 0).then(|| hart.x[rs1]);
+            let asid = (rs2 != 0).then(|| hart.x[rs2]);
+            self.tlb.sfence(va, asid, &mut applier(self.memfd, self.ram_base, &mut self.errors));
+        }
+        if now.paging() {
+            self.tlb.set_regime(&now, &mut applier(self.memfd, self.ram_base, &mut self.errors));
+        }
+    }
+
+    /// Bare maps RAM at its physical address; Sv39 takes that window away, for the TLB to fill.
+    fn set_identity(&mut self, on: bool) {
+        if on == self.identity {
+            return;
+        }
+        self.identity = on;
+        let ok = if on {
+            // SAFETY: the RAM window is ours (reserved or guest pages); MAP_FIXED replaces it.
+            let p = unsafe {
+                libc::mmap(
+                    self.ram_base as *mut libc::c_void,
+                    self.ram_size as usize,
+                    libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    self.memfd,
+                    0,
+                )
+            };
+            p as u64 == self.ram_base
+        } else {
+            reserve(self.ram_base, self.ram_size)
+        };
+        if !ok {
+            self.errors += 1;
+        }
+    }
+
+    /// A native access to `addr` faulted with paging on. Maps the page if the guest's tables
+    /// allow the access, delivers the page fault if they do not; `None` means the address
+    /// cannot be mapped natively and the access must be interpreted.
+    pub fn on_fault(&mut self, hart: &mut Hart, ram: &mut GuestRam, addr: u64, access: Access) -> Option<Handled> {
+        if !self.native(addr) {
+            return None;
+        }
+        let regime = Regime::of(hart);
+        match mmu::translate(ram, &regime, addr, access) {
+            Err(f) => Some(mmu::raise(hart, f, FAULT_KIND)),
+            Ok(t) if ram.range(t.pa, 1).is_none() => {
+                Some(mmu::raise(hart, mmu::access_fault(access, addr), FAULT_KIND))
+            }
+            Ok(t) => {
+                let leaf = t.leaf?;
+                let mut apply = applier(self.memfd, self.ram_base, &mut self.errors);
+                let filled = self.tlb.fill(addr, leaf, &regime, access, &mut apply);
+                filled.map(|_| Handled { kind: "sigsegv tlb fill", action: Action::Resume })
+            }
+        }
+    }
+
+    /// Interprets from `hart.pc` until the guest can run natively again, keeping the TLB in
+    /// sync after every trap the interpreted code takes.
+    pub fn interpret(&mut self, hart: &mut Hart, ram: &mut GuestRam, platform: &mut dyn Platform) -> Option<Handled> {
+        let mut last = None;
+        loop {
+            let before = Regime::of(hart);
+            let (ranges, paging) = (&self.mappable, before.paging());
+            let native = |va: u64| paging && within(ranges, va);
+            let (stop, n) = interp::run_until_native(hart, ram, platform, &mut self.interp, INTERPRET_BUDGET, native);
+            self.interpreted += n as u64;
+            match stop {
+                Stop::Native if !self.native(hart.pc) => {
+                    let why = format!(
+                        "guest instruction at pc {:#x} can neither run natively (the address is not the guest's on this host) nor be interpreted (floating point or unknown)",
+                        hart.pc
+                    );
+                    return Some(Handled { kind: "interp unsupported", action: Action::Fail(why) });
+                }
+                Stop::Native | Stop::Budget => return last,
+                Stop::Handled(h, raw) => {
+                    self.sync(&before, raw, hart);
+                    if self.interp.fence_i {
+                        self.interp.fence_i = false;
+                    }
+                    if h.action != Action::Resume {
+                        return Some(h);
+                    }
+                    last = Some(h);
+                }
+            }
+        }
+    }
+}
