@@ -16,6 +16,7 @@ use crate::decode::insn_len;
 use crate::hart::{self, Access, Handled, Hart};
 use crate::mmu::Fault;
 use crate::platform::Platform;
+use crate::vmem::Virt;
 use crate::{mmu, rvc, trap};
 
 /// Guest-virtual memory as the interpreter sees it: translated, then RAM or a device.
@@ -127,14 +128,19 @@ pub fn next_needs_interpreter(h: &Hart, raw: u32, len: u64) -> (bool, Option<u64
     }
 }
 
-/// Interprets the one instruction at `hart.pc`.
-pub fn step(h: &mut Hart, bus: &mut impl Bus, platform: &mut dyn Platform, st: &mut Interp) -> Step {
-    let (raw, len) = match fetch(h, bus) {
+/// Interprets the one instruction at `hart.pc`, with guest memory from `platform`.
+pub fn step(h: &mut Hart, platform: &mut dyn Platform, st: &mut Interp) -> Step {
+    let regime = mmu::Regime::of(h);
+    let fetched = fetch(h, &mut Virt { ram: platform.guest_ram(), regime });
+    let (raw, len) = match fetched {
         Ok(x) => x,
         Err(f) => return exception(h, f),
     };
     let Some(w) = full(raw, len) else { return Step::Native };
-    match exec(h, w, raw, len, bus, platform, st) {
+    if w & 0x7f == 0x73 {
+        return Step::Handled(system(h, w, raw, len, platform, st));
+    }
+    match exec(h, w, len, &mut Virt { ram: platform.guest_ram(), regime }, st) {
         Ok(step) => step,
         Err(f) => exception(h, f),
     }
@@ -159,18 +165,14 @@ pub enum Stop {
 /// number of instructions interpreted.
 pub fn run_until_native(
     h: &mut Hart,
-    ram: &mut crate::platform::GuestRam,
     platform: &mut dyn Platform,
     st: &mut Interp,
     budget: usize,
     native: impl Fn(u64) -> bool,
 ) -> (Stop, usize) {
     for n in 0..budget {
-        let mut bus = crate::vmem::Virt {
-            ram: crate::platform::GuestRam { base: ram.base, bytes: ram.bytes },
-            regime: mmu::Regime::of(h),
-        };
-        let raw = match fetch(h, &mut bus) {
+        let fetched = fetch(h, &mut Virt { ram: platform.guest_ram(), regime: mmu::Regime::of(h) });
+        let raw = match fetched {
             Ok((raw, len)) => {
                 let (system, data) = next_needs_interpreter(h, raw, len);
                 if !system && native(h.pc) && data.is_none_or(&native) {
@@ -181,7 +183,7 @@ pub fn run_until_native(
             Err(_) if native(h.pc) => return (Stop::Native, n),
             Err(_) => 0,
         };
-        match step(h, &mut bus, platform, st) {
+        match step(h, platform, st) {
             Step::Done => {}
             Step::Handled(handled) => return (Stop::Handled(handled, raw), n + 1),
             Step::Native => return (Stop::Native, n),
@@ -190,15 +192,8 @@ pub fn run_until_native(
     (Stop::Budget, budget)
 }
 
-fn exec(
-    h: &mut Hart,
-    w: u32,
-    raw: u32,
-    len: u64,
-    bus: &mut impl Bus,
-    platform: &mut dyn Platform,
-    st: &mut Interp,
-) -> Result<Step, Fault> {
+/// Everything but SYSTEM, whose instructions go to [`system`].
+fn exec(h: &mut Hart, w: u32, len: u64, bus: &mut impl Bus, st: &mut Interp) -> Result<Step, Fault> {
     let (rd, f3, rs1, rs2, f7) = (bits(w, 11, 7), bits(w, 14, 12), bits(w, 19, 15), bits(w, 24, 20), bits(w, 31, 25));
     let (a, b) = (h.x[rs1 as usize], h.x[rs2 as usize]);
     let pc = h.pc;
@@ -281,7 +276,6 @@ fn exec(
             }
         }
         0x2f if (f3 == 2 || f3 == 3) && amo_known(bits(w, 31, 27)) => amo(h, w, rd, a, b, 1 << f3, bus, st)?,
-        0x73 => return Ok(Step::Handled(system(h, w, raw, len, platform, st))),
         _ => return Ok(Step::Native),
     }
     h.pc = next;

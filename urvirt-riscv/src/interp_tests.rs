@@ -38,9 +38,16 @@ fn put(t: &mut TestRam, pa: u64, bytes: &[u8]) {
     t.bytes[off..off + bytes.len()].copy_from_slice(bytes);
 }
 
+/// Runs `f` on a platform whose RAM is `t`'s, then gives the RAM back to `t`.
+fn with_machine<R>(t: &mut TestRam, p: &mut FakePlatform, f: impl FnOnce(&mut FakePlatform) -> R) -> R {
+    p.ram = std::mem::take(&mut t.bytes);
+    let r = f(p);
+    t.bytes = std::mem::take(&mut p.ram);
+    r
+}
+
 fn step_once(h: &mut Hart, t: &mut TestRam, p: &mut FakePlatform, st: &mut Interp) -> Step {
-    let mut v = Virt { ram: t.ram(), regime: Regime::of(h) };
-    step(h, &mut v, p, st)
+    with_machine(t, p, |p| step(h, p, st))
 }
 
 /// Steps until something other than Done, at most `limit` instructions.
@@ -60,7 +67,6 @@ fn integer_program_runs_to_the_shutdown_call() {
     let mut t = TestRam::new();
     put(&mut t, 0x8020_0000, &PROGRAM);
     let (mut h, mut p) = (Hart::new(0x8020_0000), FakePlatform::new());
-    p.ram = vec![0; 0x1000];
     let (last, n) = run(&mut h, &mut t, &mut p, 200);
     assert!(matches!(last, Step::Handled(Handled { action: Action::Shutdown(_), .. })), "{last:?}");
     assert_eq!(n, 2 + 3 * 10 + 25, "instructions executed");
@@ -172,16 +178,16 @@ fn run_until_native_stops_after_traps_and_at_native_code() {
     let (mut h, mut p) = (trampoline_hart(&mut t), FakePlatform::new());
     let mut st = Interp::default();
     let lower_half = |va: u64| va < 1 << 38;
-    let (stop, n) = run_until_native(&mut h, &mut t.ram(), &mut p, &mut st, 100, lower_half);
+    let (stop, n) = with_machine(&mut t, &mut p, |p| run_until_native(&mut h, p, &mut st, 100, lower_half));
     assert!(matches!(&stop, Stop::Handled(Handled { kind: "sigill csrrw", .. }, 0x1401_1173)), "{stop:?}");
     assert_eq!(n, 1);
-    let (stop, n) = run_until_native(&mut h, &mut t.ram(), &mut p, &mut st, 100, lower_half);
+    let (stop, n) = with_machine(&mut t, &mut p, |p| run_until_native(&mut h, p, &mut st, 100, lower_half));
     assert_eq!((stop, n), (Stop::Native, 3), "three stack accesses in the upper half, then floating point");
     // A budget bounds the interpretation; code that may run natively is left alone.
     h.pc = 0xffff_ffff_ffff_f004;
     h.x[2] = 0xffff_ffff_ffff_e000;
-    let (stop, n) = run_until_native(&mut h, &mut t.ram(), &mut p, &mut st, 1, lower_half);
+    let (stop, n) = with_machine(&mut t, &mut p, |p| run_until_native(&mut h, p, &mut st, 1, lower_half));
     assert_eq!((stop, n), (Stop::Budget, 1));
-    let (stop, n) = run_until_native(&mut h, &mut t.ram(), &mut p, &mut st, 100, |_| true);
+    let (stop, n) = with_machine(&mut t, &mut p, |p| run_until_native(&mut h, p, &mut st, 100, |_| true));
     assert_eq!((stop, n), (Stop::Native, 0));
 }

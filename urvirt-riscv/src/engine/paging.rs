@@ -194,13 +194,13 @@ impl Paging {
 
     /// Interprets from `hart.pc` until the guest can run natively again, keeping the TLB in
     /// sync after every trap the interpreted code takes.
-    pub fn interpret(&mut self, hart: &mut Hart, ram: &mut GuestRam, platform: &mut dyn Platform) -> Option<Handled> {
+    pub fn interpret(&mut self, hart: &mut Hart, platform: &mut dyn Platform) -> Option<Handled> {
         let mut last = None;
         loop {
             let before = Regime::of(hart);
             let (ranges, paging) = (&self.mappable, before.paging());
             let native = |va: u64| paging && within(ranges, va);
-            let (stop, n) = interp::run_until_native(hart, ram, platform, &mut self.interp, INTERPRET_BUDGET, native);
+            let (stop, n) = interp::run_until_native(hart, platform, &mut self.interp, INTERPRET_BUDGET, native);
             self.interpreted += n as u64;
             match stop {
                 Stop::Native if !self.native(hart.pc) => {
