@@ -79,3 +79,15 @@ fn paged_kernel_prints_the_same_lines_as_qemu_seccomp() {
 fn paged_kernel_prints_the_same_lines_as_qemu_sud() {
     same_lines_as_qemu("sud");
 }
+
+/// `--stats` names the software TLB's work and the mode each trap came from.
+#[test]
+fn paged_kernel_stats_show_the_tlb_and_trap_modes() {
+    let out =
+        run_vmm(&["run", "--arch", "riscv", "--ecall", "sud", "--stats", "--timeout", "100", &paged_bin()], LIMIT);
+    assert_exit(&out, 0);
+    let err = support::stderr(&out);
+    for want in ["sv39 tlb fills", "instructions interpreted", "from u-mode", "trap from s-mode", "sigsegv tlb fill"] {
+        assert!(err.contains(want), "no {want:?} in --stats: {}", describe(&out));
+    }
+}

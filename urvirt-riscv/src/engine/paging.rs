@@ -40,8 +40,9 @@ pub struct Paging {
     mappable: Vec<(u64, u64)>,
     /// Whether RAM is mapped at its physical address (Bare).
     identity: bool,
-    /// Instructions interpreted, for --stats.
+    /// Instructions interpreted, and the traps they took from virtual U and S mode, for --stats.
     pub interpreted: u64,
+    pub interpreted_traps: [u64; 2],
     pub errors: u64,
 }
 
@@ -116,6 +117,7 @@ impl Paging {
             mappable,
             identity: true,
             interpreted: 0,
+            interpreted_traps: [0; 2],
             errors: 0,
         }
     }
@@ -198,6 +200,7 @@ impl Paging {
         let mut last = None;
         loop {
             let before = Regime::of(hart);
+            let from_user = hart.mode == crate::hart::Mode::User;
             let (ranges, paging) = (&self.mappable, before.paging());
             let native = |va: u64| paging && within(ranges, va);
             let (stop, n) = interp::run_until_native(hart, platform, &mut self.interp, INTERPRET_BUDGET, native);
@@ -212,6 +215,8 @@ impl Paging {
                 }
                 Stop::Native | Stop::Budget => return last,
                 Stop::Handled(h, raw) => {
+                    // The mode at the start of this run: traps end runs, so it is the trap's.
+                    self.interpreted_traps[from_user as usize] += 1;
                     self.sync(&before, raw, hart);
                     if self.interp.fence_i {
                         self.interp.fence_i = false;
