@@ -40,6 +40,10 @@ pub struct Paging {
     mappable: Vec<(u64, u64)>,
     /// Whether RAM is mapped at its physical address (Bare).
     identity: bool,
+    /// Whether guest code may run natively outside RAM. Not under the seccomp ecall filter,
+    /// which only traps ecalls made from inside RAM: guest code elsewhere is interpreted, so
+    /// none of its ecalls can reach the host kernel.
+    pub exec_outside_ram: bool,
     /// Instructions interpreted, and the traps they took from virtual U and S mode, for --stats.
     pub interpreted: u64,
     pub interpreted_traps: [u64; 2],
@@ -116,6 +120,7 @@ impl Paging {
             ram_size,
             mappable,
             identity: true,
+            exec_outside_ram: false,
             interpreted: 0,
             interpreted_traps: [0; 2],
             errors: 0,
@@ -186,7 +191,11 @@ impl Paging {
                 Some(mmu::raise(hart, mmu::access_fault(access, addr), FAULT_KIND))
             }
             Ok(t) => {
-                let leaf = t.leaf?;
+                let mut leaf = t.leaf?;
+                let in_ram = (self.ram_base..self.ram_base + self.ram_size).contains(&addr);
+                if !self.exec_outside_ram && !in_ram {
+                    leaf.pte &= !mmu::PTE_X;
+                }
                 let mut apply = applier(self.memfd, self.ram_base, &mut self.errors);
                 let filled = self.tlb.fill(addr, leaf, &regime, access, &mut apply);
                 filled.map(|_| Handled { kind: "sigsegv tlb fill", action: Action::Resume })
