@@ -26,7 +26,7 @@ use std::os::fd::RawFd;
 /// over, which bounds the work of a mode switch.
 const TLB_CAPACITY: usize = 2048;
 /// Instructions a handler interprets before letting the guest (and the timer) run again.
-const INTERPRET_BUDGET: usize = 4096;
+const INTERPRET_BUDGET: usize = 1024;
 const FAULT_KIND: &str = "sigsegv page fault";
 
 pub struct Paging {
@@ -203,38 +203,34 @@ impl Paging {
         }
     }
 
-    /// Interprets from `hart.pc` until the guest can run natively again, keeping the TLB in
-    /// sync after every trap the interpreted code takes.
+    /// Interprets from `hart.pc` until the guest can run natively again, or it took a trap
+    /// (the TLB brought in sync), or [`INTERPRET_BUDGET`] instructions ran: then the caller
+    /// polls the timer and the run's end, and calls again if the pc is still not native.
     pub fn interpret(&mut self, hart: &mut Hart, platform: &mut dyn Platform) -> Option<Handled> {
-        let mut last = None;
-        loop {
-            let before = Regime::of(hart);
-            let from_user = hart.mode == crate::hart::Mode::User;
-            let (ranges, paging) = (&self.mappable, before.paging());
-            let native = |va: u64| paging && within(ranges, va);
-            let (stop, n) = interp::run_until_native(hart, platform, &mut self.interp, INTERPRET_BUDGET, native);
-            self.interpreted += n as u64;
-            match stop {
-                Stop::Native if !self.native(hart.pc) => {
-                    let why = format!(
-                        "guest instruction at pc {:#x} can neither run natively (the address is not the guest's on this host) nor be interpreted (floating point or unknown)",
-                        hart.pc
-                    );
-                    return Some(Handled { kind: "interp unsupported", action: Action::Fail(why) });
-                }
-                Stop::Native | Stop::Budget => return last,
-                Stop::Handled(h, raw) => {
-                    // The mode at the start of this run: traps end runs, so it is the trap's.
-                    self.interpreted_traps[from_user as usize] += 1;
-                    self.sync(&before, raw, hart);
-                    if self.interp.fence_i {
-                        self.interp.fence_i = false;
-                    }
-                    if h.action != Action::Resume {
-                        return Some(h);
-                    }
-                    last = Some(h);
-                }
+        let before = Regime::of(hart);
+        let from_user = hart.mode == crate::hart::Mode::User;
+        let (ranges, paging) = (&self.mappable, before.paging());
+        let native = |va: u64| paging && within(ranges, va);
+        let (stop, n) = interp::run_until_native(hart, platform, &mut self.interp, INTERPRET_BUDGET, native);
+        self.interpreted += n as u64;
+        match stop {
+            Stop::Native if !self.native(hart.pc) => {
+                let why = format!(
+                    "guest instruction at pc {:#x} can neither run natively (the address is not the guest's on this host) nor be interpreted (floating point or unknown)",
+                    hart.pc
+                );
+                Some(Handled { kind: "interp unsupported", action: Action::Fail(why) })
+            }
+            Stop::Native | Stop::Budget => None,
+            Stop::Handled(h, raw) => {
+                // Traps end runs, so the mode at the start of this run is the trap's.
+                self.interpreted_traps[from_user as usize] += 1;
+                self.sync(&before, raw, hart);
+                // Not done yet: an interpreted fence.i should flush the host's instruction cache
+                // (code written by interpreted stores, then run natively). QEMU keeps them
+                // coherent; real hardware may not.
+                self.interp.fence_i = false;
+                Some(h)
             }
         }
     }
