@@ -35,6 +35,13 @@ impl Prot {
     pub const WRITE: u8 = 2;
     pub const EXEC: u8 = 4;
 
+    pub const ALL: Prot = Prot(7);
+
+    /// The protection both allow.
+    pub fn and(self, other: Prot) -> Prot {
+        Prot(self.0 & other.0)
+    }
+
     pub fn allows(self, access: Access) -> bool {
         let bit = match access {
             Access::Load => Self::READ,
@@ -71,6 +78,9 @@ pub struct Entry {
     pub leaf: Leaf,
     pub asid: u16,
     pub prot: Prot,
+    /// The most the host may allow for this page, whatever the PTE says (the engine runs no
+    /// guest code natively outside RAM under the seccomp ecall filter).
+    pub max: Prot,
 }
 
 /// What the engine must do to one page: map it (again) with this protection, or drop it.
@@ -119,18 +129,19 @@ impl Tlb {
     }
 
     /// Records the page holding `va`, translated through `leaf` in `regime`, and says how to
-    /// map it. Returns None if the page's protection would not allow `access` (the caller then
-    /// emulates the access instead of looping on the same fault).
+    /// map it, allowing at most `max`. Returns None if that would not allow `access` (the
+    /// caller then interprets the access instead of looping on the same fault).
     pub fn fill(
         &mut self,
         va: u64,
         leaf: Leaf,
         regime: &Regime,
         access: Access,
+        max: Prot,
         apply: &mut impl FnMut(Change),
     ) -> Option<Prot> {
         self.set_regime(regime, apply);
-        let prot = host_prot(leaf.pte, regime);
+        let prot = host_prot(leaf.pte, regime).and(max);
         if !prot.allows(access) {
             return None;
         }
@@ -139,7 +150,7 @@ impl Tlb {
             self.flush_where(|_| true, apply);
         }
         let pa = leaf.pa + (page - leaf.va);
-        self.entries.insert(page, Entry { pa, leaf, asid: mmu::satp_asid(regime.satp), prot });
+        self.entries.insert(page, Entry { pa, leaf, asid: mmu::satp_asid(regime.satp), prot, max });
         self.counts.fills += 1;
         apply(Change::Map { va: page, pa, prot });
         Some(prot)
@@ -199,7 +210,7 @@ impl Tlb {
         self.regime = Some(*regime);
         let mut dropped = 0;
         self.entries.retain(|&va, e| {
-            let prot = host_prot(e.leaf.pte, regime);
+            let prot = host_prot(e.leaf.pte, regime).and(e.max);
             if prot == e.prot {
                 return true;
             }
@@ -262,10 +273,11 @@ mod tests {
         let mut t = Tlb::new(64);
         let s = regime(Mode::Supervisor, 1);
         let l = leaf(0x8020_0000, 2 << 20, RW);
-        let c = changes(|a| assert_eq!(t.fill(0x8030_0123, l, &s, Access::Store, &mut |x| a(x)), Some(Prot(3))));
+        let c =
+            changes(|a| assert_eq!(t.fill(0x8030_0123, l, &s, Access::Store, Prot::ALL, &mut |x| a(x)), Some(Prot(3))));
         assert_eq!(c, [Change::Map { va: 0x8030_0000, pa: 0x8110_0000, prot: Prot(3) }], "piece of a megapage");
         let clean = leaf(0x10000, PAGE_SIZE, PTE_R | PTE_W);
-        assert_eq!(t.fill(0x10000, clean, &s, Access::Store, &mut |_| {}), None, "a store to a clean page");
+        assert_eq!(t.fill(0x10000, clean, &s, Access::Store, Prot::ALL, &mut |_| {}), None, "a store to a clean page");
         assert_eq!(t.len(), 1);
         assert_eq!(t.counts.fills, 1);
     }
@@ -273,10 +285,10 @@ mod tests {
     fn filled() -> Tlb {
         let mut t = Tlb::new(64);
         let s = regime(Mode::Supervisor, 1);
-        t.fill(0x1000, leaf(0x1000, PAGE_SIZE, RW), &s, Access::Load, &mut |_| {});
-        t.fill(0x2000, leaf(0x2000, PAGE_SIZE, RW | PTE_G), &s, Access::Load, &mut |_| {});
-        t.fill(0x20_0000, leaf(0x20_0000, 2 << 20, RW), &s, Access::Load, &mut |_| {});
-        t.fill(0x20_1000, leaf(0x20_0000, 2 << 20, RW), &s, Access::Load, &mut |_| {});
+        t.fill(0x1000, leaf(0x1000, PAGE_SIZE, RW), &s, Access::Load, Prot::ALL, &mut |_| {});
+        t.fill(0x2000, leaf(0x2000, PAGE_SIZE, RW | PTE_G), &s, Access::Load, Prot::ALL, &mut |_| {});
+        t.fill(0x20_0000, leaf(0x20_0000, 2 << 20, RW), &s, Access::Load, Prot::ALL, &mut |_| {});
+        t.fill(0x20_1000, leaf(0x20_0000, 2 << 20, RW), &s, Access::Load, Prot::ALL, &mut |_| {});
         t
     }
 
@@ -327,11 +339,13 @@ mod tests {
         let u = regime(Mode::User, 1);
         let s = regime(Mode::Supervisor, 1);
         let s_sum = Regime { sum: true, ..s };
-        t.fill(0x10000, leaf(0x10000, PAGE_SIZE, RW | PTE_X | PTE_U), &u, Access::Fetch, &mut |_| {});
+        t.fill(0x10000, leaf(0x10000, PAGE_SIZE, RW | PTE_X | PTE_U), &u, Access::Fetch, Prot::ALL, &mut |_| {});
         let c = changes(|a| {
-            t.fill(0x8020_0000, leaf(0x8020_0000, PAGE_SIZE, RW | PTE_X), &s_sum, Access::Fetch, &mut |x| a(x))
-                .map(|_| ())
-                .unwrap()
+            t.fill(0x8020_0000, leaf(0x8020_0000, PAGE_SIZE, RW | PTE_X), &s_sum, Access::Fetch, Prot::ALL, &mut |x| {
+                a(x)
+            })
+            .map(|_| ())
+            .unwrap()
         });
         assert_eq!(
             c,
@@ -353,11 +367,28 @@ mod tests {
     }
 
     #[test]
+    fn the_engine_can_withhold_execute() {
+        let mut t = Tlb::new(64);
+        let u = regime(Mode::User, 1);
+        let l = leaf(0x4000_0000, PAGE_SIZE, RW | PTE_X | PTE_U);
+        let no_exec = Prot(Prot::READ | Prot::WRITE);
+        assert_eq!(
+            t.fill(0x4000_0000, l, &u, Access::Fetch, no_exec, &mut |_| {}),
+            None,
+            "a fetch must be interpreted"
+        );
+        assert_eq!(t.fill(0x4000_0000, l, &u, Access::Load, no_exec, &mut |_| {}), Some(no_exec));
+        let s = Regime { sum: true, ..regime(Mode::Supervisor, 1) };
+        assert!(changes(|a| t.set_regime(&s, &mut |x| a(x))).is_empty(), "still read/write: no change");
+        assert!(changes(|a| t.set_regime(&u, &mut |x| a(x))).is_empty(), "and back in U still no exec");
+    }
+
+    #[test]
     fn capacity_bounds_the_entries() {
         let mut t = Tlb::new(2);
         let s = regime(Mode::Supervisor, 0);
         for va in [0x1000, 0x2000, 0x3000] {
-            t.fill(va, leaf(va, PAGE_SIZE, RW), &s, Access::Load, &mut |_| {});
+            t.fill(va, leaf(va, PAGE_SIZE, RW), &s, Access::Load, Prot::ALL, &mut |_| {});
         }
         assert_eq!(t.len(), 1, "the third fill flushed the first two");
         assert_eq!((t.counts.flushes, t.counts.dropped), (1, 2));

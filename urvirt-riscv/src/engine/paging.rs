@@ -19,7 +19,7 @@ use crate::hart::{Access, Action, Handled, Hart};
 use crate::interp::{self, Interp, Stop};
 use crate::mmu::{self, Regime, PAGE_SIZE};
 use crate::platform::{GuestRam, Platform};
-use crate::tlb::{Change, Tlb};
+use crate::tlb::{Change, Prot, Tlb};
 use std::os::fd::RawFd;
 
 /// Enough natively mapped pages for a teaching kernel's working set; more and the TLB starts
@@ -191,15 +191,38 @@ impl Paging {
                 Some(mmu::raise(hart, mmu::access_fault(access, addr), FAULT_KIND))
             }
             Ok(t) => {
-                let mut leaf = t.leaf?;
+                let leaf = t.leaf?;
                 let in_ram = (self.ram_base..self.ram_base + self.ram_size).contains(&addr);
-                if !self.exec_outside_ram && !in_ram {
-                    leaf.pte &= !mmu::PTE_X;
-                }
+                let max = if self.exec_outside_ram || in_ram { Prot::ALL } else { Prot(Prot::READ | Prot::WRITE) };
                 let mut apply = applier(self.memfd, self.ram_base, &mut self.errors);
-                let filled = self.tlb.fill(addr, leaf, &regime, access, &mut apply);
+                let filled = self.tlb.fill(addr, leaf, &regime, access, max, &mut apply);
                 filled.map(|_| Handled { kind: "sigsegv tlb fill", action: Action::Resume })
             }
+        }
+    }
+
+    /// Interprets the one instruction at `hart.pc`, whatever its addresses: a fault the TLB
+    /// could not turn into a native mapping (say, a load from an execute-only page with MXR)
+    /// would otherwise come straight back.
+    pub fn step_one(&mut self, hart: &mut Hart, platform: &mut dyn Platform) -> Option<Handled> {
+        let before = Regime::of(hart);
+        let raw = interp::fetch(hart, &mut crate::vmem::Virt { ram: platform.guest_ram(), regime: before })
+            .map_or(0, |(raw, _)| raw);
+        self.interpreted += 1;
+        match interp::step(hart, platform, &mut self.interp) {
+            interp::Step::Done => None,
+            interp::Step::Handled(h) => {
+                self.interpreted_traps[(before.mode == crate::hart::Mode::User) as usize] += 1;
+                self.sync(&before, raw, hart);
+                Some(h)
+            }
+            interp::Step::Native => Some(Handled {
+                kind: "interp unsupported",
+                action: Action::Fail(format!(
+                    "guest instruction at pc {:#x} faulted natively and cannot be interpreted (floating point or unknown)",
+                    hart.pc
+                )),
+            }),
         }
     }
 
