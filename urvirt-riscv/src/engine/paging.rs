@@ -20,6 +20,7 @@ use crate::interp::{self, Interp, Stop};
 use crate::mmu::{self, Regime, PAGE_SIZE};
 use crate::platform::{GuestRam, Platform};
 use crate::tlb::{Change, Prot, Tlb};
+use std::collections::HashMap;
 use std::os::fd::RawFd;
 
 /// Enough natively mapped pages for a teaching kernel's working set; more and the TLB starts
@@ -32,7 +33,7 @@ const FAULT_KIND: &str = "sigsegv page fault";
 pub struct Paging {
     pub tlb: Tlb,
     interp: Interp,
-    memfd: RawFd,
+    host: Host,
     ram_base: u64,
     ram_size: u64,
     /// Guest-virtual ranges [start, end) the engine reserved (PROT_NONE) for the guest, sorted:
@@ -47,48 +48,59 @@ pub struct Paging {
     /// Instructions interpreted, and the traps they took from virtual U and S mode, for --stats.
     pub interpreted: u64,
     pub interpreted_traps: [u64; 2],
-    pub errors: u64,
 }
 
-/// One host call behind a TLB change. Failures are counted, not fatal: a page that did not
-/// get mapped faults again and is interpreted.
-fn host_map(memfd: RawFd, ram_base: u64, c: Change) -> bool {
-    let rc = match c {
-        Change::Map { va, pa, prot } => {
-            // SAFETY: `va` is a page inside a range we reserved for the guest (checked by the
-            // caller); MAP_FIXED replaces only our own reservation or an earlier guest page.
-            let p = unsafe {
-                libc::mmap(
-                    va as *mut libc::c_void,
-                    PAGE_SIZE as usize,
-                    prot.0 as libc::c_int,
-                    libc::MAP_SHARED | libc::MAP_FIXED,
-                    memfd,
-                    (pa - ram_base) as libc::off_t,
-                )
-            };
-            return p as u64 == va;
+/// The host side of the TLB's changes. A dropped page stays mapped, PROT_NONE, and remembers
+/// its frame: kernels that flush everything on every satp switch refill the same pages over
+/// and over, and an mprotect is much cheaper than mapping the memfd page again.
+struct Host {
+    memfd: RawFd,
+    ram_base: u64,
+    /// Guest-virtual page -> guest-physical frame of the memfd page mapped there now.
+    resident: HashMap<u64, u64>,
+    /// Host calls that failed: a page that did not get mapped faults again and is interpreted.
+    errors: u64,
+}
+
+impl Host {
+    fn apply(&mut self, c: Change) {
+        let ok = match c {
+            Change::Map { va, pa, prot } if self.resident.get(&va) == Some(&pa) => protect(va, prot),
+            Change::Map { va, pa, prot } => {
+                // SAFETY: `va` is a page inside a range we reserved for the guest (the caller
+                // checked); MAP_FIXED replaces only our reservation or an earlier guest page.
+                let p = unsafe {
+                    libc::mmap(
+                        va as *mut libc::c_void,
+                        PAGE_SIZE as usize,
+                        prot.0 as libc::c_int,
+                        libc::MAP_SHARED | libc::MAP_FIXED,
+                        self.memfd,
+                        (pa - self.ram_base) as libc::off_t,
+                    )
+                };
+                let ok = p as u64 == va;
+                if ok {
+                    self.resident.insert(va, pa);
+                }
+                ok
+            }
+            Change::Protect { va, prot } => protect(va, prot),
+            Change::Drop { va } => protect(va, Prot::NONE),
+        };
+        if !ok {
+            self.errors += 1;
         }
-        // SAFETY: as above; only guest pages we mapped are re-protected.
-        Change::Protect { va, prot } => unsafe {
-            libc::mprotect(va as *mut libc::c_void, PAGE_SIZE as usize, prot.0 as libc::c_int)
-        },
-        Change::Drop { va } => return reserve(va, PAGE_SIZE),
-    };
-    rc == 0
+    }
+}
+
+fn protect(va: u64, prot: Prot) -> bool {
+    // SAFETY: only guest pages we mapped are re-protected.
+    unsafe { libc::mprotect(va as *mut libc::c_void, PAGE_SIZE as usize, prot.0 as libc::c_int) == 0 }
 }
 
 fn within(ranges: &[(u64, u64)], va: u64) -> bool {
     ranges.iter().any(|&(s, e)| (s..e).contains(&va))
-}
-
-/// The callback the TLB reports its changes to: each becomes a host call; failures counted.
-fn applier(memfd: RawFd, ram_base: u64, errors: &mut u64) -> impl FnMut(Change) + '_ {
-    move |c| {
-        if !host_map(memfd, ram_base, c) {
-            *errors += 1;
-        }
-    }
 }
 
 /// Puts a PROT_NONE reservation over `[va, va + len)`, which is ours (a guest page or RAM).
@@ -115,7 +127,7 @@ impl Paging {
         Paging {
             tlb: Tlb::new(TLB_CAPACITY),
             interp: Interp::default(),
-            memfd,
+            host: Host { memfd, ram_base, resident: HashMap::new(), errors: 0 },
             ram_base,
             ram_size,
             mappable,
@@ -123,8 +135,19 @@ impl Paging {
             exec_outside_ram: false,
             interpreted: 0,
             interpreted_traps: [0; 2],
-            errors: 0,
         }
+    }
+
+    /// The run is over: every guest page goes and RAM is back at its physical address, so
+    /// the next run (a benchmark loads the same VM again) starts in Bare.
+    pub fn finish(&mut self) {
+        self.tlb.sfence(None, None, &mut |c| self.host.apply(c));
+        self.set_identity(true);
+    }
+
+    /// Host calls that failed (see [`Host`]).
+    pub fn host_errors(&self) -> u64 {
+        self.host.errors
     }
 
     /// Whether guest-virtual `va` can be mapped natively right now.
@@ -137,16 +160,16 @@ impl Paging {
     pub fn sync(&mut self, before: &Regime, raw: u32, hart: &Hart) {
         let now = Regime::of(hart);
         if now.satp != before.satp {
-            self.tlb.satp_written(before.satp, now.satp, &mut applier(self.memfd, self.ram_base, &mut self.errors));
+            self.tlb.satp_written(before.satp, now.satp, &mut |c| self.host.apply(c));
             self.set_identity(!now.paging());
         }
         if let decode::Insn::SfenceVma { rs1, rs2 } = decode::decode(raw).insn {
             let va = (rs1 != 0).then(|| hart.x[rs1]);
             let asid = (rs2 != 0).then(|| hart.x[rs2]);
-            self.tlb.sfence(va, asid, &mut applier(self.memfd, self.ram_base, &mut self.errors));
+            self.tlb.sfence(va, asid, &mut |c| self.host.apply(c));
         }
         if now.paging() {
-            self.tlb.set_regime(&now, &mut applier(self.memfd, self.ram_base, &mut self.errors));
+            self.tlb.set_regime(&now, &mut |c| self.host.apply(c));
         }
     }
 
@@ -164,16 +187,20 @@ impl Paging {
                     self.ram_size as usize,
                     libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
                     libc::MAP_SHARED | libc::MAP_FIXED,
-                    self.memfd,
+                    self.host.memfd,
                     0,
                 )
             };
+            // The window's pages are RAM's again, whatever was mapped there before.
+            self.host.resident.retain(|&va, _| !(self.ram_base..self.ram_base + self.ram_size).contains(&va));
             p as u64 == self.ram_base
         } else {
+            let range = self.ram_base..self.ram_base + self.ram_size;
+            self.host.resident.retain(|va, _| !range.contains(va));
             reserve(self.ram_base, self.ram_size)
         };
         if !ok {
-            self.errors += 1;
+            self.host.errors += 1;
         }
     }
 
@@ -194,7 +221,7 @@ impl Paging {
                 let leaf = t.leaf?;
                 let in_ram = (self.ram_base..self.ram_base + self.ram_size).contains(&addr);
                 let max = if self.exec_outside_ram || in_ram { Prot::ALL } else { Prot(Prot::READ | Prot::WRITE) };
-                let mut apply = applier(self.memfd, self.ram_base, &mut self.errors);
+                let mut apply = |c| self.host.apply(c);
                 let filled = self.tlb.fill(addr, leaf, &regime, access, max, &mut apply);
                 filled.map(|_| Handled { kind: "sigsegv tlb fill", action: Action::Resume })
             }
