@@ -95,6 +95,14 @@ impl VirtualMachine for UrvirtVm {
             hart,
             ram_base: self.mem.base,
             ram_size: self.mem.size,
+            ram_view: self.mem.view,
+            paging: super::paging::Paging::new(
+                self.mem.memfd(),
+                self.mem.base,
+                self.mem.size,
+                self.mem.reserved_ranges(),
+            ),
+            last_raw: 0,
             console: self.config.vm.console.clone(),
             stats: Stats::new(),
             monitor: super::context::SavedRegs::zeroed(),
@@ -116,6 +124,7 @@ impl VirtualMachine for UrvirtVm {
         // must run on the reader thread instead, never on the guest's stack and registers.
         common::console::keep_fatal_signals_off_this_thread();
         let mechanism = self.trap_ecalls()?;
+        st.paging.exec_outside_ram = mechanism == Mechanism::Sud;
         let started = Instant::now();
         // A --timeout too large to add to the clock means no timeout (never a panic).
         st.timeout = self.config.vm.timeout.and_then(|t| Some((config::deadline(started, t)?, t)));
@@ -126,6 +135,7 @@ impl VirtualMachine for UrvirtVm {
         signals::enter_guest();
         compiler_fence(Ordering::SeqCst);
         run::set_state(std::ptr::null_mut());
+        st.paging.finish();
         timeout_timer.arm(None);
         st.guest_timer.arm(None);
         if mechanism == Mechanism::Sud {
@@ -157,7 +167,14 @@ impl VirtualMachine for UrvirtVm {
                 visible.join(", ")
             ));
         }
-        if let Some(rss) = common::stats::rss_excluding(&[self.mem.base]) {
+        let c = st.paging.tlb.counts;
+        if c.fills > 0 || st.paging.interpreted > 0 {
+            stats.notes.push(format!(
+                "urvirt: sv39 tlb fills {}, flushes {}, pages dropped {}, mode/SUM/MXR switches {}; instructions interpreted {}, traps among them {} from u-mode and {} from s-mode; host mapping errors {}",
+                c.fills, c.flushes, c.dropped, c.reprotected, st.paging.interpreted, st.paging.interpreted_traps[1], st.paging.interpreted_traps[0], st.paging.host_errors()
+            ));
+        }
+        if let Some(rss) = common::stats::rss_excluding(&[self.mem.base, self.mem.view]) {
             stats.notes.push(format!("urvirt: monitor resident memory {} KiB", rss / 1024));
         }
         Ok(Outcome { exit, stats })
