@@ -13,6 +13,9 @@
 //! - [`hart`]: the `Hart` and the handlers the engine calls (`on_illegal`, `on_ecall`, ...);
 //! - [`platform`]: what those handlers need from the host, as a trait;
 //! - [`fdt`]: the guest's device tree; [`loader`]: raw and ELF kernels; [`bpf`]: the seccomp program.
+//! - Sv39: [`mmu`], the page-table walk; [`tlb`], what the software TLB maps and what each
+//!   satp write, sfence.vma and mode switch takes away; [`interp`] (with [`rvc`]), the
+//!   interpreter for what cannot run natively; [`vmem`], the one translate-then-access path.
 //!
 //! The `engine` (and `bench`) exist only on riscv64 Linux; elsewhere [`lab`] runs the riscv64
 //! build of `vmm` inside a riscv64 Linux under qemu-system-riscv64.
