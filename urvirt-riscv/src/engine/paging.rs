@@ -48,6 +48,9 @@ pub struct Paging {
     /// Instructions interpreted, and the traps they took from virtual U and S mode, for --stats.
     pub interpreted: u64,
     pub interpreted_traps: [u64; 2],
+    /// Faults at lower-half addresses that are not the guest's on this host (the monitor, or
+    /// beyond what an Sv39-only host lets us reserve): interpreted, for --stats to name.
+    pub foreign_lower_half: u64,
 }
 
 /// The host side of the TLB's changes. A dropped page stays mapped, PROT_NONE, and remembers
@@ -135,6 +138,7 @@ impl Paging {
             exec_outside_ram: false,
             interpreted: 0,
             interpreted_traps: [0; 2],
+            foreign_lower_half: 0,
         }
     }
 
@@ -209,6 +213,9 @@ impl Paging {
     /// cannot be mapped natively and the access must be interpreted.
     pub fn on_fault(&mut self, hart: &mut Hart, ram: &mut GuestRam, addr: u64, access: Access) -> Option<Handled> {
         if !self.native(addr) {
+            if addr < 1 << 38 {
+                self.foreign_lower_half += 1;
+            }
             return None;
         }
         let regime = Regime::of(hart);

@@ -174,6 +174,12 @@ impl VirtualMachine for UrvirtVm {
                 c.fills, c.flushes, c.dropped, c.reprotected, st.paging.interpreted, st.paging.interpreted_traps[1], st.paging.interpreted_traps[0], st.paging.host_errors()
             ));
         }
+        if st.paging.foreign_lower_half > 0 {
+            stats.notes.push(format!(
+                "urvirt: {} guest accesses hit lower-half pages this host keeps for the monitor (interpreted, not mapped; a native access there would reach monitor memory): build the riscv64 vmm as a PIE and run on an Sv48/Sv57 host",
+                st.paging.foreign_lower_half
+            ));
+        }
         if let Some(rss) = common::stats::rss_excluding(&[self.mem.base, self.mem.view]) {
             stats.notes.push(format!("urvirt: monitor resident memory {} KiB", rss / 1024));
         }
