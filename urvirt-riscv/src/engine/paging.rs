@@ -48,8 +48,8 @@ pub struct Paging {
     /// Instructions interpreted, and the traps they took from virtual U and S mode, for --stats.
     pub interpreted: u64,
     pub interpreted_traps: [u64; 2],
-    /// Faults at lower-half addresses that are not the guest's on this host (the monitor, or
-    /// beyond what an Sv39-only host lets us reserve): interpreted, for --stats to name.
+    /// Faults and interpreter runs at lower-half addresses that are not the guest's on this
+    /// host (the monitor's, or beyond what an Sv39-only host lets us reserve), for --stats.
     pub foreign_lower_half: u64,
 }
 
@@ -264,6 +264,9 @@ impl Paging {
     /// (the TLB brought in sync), or [`INTERPRET_BUDGET`] instructions ran: then the caller
     /// polls the timer and the run's end, and calls again if the pc is still not native.
     pub fn interpret(&mut self, hart: &mut Hart, platform: &mut dyn Platform) -> Option<Handled> {
+        if hart.pc < 1 << 38 && !self.native(hart.pc) {
+            self.foreign_lower_half += 1;
+        }
         let before = Regime::of(hart);
         let from_user = hart.mode == crate::hart::Mode::User;
         let (ranges, paging) = (&self.mappable, before.paging());

@@ -176,7 +176,7 @@ impl VirtualMachine for UrvirtVm {
         }
         if st.paging.foreign_lower_half > 0 {
             stats.notes.push(format!(
-                "urvirt: {} guest accesses hit lower-half pages this host keeps for the monitor (interpreted, not mapped; a native access there would reach monitor memory): build the riscv64 vmm as a PIE and run on an Sv48/Sv57 host",
+                "urvirt: the guest used lower-half pages this host keeps for the monitor {} times (interpreted, never mapped; a native access there would reach monitor memory): build the riscv64 vmm as a PIE and run on an Sv48/Sv57 host",
                 st.paging.foreign_lower_half
             ));
         }
