@@ -47,10 +47,12 @@ deb $MIRROR/debian bookworm-backports main
 LIST
     # --error-on=any: a mirror that cannot be reached is an error, not a warning.
     quietly "apt-get update" $SUDO apt-get "${APT_OPTS[@]}" update --error-on=any
-    quietly "apt-get install (bookworm-backports: ${BACKPORTS_PKGS[*]})" $SUDO env DEBIAN_FRONTEND=noninteractive \
-        apt-get "${APT_OPTS[@]}" install -y -t bookworm-backports "${BACKPORTS_PKGS[@]}"
+    # Bookworm's own packages first: installed the other way round, QEMU's dependencies come
+    # from backports too (libelf1 0.192) and bookworm's libelf-dev can no longer be installed.
     quietly "apt-get install (${#MAIN_PKGS[@]} packages)" $SUDO env DEBIAN_FRONTEND=noninteractive \
         apt-get "${APT_OPTS[@]}" install -y "${MAIN_PKGS[@]}"
+    quietly "apt-get install (bookworm-backports: ${BACKPORTS_PKGS[*]})" $SUDO env DEBIAN_FRONTEND=noninteractive \
+        apt-get "${APT_OPTS[@]}" install -y -t bookworm-backports "${BACKPORTS_PKGS[@]}"
     [[ "$(qemu_major)" -ge 10 ]] || { echo "install-deps: qemu-system-riscv64 is still older than 10" >&2; false; }
     echo "install-deps: packages ok ($(qemu-system-riscv64 --version | head -1))"
 }

@@ -15,14 +15,15 @@ CACHE="${VMM_CACHE:-$HOME/.cache/vmm}"
 key="$(cat "$VMM_ROOT/scripts/install-deps.sh" "$VMM_ROOT/scripts/lib.sh" "$0" | sha256sum | cut -c1-16)"
 marker="$CACHE/fresh-install-$key.ok"
 if [[ -f "$marker" && "${VMM_FRESH_INSTALL_FORCE:-}" != 1 ]]; then
-    echo "fresh-install test: passed before with these install scripts ($marker)"
+    echo "fresh-install test: passed before with these install scripts ($marker; VMM_FRESH_INSTALL_FORCE=1 re-runs it)"
     exit 0
 fi
 [[ "$(id -u)" -eq 0 ]] || { echo "fresh-install test: needs root (debootstrap, chroot)" >&2; exit 1; }
 command -v debootstrap >/dev/null || { echo "fresh-install test: debootstrap missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
 
 work="$(mktemp -d /var/tmp/vmm-fresh.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+# The logs written inside the root survive it, beside set-up's own.
+trap 'mkdir -p "$VMM_LOG_DIR/fresh-root" && cp -r "$work/root/tmp/setup-logs/." "$VMM_LOG_DIR/fresh-root/" 2>/dev/null; rm -rf "$work"' EXIT
 root="$work/root"
 t0=$(date +%s)
 
@@ -41,6 +42,7 @@ quietly "debootstrap: a fresh Debian 12 root" \
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d" # no services start in a chroot
 chmod +x "$root/usr/sbin/policy-rc.d"
+echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/vmm-test-unsafe-io" # a throwaway root needs no fsync
 mkdir -p "$root/project"
 
 # Runs a command in the root, in a private mount namespace (every mount goes away with it).

@@ -47,6 +47,7 @@ fn start_on(slave: &File, guest: Guest) -> Child {
             cmd.args(["run", "--arch", "x86", "--timeout", "60", "--initrd", path_str(&initrd), path_str(&kernel)]);
         }
         Guest::RiscvSpin => {
+            require_riscv_lab();
             let spin = artifact("guests/riscv/spin.bin");
             cmd.args(["run", "--arch", "riscv", "--timeout", "60", path_str(&spin)]);
         }
@@ -124,4 +125,39 @@ fn riscv_ctrl_a_x_quits_with_zero_and_restores_the_terminal() {
 #[test]
 fn riscv_sigterm_restores_the_terminal() {
     sigterm_restores_the_terminal(Guest::RiscvSpin);
+}
+
+/// Ctrl-A x with --stats through the lab: the outer vmm passes the quit to the inner one, which
+/// ends the run itself, so its trap table (relayed on stderr) and exit 0 come back.
+#[test]
+fn riscv_ctrl_a_x_with_stats_prints_the_stats() {
+    require_riscv_lab();
+    let (mut master, slave) = pty();
+    let cooked = local_flags(&slave);
+    let spin = artifact("guests/riscv/spin.bin");
+    let err_path = scratch_file("ctrl-a-x-stats", "stderr.txt", b"");
+    let mut child = vmm()
+        .args(["run", "--arch", "riscv", "--timeout", "60", "--stats", path_str(&spin)])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawn vmm");
+    wait_for_raw(&slave, &mut child);
+    // Quit only once the guest runs (it prints first), as a person would.
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("spinning forever") {
+        let mut buf = [0u8; 256];
+        let n = std::io::Read::read(&mut master, &mut buf).unwrap();
+        seen.extend_from_slice(&buf[..n]);
+        assert!(start.elapsed() < Duration::from_secs(60), "the guest never printed");
+    }
+    master.write_all(&[0x01, b'x']).unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.code(), Some(0), "Ctrl-A x is a normal quit: {err}");
+    assert!(err.contains("kind") && err.contains("count"), "the trap table came back: {err}");
+    assert!(err.contains("urvirt: ecall trap"), "the inner vmm's notes came back: {err}");
+    assert_eq!(local_flags(&slave), cooked, "terminal restored after Ctrl-A x");
 }

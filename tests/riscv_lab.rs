@@ -14,8 +14,7 @@ use support::{
 const LIMIT: u64 = 90;
 
 fn require_lab() {
-    artifact("riscv-lab/Image");
-    artifact("riscv64gc-unknown-linux-gnu/release/vmm");
+    support::require_riscv_lab();
 }
 
 fn guest(name: &str) -> String {
@@ -128,11 +127,13 @@ const CSR_CHECKS: &[&str] = &[
     "csrrs.x0_keeps",
     "sie.write_read",
     "sie.clear",
-    "sip.read",
+    "sip.timer_pending",
+    "sip.timer_cleared",
     "sstatus.SIE",
     "sstatus.SPIE",
     "sstatus.SPP",
     "sstatus.SUM",
+    "sstatus.FS.dirty",
     "sstatus.SIE.immediate",
     "time.monotonic",
     "cycle.monotonic",
@@ -142,7 +143,7 @@ const CSR_CHECKS: &[&str] = &[
     "sret.lands",
     "sret.sstatus",
     "sfence.vma",
-    "wfi",
+    "wfi.timer_taken",
 ];
 
 fn csr_test(ecall: &str) {
@@ -316,4 +317,91 @@ fn full_stderr_is_not_a_panic() {
         support::vmm().args(["run", "--arch", "riscv", "--stats", &guest("hello.bin")]).stderr(full).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(stdout(&out), "I wrote this with SBI calls\n");
+}
+
+fn modified(p: &std::path::Path) -> std::time::SystemTime {
+    std::fs::metadata(p).and_then(|m| m.modified()).unwrap()
+}
+
+/// Plain `cargo test` must not boot a stale riscv64 vmm: after an engine source changes (here
+/// touched: same content, newer time), the next lab test process rebuilds it before booting.
+/// The next process is this test binary again, running only `hello_with_auto`.
+#[test]
+fn a_changed_engine_source_is_rebuilt_before_the_next_lab_test() {
+    require_lab();
+    let engine = artifact(support::RISCV_ENGINE);
+    let before = modified(&engine);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let source = support::root().join("urvirt-riscv/src/engine/run.rs");
+    std::fs::File::options().append(true).open(&source).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "hello_with_auto", "--test-threads", "1"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the lab test after the change: {}", describe(&out));
+    assert!(stdout(&out).contains("1 passed"), "it ran: {}", describe(&out));
+    let after = modified(&engine);
+    assert!(after > before, "the riscv64 vmm was not rebuilt: {before:?} then {after:?}");
+}
+
+/// Process-directed SIGALRMs, about one a millisecond, sent by the lab's init to the inner vmm
+/// from the guest's first line to the process's end (a test hook of the lab). The kernel gives
+/// such a signal to any thread that does not block it: it must never be the console thread
+/// (whose registers would become the guest's), and one after the run must not end vmm with
+/// "Alarm clock". csr-test traps on nearly every instruction and checks its own results.
+fn signal_storm(ecall: &str) {
+    let image = guest("csr-test.bin");
+    let args = ["run", "--arch", "riscv", "--ecall", ecall, "--timeout", "60", &image];
+    let out = support::run_vmm_env(&args, LIMIT, &[(urvirt_riscv::lab::SIGNAL_STORM_ENV, "1")]);
+    assert_eq!(stdout(&out), checks_output("csr-test", CSR_CHECKS), "{}", describe(&out));
+    assert_exit(&out, 0);
+    assert_no_plumbing(&out);
+}
+
+#[test]
+fn process_directed_signals_never_run_the_guest_on_another_thread_seccomp() {
+    signal_storm("seccomp");
+}
+
+#[test]
+fn process_directed_signals_never_run_the_guest_on_another_thread_sud() {
+    signal_storm("sud");
+}
+
+/// The monitor's resident memory that the inner vmm reports with --stats, in KiB.
+fn monitor_rss_kib(out: &Output) -> u64 {
+    let err = stderr(out);
+    let line = err.lines().find(|l| l.contains("urvirt: monitor resident memory")).unwrap_or_else(|| {
+        panic!("no resident-memory note in --stats: {}", describe(out));
+    });
+    line.split_whitespace().rev().nth(1).and_then(|n| n.parse().ok()).unwrap()
+}
+
+/// `yes | vmm run --arch riscv spin.bin`: the guest never reads, so input must stop queueing
+/// at the bound (64 KiB) instead of growing with everything `yes` writes; the run still ends
+/// cleanly at its timeout.
+#[test]
+fn endless_input_to_a_guest_that_never_reads_stays_bounded() {
+    use std::process::{Command, Stdio};
+    let image = guest("spin.bin");
+    let quiet = run_vmm(&["run", "--arch", "riscv", "--timeout", "2", "--stats", &image], LIMIT);
+    assert_exit(&quiet, 1);
+    // The lab's serial line carries about 10 KB/s: in 30 s `yes` gets some 300 KB to the inner
+    // vmm, far past the 64 KiB bound. Measured here: +100 KiB bounded, +268 KiB unbounded.
+    let args = ["run", "--arch", "riscv", "--timeout", "30", "--stats", &image];
+    let mut yes = Command::new("yes").stdout(Stdio::piped()).spawn().unwrap();
+    let out = Command::new("timeout")
+        .args(["--kill-after=5", &LIMIT.to_string(), env!("CARGO_BIN_EXE_vmm")])
+        .args(args)
+        .stdin(yes.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    let _ = yes.kill();
+    let _ = yes.wait();
+    assert_exit(&out, 1);
+    assert_eq!(stdout(&out), "spinning forever\n", "{}", describe(&out));
+    assert!(stderr(&out).contains("vmm: guest did not finish within 30 s (--timeout)"), "{}", describe(&out));
+    let (without, with) = (monitor_rss_kib(&quiet), monitor_rss_kib(&out));
+    assert!(with < without + 192, "input grew the monitor from {without} KiB to {with} KiB");
 }

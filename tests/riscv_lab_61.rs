@@ -14,6 +14,8 @@ const LIMIT: u64 = 90;
 /// The 6.1 lab directory (`Image` and `vmm`, as `Lab::locate` wants them under VMM_RISCV_LAB).
 fn lab_61() -> String {
     artifact("riscv-lab-6.1/Image");
+    // riscv-lab-6.1/vmm links to the riscv64 vmm: build it from the current sources.
+    support::require_riscv_lab();
     artifact("riscv-lab-6.1/vmm");
     path_str(&artifact("riscv-lab-6.1")).to_string()
 }

@@ -79,3 +79,16 @@ fn info_reports_api_version_and_flavor() {
     assert!(["VMX", "SVM", "PVM"].iter().any(|f| flavor.contains(f)), "{flavor}");
     assert!(s.contains("KVM_CAP_USER_MEMORY"), "{s}");
 }
+
+#[test]
+fn string_io_reaches_the_device_byte_by_byte() {
+    require_kvm();
+    let out = run_vmm(&["run", "--arch", "x86", "--stats", &guest("strio.bin")], 30);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // `rep outsb`, `rep outsw` (low bytes), then four bytes `rep insb` read from 0xe9.
+    let mut expected = b"rep outsb: the whole string\noutsw\n".to_vec();
+    expected.extend_from_slice(&[0xe9, 0xe9, 0xe9, 0xe9, b'\n']);
+    assert_eq!(out.stdout, expected, "{}", describe(&out));
+    // KVM reads ahead for `rep insb`: one exit carried all four accesses (count 4).
+    assert_eq!(row_count(&stderr(&out), "io-in debug-0xe9"), Some(1), "{}", describe(&out));
+}

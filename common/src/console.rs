@@ -5,6 +5,7 @@
 //! its own. When stdin is a terminal it is put in raw mode so keys reach the guest as typed,
 //! and Ctrl-A x quits, as in QEMU's -nographic; the terminal is restored on every exit path
 //! through [`restore_terminal`] (called by `main` and by the panic hook).
+use crate::{Error, Result};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -49,16 +50,49 @@ impl Console {
         }
     }
 
+    /// Whether this console only captures output (tests, benchmarks): it takes no input.
+    pub fn is_capture(&self) -> bool {
+        matches!(&*self.out, Output::Capture(_))
+    }
+
     /// Starts feeding stdin to the guest: `sink` gets each chunk of input bytes, `quit` runs
     /// once if the user presses Ctrl-A x on a terminal. Returns at once; the reader thread
     /// lives until stdin closes or the process exits.
-    pub fn start_input<S, Q>(&self, mut sink: S, quit: Q)
+    pub fn start_input<S, Q>(&self, sink: S, quit: Q)
+    where
+        S: FnMut(&[u8]) + Send + 'static,
+        Q: FnOnce() + Send + 'static,
+    {
+        // Without a jail the reader cannot fail to start in a way worth reporting.
+        let _ = self.start_input_jailed(sink, quit, None);
+    }
+
+    /// [`Console::start_input`], with the reader thread put under the seccomp allowlist
+    /// `jail` (its name for messages, and the calls it may make) before it reads anything.
+    /// Returns once the jail is on, or the error that kept it off (the thread then ends).
+    pub fn start_input_jailed<S, Q>(
+        &self,
+        mut sink: S,
+        quit: Q,
+        jail: Option<(&'static str, &'static [i64])>,
+    ) -> Result<()>
     where
         S: FnMut(&[u8]) + Send + 'static,
         Q: FnOnce() + Send + 'static,
     {
         let interactive = enter_raw_mode();
+        let (jailed, jail_result) = std::sync::mpsc::sync_channel::<Result<()>>(1);
         let spawned = std::thread::Builder::new().name("console-in".into()).spawn(move || {
+            let probe = jail_probe_requested(jail.map_or("console", |(name, _)| name));
+            let r = jail.map_or(Ok(()), |(name, allowed)| crate::jail::apply(name, allowed));
+            let ok = r.is_ok();
+            let _ = jailed.send(r);
+            if !ok {
+                return;
+            }
+            if probe {
+                jail_probe();
+            }
             let mut escape = EscapeState::default();
             let mut quit = Some(quit);
             let mut buf = [0u8; 256];
@@ -84,10 +118,29 @@ impl Console {
                 }
             }
         });
-        if spawned.is_err() {
+        let started = match spawned {
+            Ok(_) => jail_result.recv().unwrap_or(Ok(())),
+            Err(e) => Err(Error::bad_input(format!("cannot start the console input thread: {e}"))),
+        };
+        if started.is_err() {
             restore_terminal();
         }
+        started
     }
+}
+
+/// Test hook (not for users): `VMM_TEST_JAIL_PROBE=<thread>` makes the thread of that name
+/// ("vcpu", "console") try `openat`, which no jail allows, right after its jail is on, so
+/// tests can watch a real thread be refused (and, with --no-seccomp, not refused). Read
+/// before the jail goes on.
+pub fn jail_probe_requested(thread: &str) -> bool {
+    std::env::var_os("VMM_TEST_JAIL_PROBE").is_some_and(|v| v == thread)
+}
+
+/// The forbidden call of [`jail_probe_requested`]: opening a file.
+pub fn jail_probe() {
+    // SAFETY: opening a constant path read-only; under the jail this raises SIGSYS instead.
+    unsafe { libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY) };
 }
 
 /// Ctrl-A handling on an interactive console: `C-a x` quits, `C-a C-a` sends one C-a,
@@ -174,8 +227,9 @@ fn install_restoring_handler(sig: libc::c_int) {
 }
 
 /// Keeps the fatal signals above off the calling thread, so the process receives them on
-/// another one (the console reader). URVirt calls this on the thread that runs guest code:
-/// a handler must never run there on the guest's stack and registers. Does nothing unless
+/// another one. URVirt calls this on the thread that runs guest code (a handler must never
+/// run there on the guest's stack and registers); x86 on its jailed vCPU thread, so the
+/// handler runs on the main thread, outside the jail. Does nothing unless
 /// raw mode (and so the restoring handlers) is active: with default actions, blocking would
 /// only delay the process's death.
 pub fn keep_fatal_signals_off_this_thread() {
@@ -200,8 +254,11 @@ pub fn keep_fatal_signals_off_this_thread() {
 pub fn restore_terminal() {
     if RAW_ACTIVE.load(Ordering::SeqCst) {
         if let Some(t) = SAVED_TERMIOS.get() {
+            // One TCSETS ioctl, not tcsetattr: glibc's also reads the settings before and
+            // after (TCGETS), and this runs in jailed threads' handlers, whose jail allows
+            // only TCSETS. The kernel's termios is a prefix of libc's (flags, line, c_cc).
             // SAFETY: restoring settings read earlier from the same descriptor.
-            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
+            unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TCSETS, t as *const libc::termios) };
         }
         RAW_ACTIVE.store(false, Ordering::SeqCst);
     }

@@ -27,6 +27,12 @@ const ALWAYS: [i64; 3] = [libc::SYS_write, libc::SYS_exit_group, libc::SYS_rt_si
 /// [`ALWAYS`] set, and `ioctl(TCSETS)` so the reporter can restore the terminal. Everything
 /// else raises SIGSYS (SECCOMP_RET_TRAP).
 pub fn apply(thread: &'static str, allowed: &[i64]) -> Result<()> {
+    apply_with_ioctls(thread, allowed, &[])
+}
+
+/// As [`apply`], and `ioctl` with exactly the requests in `ioctls` (KVM_RUN, ...) besides
+/// TCSETS. Listing `SYS_ioctl` in `allowed` instead allows every request.
+pub fn apply_with_ioctls(thread: &'static str, allowed: &[i64], ioctls: &[u64]) -> Result<()> {
     let fail =
         |what: &str, e: &dyn std::fmt::Display| Error::bad_input(format!("seccomp jail ({thread}): {what}: {e}"));
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -34,10 +40,17 @@ pub fn apply(thread: &'static str, allowed: &[i64]) -> Result<()> {
         rules.insert(nr, Vec::new()); // an empty rule list matches any arguments
     }
     if !allowed.contains(&libc::SYS_ioctl) {
-        let tcsets = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::TCSETS)
-            .and_then(|c| SeccompRule::new(vec![c]))
+        // One rule per request; the rules of a call are alternatives. The request is compared
+        // as 32 bits, as the kernel reads it.
+        let requests = std::iter::once(libc::TCSETS).chain(ioctls.iter().copied());
+        let by_request = requests
+            .map(|request| {
+                SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
+                    .and_then(|c| SeccompRule::new(vec![c]))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| fail("ioctl rule", &e))?;
-        rules.insert(libc::SYS_ioctl, vec![tcsets]);
+        rules.insert(libc::SYS_ioctl, by_request);
     }
     let arch = std::env::consts::ARCH.try_into().map_err(|e| fail("architecture", &e))?;
     let filter =
@@ -323,5 +336,43 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(HIT.load(std::sync::atomic::Ordering::SeqCst), libc::SYS_getppid);
+    }
+
+    /// ioctl is allowed for the listed requests only: FIONREAD passes, FIONBIO is refused.
+    #[test]
+    fn an_ioctl_outside_the_requests_is_refused() {
+        static HIT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+        extern "C" fn note(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+            // SAFETY: the kernel's SIGSYS siginfo.
+            HIT.store(unsafe { blocked_syscall(info) }, std::sync::atomic::Ordering::SeqCst);
+        }
+        std::thread::spawn(|| {
+            // SAFETY: a plain SA_SIGINFO handler that only stores to an atomic.
+            unsafe {
+                let mut a: libc::sigaction = std::mem::zeroed();
+                a.sa_sigaction = note as *const () as libc::sighandler_t;
+                a.sa_flags = libc::SA_SIGINFO;
+                libc::sigaction(libc::SIGSYS, &a, std::ptr::null_mut());
+            }
+            let exiting = [
+                libc::SYS_futex,
+                libc::SYS_munmap,
+                libc::SYS_exit,
+                libc::SYS_sigaltstack,
+                libc::SYS_madvise,
+                libc::SYS_rt_sigprocmask,
+            ];
+            apply_with_ioctls("test", &exiting, &[libc::FIONREAD]).unwrap();
+            let mut n: libc::c_int = 0;
+            // SAFETY: FIONREAD on stdin writes one int we own (it may fail with ENOTTY: allowed is what counts).
+            unsafe { libc::ioctl(libc::STDIN_FILENO, libc::FIONREAD, &mut n) };
+            assert_eq!(HIT.load(std::sync::atomic::Ordering::SeqCst), 0, "FIONREAD is listed");
+            let mut on: libc::c_int = 0;
+            // SAFETY: FIONBIO reads one int we own; the jail refuses it before it runs.
+            unsafe { libc::ioctl(libc::STDIN_FILENO, libc::FIONBIO, &mut on) };
+        })
+        .join()
+        .unwrap();
+        assert_eq!(HIT.load(std::sync::atomic::Ordering::SeqCst), libc::SYS_ioctl);
     }
 }

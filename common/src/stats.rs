@@ -15,12 +15,15 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// total / count, in whole nanoseconds. The division is in u128: `Duration / u32` would
+    /// need the count cut to 32 bits, which is wrong (or a division by zero) past 2^32 events.
     pub fn mean(&self) -> Duration {
         if self.count == 0 {
-            Duration::ZERO
-        } else {
-            self.total / self.count as u32
+            return Duration::ZERO;
         }
+        let nanos = self.total.as_nanos() / u128::from(self.count);
+        // The mean is at most the total, which is a Duration, so this always fits.
+        Duration::new((nanos / 1_000_000_000) as u64, (nanos % 1_000_000_000) as u32)
     }
 }
 
@@ -145,6 +148,21 @@ mod tests {
         let first_row = t.lines().nth(1).unwrap();
         assert!(first_row.starts_with("io-out"), "most frequent first: {t}");
         assert!(t.contains("total") && t.contains(" 3"));
+    }
+
+    #[test]
+    fn mean_holds_past_u32_max_events() {
+        // 2^32 + 2 events of 3 ns each: a 32-bit count would read 2 and give a mean of 6.4 s.
+        let count = (1u64 << 32) + 2;
+        let e = Entry { count, total: Duration::from_nanos(3 * count), max: Duration::from_nanos(3) };
+        assert_eq!(e.mean(), Duration::from_nanos(3));
+        // Exactly 2^32 events: a 32-bit count would be 0, a division by zero.
+        let e = Entry { count: 1 << 32, total: Duration::from_secs(1 << 32), max: Duration::from_secs(1) };
+        assert_eq!(e.mean(), Duration::from_secs(1));
+        // Means below a nanosecond round down; totals past u64 nanoseconds still divide.
+        assert_eq!(Entry { count: 3, total: Duration::from_nanos(2), max: Duration::ZERO }.mean(), Duration::ZERO);
+        let huge = Entry { count: 2, total: Duration::from_secs(u64::MAX / 2 * 2), max: Duration::ZERO };
+        assert_eq!(huge.mean(), Duration::from_secs(u64::MAX / 2));
     }
 
     #[test]

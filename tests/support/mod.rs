@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -93,4 +94,42 @@ pub fn assert_no_plumbing(out: &Output) {
     for noise in ["OpenSBI", "Linux version", "Run /init", "Power down", "\x1b_URV"] {
         assert!(!o.contains(noise) && !e.contains(noise), "{noise:?} leaked: {}", describe(out));
     }
+}
+
+/// The riscv64 build of vmm the lab host boots, relative to `target/`.
+pub const RISCV_ENGINE: &str = "riscv64gc-unknown-linux-gnu/release/vmm";
+
+/// Builds the riscv64 vmm (and the RISC-V guests) from the current sources. Plain `cargo test`
+/// builds only this host's vmm; without this the lab tests would boot whatever riscv64 vmm
+/// set-up left behind, however old. Cargo rebuilds only what changed, and locks the build
+/// directory itself, so test processes running at once wait for each other.
+pub fn build_riscv_engine() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .current_dir(root())
+        .args(["build", "--release", "--target", "riscv64gc-unknown-linux-gnu", "--bin", "vmm"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cannot build the riscv64 vmm for the lab (cargo build --release --target riscv64gc-unknown-linux-gnu --bin vmm): {}",
+        describe(&out)
+    );
+    let guests = Command::new("bash")
+        .arg(root().join("scripts/build-riscv-guests.sh"))
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run build-riscv-guests.sh");
+    assert!(guests.status.success(), "cannot build the RISC-V guests: {}", describe(&guests));
+}
+
+/// The lab host, with a riscv64 vmm and guests built from the current sources: built once per
+/// test process (the first caller builds, the others wait for it).
+pub fn require_riscv_lab() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    artifact("riscv-lab/Image");
+    BUILT.get_or_init(build_riscv_engine);
+    artifact(RISCV_ENGINE);
 }

@@ -13,7 +13,9 @@
 //! follow the guest's scounteren, as far as they trap at all: Linux lets U-mode read `time`
 //! natively (the host's scounteren.TM), so a guest's TM = 0 cannot hide it. The FPU is the host's
 //! real FPU, always on: `sstatus.FS` stores what the guest writes, but FS = Off does not make
-//! FP instructions trap.
+//! FP instructions trap. Since we cannot see FP writes, any FS other than Off reads back as
+//! Dirty (with SD): a guest kernel that trusted Initial or Clean would skip saving FP
+//! registers its tasks did change.
 use crate::platform::Platform;
 
 pub const SSTATUS: u16 = 0x100;
@@ -124,10 +126,13 @@ pub fn is_read_only(csr: u16) -> bool {
 }
 
 impl Csrs {
-    /// sstatus as the guest reads it: SD summarizes a dirty FS.
+    /// sstatus as the guest reads it: an FPU that is on is always Dirty (the real FPU may have
+    /// been written behind our back), and SD summarizes that.
     fn sstatus_value(&self) -> u64 {
-        let sd = if self.sstatus & SSTATUS_FS == SSTATUS_FS { SSTATUS_SD } else { 0 };
-        self.sstatus | sd
+        if self.sstatus & SSTATUS_FS == 0 {
+            return self.sstatus;
+        }
+        self.sstatus | SSTATUS_FS | SSTATUS_SD
     }
 
     pub fn read(&self, csr: u16, platform: &mut dyn Platform) -> Result<u64, IllegalCsr> {
@@ -205,6 +210,21 @@ mod tests {
         assert_eq!(v & (1 << 3), 0, "MIE is not visible in sstatus");
         c.write(SSTATUS, 0).unwrap();
         assert_eq!(c.read(SSTATUS, &mut p).unwrap(), SSTATUS_UXL_64);
+    }
+
+    #[test]
+    fn fs_on_always_reads_dirty() {
+        let mut c = Csrs::default();
+        let mut p = FakePlatform::new();
+        for (written, name) in [(1u64, "Initial"), (2, "Clean"), (3, "Dirty")] {
+            c.write(SSTATUS, written << 13).unwrap();
+            let v = c.read(SSTATUS, &mut p).unwrap();
+            assert_eq!(v & SSTATUS_FS, SSTATUS_FS, "FS written {name} reads Dirty");
+            assert_eq!(v & SSTATUS_SD, SSTATUS_SD, "FS written {name}: SD set");
+        }
+        c.write(SSTATUS, 0).unwrap();
+        let v = c.read(SSTATUS, &mut p).unwrap();
+        assert_eq!(v & (SSTATUS_FS | SSTATUS_SD), 0, "Off stays Off, without SD");
     }
 
     #[test]

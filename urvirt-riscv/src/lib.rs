@@ -12,6 +12,7 @@
 //! - [`trap`]: delivery to stvec, sret, interrupt selection; [`sbi`]: the SBI extensions;
 //! - [`hart`]: the `Hart` and the handlers the engine calls (`on_illegal`, `on_ecall`, ...);
 //! - [`platform`]: what those handlers need from the host, as a trait;
+//! - [`guest_timer`]: when to arm the host timer for the SBI deadline; [`stuck`]: a guest retrying a fault forever;
 //! - [`fdt`]: the guest's device tree; [`loader`]: raw and ELF kernels; [`bpf`]: the seccomp program.
 //! - Sv39: [`mmu`], the page-table walk; [`tlb`], what the software TLB maps and what each
 //!   satp write, sfence.vma and mode switch takes away; [`interp`] (with [`rvc`]), the
@@ -28,6 +29,7 @@ pub mod decode;
 #[cfg(all(target_arch = "riscv64", target_os = "linux"))]
 pub mod engine;
 pub mod fdt;
+pub mod guest_timer;
 pub mod hart;
 pub mod interp;
 pub mod lab;
@@ -36,6 +38,7 @@ pub mod mmu;
 pub mod platform;
 pub mod rvc;
 pub mod sbi;
+pub mod stuck;
 pub mod tlb;
 pub mod trap;
 pub mod vmem;

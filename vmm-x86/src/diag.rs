@@ -113,6 +113,14 @@ impl CodeView {
         (0..INSN_BYTES as u64).map_while(|i| self.translate(self.linear(i), read_u64).and_then(read_u8)).collect()
     }
 
+    /// Whether this is the state of a vCPU just after INIT/reset: real mode at the reset vector
+    /// F000:FFF0 with CS base 0xffff0000, which no flat guest or kernel runs at. On AMD SVM, KVM
+    /// resets the vCPU as it reports a shutdown (the VMCB is undefined after one), so a triple
+    /// fault there leaves this state, not the fault's.
+    pub fn is_reset_state(&self) -> bool {
+        self.cr0 & CR0_PE == 0 && self.rip == 0xfff0 && self.cs_selector == 0xf000 && self.cs_base == 0xffff_0000
+    }
+
     /// "RIP=0x1003 (real mode, CS:IP 0000:1003 = guest physical 0x1003)".
     pub fn describe(&self, phys: Option<u64>) -> String {
         let mut s = format!("RIP={:#x} ({}", self.rip, self.mode());
@@ -157,12 +165,24 @@ pub fn internal_error_message(suberror: u32, view: &CodeView, phys: Option<u64>,
     )
 }
 
-/// The line for KVM_EXIT_SHUTDOWN.
-pub fn triple_fault_message(view: &CodeView, phys: Option<u64>, bytes: &[u8]) -> String {
+/// The line for KVM_EXIT_SHUTDOWN when KVM had already reset the vCPU (AMD SVM): what it
+/// holds then is the reset vector, so nothing about the fault itself can be said.
+pub const TRIPLE_FAULT_AFTER_RESET: &str = "guest triple fault (KVM_EXIT_SHUTDOWN); KVM reset the vCPU on shutdown \
+     (as on AMD SVM), so the RIP and instruction of the fault are lost";
+
+/// The line for KVM_EXIT_SHUTDOWN. VMX and PVM keep the state at the fault, so the line shows
+/// RIP and the instruction there, read by `code_at` (guest physical address, bytes). After
+/// KVM reset the vCPU (SVM) it says so, and guest memory is not read for a site that is not
+/// the fault's.
+pub fn triple_fault_message(view: &CodeView, code_at: impl FnOnce(&CodeView) -> (Option<u64>, Vec<u8>)) -> String {
+    if view.is_reset_state() {
+        return TRIPLE_FAULT_AFTER_RESET.into();
+    }
+    let (phys, bytes) = code_at(view);
     format!(
         "guest triple fault (KVM_EXIT_SHUTDOWN) at {}; instruction bytes: {}",
         view.describe(phys),
-        hex_bytes(bytes)
+        hex_bytes(&bytes)
     )
 }
 
@@ -232,6 +252,26 @@ mod tests {
     }
 
     #[test]
+    fn the_reset_state_svm_leaves_after_a_shutdown_is_recognised() {
+        // What KVM's kvm_vcpu_reset(init) leaves: real mode, CS F000 base FFFF0000, RIP FFF0,
+        // CR0 = CD | NW | ET.
+        let reset =
+            CodeView { rip: 0xfff0, cs_base: 0xffff_0000, cs_selector: 0xf000, cr0: 0x6000_0010, ..Default::default() };
+        assert!(reset.is_reset_state());
+        // A real-mode guest at 0000:FFF0, or any protected/long-mode state, is a real fault site.
+        assert!(!CodeView { cs_base: 0, cs_selector: 0, ..reset }.is_reset_state());
+        assert!(!CodeView { cr0: 0x11, ..reset }.is_reset_state());
+        let long = CodeView { rip: 0x1004, cr0: 0x8000_0011, efer: EFER_LMA, ..Default::default() };
+        assert!(!long.is_reset_state());
+        // The triple-fault line then says the state is lost and reads no guest memory.
+        let line = triple_fault_message(&reset, |_| panic!("guest memory read for the reset state"));
+        assert_eq!(line, TRIPLE_FAULT_AFTER_RESET);
+        // Where the state is kept (VMX, PVM) the line has the fault's RIP and instruction.
+        let line = triple_fault_message(&long, |v| (Some(v.rip), vec![0x0f, 0x0b]));
+        assert_eq!(line, "guest triple fault (KVM_EXIT_SHUTDOWN) at RIP=0x1004 (long mode, guest physical 0x1004); instruction bytes: 0f 0b");
+    }
+
+    #[test]
     fn messages_are_one_line_with_suberror_rip_and_bytes() {
         let v = CodeView { rip: 0x1000, ..Default::default() };
         let m = internal_error_message(1, &v, Some(0x1000), &[0x0f, 0x01, 0xd0]);
@@ -241,10 +281,14 @@ mod tests {
              guest physical 0x1000); instruction bytes: 0f 01 d0"
         );
         assert!(!m.contains('\n'));
-        let t = triple_fault_message(&v, None, &[]);
+        let t = triple_fault_message(&v, |_| (None, vec![]));
         assert!(t.starts_with("guest triple fault (KVM_EXIT_SHUTDOWN) at RIP=0x1000"), "{t}");
         assert!(t.ends_with("instruction bytes: unreadable"), "{t}");
         assert!(fail_entry_message(0x21, 0, &v).contains("hardware reason 0x21"));
+        assert!(
+            TRIPLE_FAULT_AFTER_RESET.starts_with("guest triple fault (KVM_EXIT_SHUTDOWN); ")
+                && !TRIPLE_FAULT_AFTER_RESET.contains('\n')
+        );
         assert_eq!(suberror_name(9), "unknown suberror");
     }
 }

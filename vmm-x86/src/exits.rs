@@ -1,19 +1,23 @@
 //! What to do about a KVM exit. [`dispatch`] is pure: it takes an exit described without KVM
 //! (tests fabricate them) and says what should happen; [`apply`] carries out the device part
 //! on the PIO and MMIO buses. vm.rs does only the ioctls around them.
-use common::bus::{Bus, DeviceRequest};
+use common::bus::{Bus, BusError, DeviceRequest};
 use common::vm::GuestExit;
 use kvm_ioctls::VcpuExit;
 
 /// A KVM exit, with the data it carries, independent of kvm-ioctls.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Exit<'a> {
+    /// `data` holds `data.len() / size` accesses of `size` bytes each, one after another:
+    /// string I/O (`rep insb`, `outsw`) can hand several accesses over in one exit.
     IoOut {
         port: u16,
+        size: usize,
         data: &'a [u8],
     },
     IoIn {
         port: u16,
+        size: usize,
         data: &'a mut [u8],
     },
     MmioRead {
@@ -58,12 +62,15 @@ pub enum Failure {
 /// What the run loop does next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action<'a> {
+    /// `data.len() / size` accesses of `size` bytes to `port`, in order (see [`Exit::IoOut`]).
     PioWrite {
         port: u16,
+        size: usize,
         data: &'a [u8],
     },
     PioRead {
         port: u16,
+        size: usize,
         data: &'a mut [u8],
     },
     MmioWrite {
@@ -90,8 +97,8 @@ const SYSTEM_EVENT_RESET: u32 = 2;
 /// The statistics name of an exit and what to do about it. Pure.
 pub fn dispatch(exit: Exit<'_>) -> (&'static str, Action<'_>) {
     match exit {
-        Exit::IoOut { port, data } => ("io-out", Action::PioWrite { port, data }),
-        Exit::IoIn { port, data } => ("io-in", Action::PioRead { port, data }),
+        Exit::IoOut { port, size, data } => ("io-out", Action::PioWrite { port, size, data }),
+        Exit::IoIn { port, size, data } => ("io-in", Action::PioRead { port, size, data }),
         Exit::MmioRead { addr, data } => ("mmio-read", Action::MmioRead { addr, data }),
         Exit::MmioWrite { addr, data } => ("mmio-write", Action::MmioWrite { addr, data }),
         Exit::Hlt => ("hlt", Action::Stop(GuestExit::Halted)),
@@ -145,21 +152,63 @@ pub enum Applied {
     Unknown(Unknown),
 }
 
+/// The length of one access in an I/O exit whose data area is `len` bytes: `size`, unless
+/// that does not describe the data (zero, or more than there is), when it is all one access.
+fn access_len(size: usize, len: usize) -> usize {
+    if size == 0 || size > len {
+        len.max(1)
+    } else {
+        size
+    }
+}
+
+/// Each access of a port write in turn; stops at the first one that asks for something or
+/// that no device claims (the rest go to the same port, so they would fare the same).
+fn pio_write(
+    pio: &Bus,
+    port: u64,
+    size: usize,
+    data: &[u8],
+) -> Result<(&'static str, Option<DeviceRequest>), BusError> {
+    let mut result = Ok(("", None));
+    for access in data.chunks(access_len(size, data.len())) {
+        result = pio.write(port, access);
+        if !matches!(result, Ok((_, None))) {
+            break;
+        }
+    }
+    result
+}
+
+/// Each access of a port read in turn, each filling its own slot of `data`.
+fn pio_read(pio: &Bus, port: u64, size: usize, data: &mut [u8]) -> Result<&'static str, BusError> {
+    let mut result = Ok("");
+    let len = access_len(size, data.len());
+    for access in data.chunks_mut(len) {
+        result = pio.read(port, access);
+        if result.is_err() {
+            break;
+        }
+    }
+    result
+}
+
 /// Performs a PIO/MMIO action on the buses. Other actions are not device work: they return
 /// `Done` with no device name.
 pub fn apply(action: Action<'_>, devices: &Devices) -> Applied {
     let (space, addr, write, size, result) = match action {
-        Action::PioWrite { port, data } => {
-            (Space::Pio, port as u64, true, data.len(), devices.pio.write(port as u64, data))
+        Action::PioWrite { port, size, data } => {
+            let r = pio_write(&devices.pio, port as u64, size, data);
+            (Space::Pio, port as u64, true, access_len(size, data.len()), r)
         }
-        Action::PioRead { port, data } => {
-            let size = data.len();
-            let r = devices.pio.read(port as u64, data).map(|name| (name, None));
+        Action::PioRead { port, size, data } => {
+            let len = access_len(size, data.len());
+            let r = pio_read(&devices.pio, port as u64, size, data).map(|name| (name, None));
             if r.is_err() {
                 // What a read of an empty ISA bus returns.
                 data.fill(0xff);
             }
-            (Space::Pio, port as u64, false, size, r)
+            (Space::Pio, port as u64, false, len, r)
         }
         Action::MmioWrite { addr, data } => (Space::Mmio, addr, true, data.len(), devices.mmio.write(addr, data)),
         Action::MmioRead { addr, data } => {
@@ -191,11 +240,14 @@ pub fn unknown_access_message(u: &Unknown, rip: u64) -> String {
     }
 }
 
-/// Describes a kvm-ioctls exit in our own terms.
-pub fn from_kvm(exit: VcpuExit<'_>) -> Exit<'_> {
+/// Describes a kvm-ioctls exit in our own terms. kvm-ioctls gives an I/O exit's data as one
+/// slice of `count * size` bytes and drops `size`, so the caller passes kvm_run's `io.size`
+/// (only read for I/O exits).
+pub fn from_kvm(exit: VcpuExit<'_>, io_size: u8) -> Exit<'_> {
+    let size = io_size as usize;
     match exit {
-        VcpuExit::IoOut(port, data) => Exit::IoOut { port, data },
-        VcpuExit::IoIn(port, data) => Exit::IoIn { port, data },
+        VcpuExit::IoOut(port, data) => Exit::IoOut { port, size, data },
+        VcpuExit::IoIn(port, data) => Exit::IoIn { port, size, data },
         VcpuExit::MmioRead(addr, data) => Exit::MmioRead { addr, data },
         VcpuExit::MmioWrite(addr, data) => Exit::MmioWrite { addr, data },
         VcpuExit::Hlt => Exit::Hlt,
@@ -227,12 +279,12 @@ mod tests {
 
     #[test]
     fn io_and_mmio_become_bus_actions() {
-        let (k, a) = dispatch(Exit::IoOut { port: 0xf1, data: b"H" });
-        assert_eq!((k, a), ("io-out", Action::PioWrite { port: 0xf1, data: b"H" }));
+        let (k, a) = dispatch(Exit::IoOut { port: 0xf1, size: 1, data: b"H" });
+        assert_eq!((k, a), ("io-out", Action::PioWrite { port: 0xf1, size: 1, data: b"H" }));
         let mut buf = [0u8; 2];
-        let (k, a) = dispatch(Exit::IoIn { port: 0x60, data: &mut buf });
+        let (k, a) = dispatch(Exit::IoIn { port: 0x60, size: 2, data: &mut buf });
         assert_eq!(k, "io-in");
-        assert!(matches!(a, Action::PioRead { port: 0x60, ref data } if data.len() == 2));
+        assert!(matches!(a, Action::PioRead { port: 0x60, size: 2, ref data } if data.len() == 2));
         let (k, a) = dispatch(Exit::MmioWrite { addr: 0xfee0_0000, data: &[1, 2, 3, 4] });
         assert_eq!((k, a), ("mmio-write", Action::MmioWrite { addr: 0xfee0_0000, data: &[1, 2, 3, 4] }));
         let mut m = [0u8; 8];
@@ -278,10 +330,10 @@ mod tests {
     fn apply_reaches_devices_and_passes_requests_on() {
         let console = Console::capture();
         let d = devices(true, &console);
-        assert_eq!(apply(Action::PioWrite { port: 0xf1, data: b"H" }, &d), Applied::Done { device: "debug" });
+        assert_eq!(apply(Action::PioWrite { port: 0xf1, size: 1, data: b"H" }, &d), Applied::Done { device: "debug" });
         assert_eq!(console.captured(), b"H");
         assert_eq!(
-            apply(Action::PioWrite { port: 0x64, data: &[3] }, &d),
+            apply(Action::PioWrite { port: 0x64, size: 1, data: &[3] }, &d),
             Applied::Request { device: "power", request: DeviceRequest::PowerOff(3) }
         );
         let mut b = [0u8; 4];
@@ -290,11 +342,70 @@ mod tests {
         assert_eq!(apply(Action::Resume, &d), Applied::Done { device: "" });
     }
 
+    /// Counts reads: each one fills its slot with the count so far.
+    struct Counter(u8);
+    impl BusDevice for Counter {
+        fn read(&mut self, _offset: u64, data: &mut [u8]) {
+            self.0 += 1;
+            data.fill(self.0);
+        }
+        fn write(&mut self, _offset: u64, _data: &[u8]) -> Option<DeviceRequest> {
+            None
+        }
+    }
+
+    #[test]
+    fn string_io_reaches_the_device_once_per_access() {
+        let console = Console::capture();
+        let mut d = devices(true, &console);
+        d.pio.insert(0x70, 1, "counter", Arc::new(Mutex::new(Counter(0)))).unwrap();
+        // `rep outsb` of five bytes, as KVM reports it: one exit, count 5, size 1.
+        let (_, a) = dispatch(Exit::IoOut { port: 0xf1, size: 1, data: b"Hello" });
+        assert_eq!(apply(a, &d), Applied::Done { device: "debug" });
+        // `rep outsw`: two 2-byte accesses; the debug port prints each one's low byte.
+        let (_, a) = dispatch(Exit::IoOut { port: 0xf1, size: 2, data: b"!\0\n\0" });
+        assert_eq!(apply(a, &d), Applied::Done { device: "debug" });
+        assert_eq!(console.captured(), b"Hello!\n");
+        // `rep insb` of four bytes: four reads, each filling its own byte.
+        let mut buf = [0u8; 4];
+        let (_, a) = dispatch(Exit::IoIn { port: 0x70, size: 1, data: &mut buf });
+        assert_eq!(apply(a, &d), Applied::Done { device: "counter" });
+        assert_eq!(buf, [1, 2, 3, 4]);
+        // `rep insw` of two words.
+        let mut buf = [0u8; 4];
+        let (_, a) = dispatch(Exit::IoIn { port: 0x70, size: 2, data: &mut buf });
+        assert_eq!(apply(a, &d), Applied::Done { device: "counter" });
+        assert_eq!(buf, [5, 5, 6, 6]);
+        // The first access that asks for something ends the string: the VM is stopping.
+        let (_, a) = dispatch(Exit::IoOut { port: 0x64, size: 1, data: &[7, 8] });
+        assert_eq!(apply(a, &d), Applied::Request { device: "power", request: DeviceRequest::PowerOff(7) });
+        // A size that does not fit the data is one access of all of it, never a panic.
+        let mut buf = [0u8; 3];
+        assert_eq!(
+            apply(Action::PioRead { port: 0x70, size: 0, data: &mut buf }, &d),
+            Applied::Done { device: "counter" }
+        );
+        assert_eq!(buf, [7, 7, 7]);
+        assert_eq!(apply(Action::PioWrite { port: 0xf1, size: 9, data: &[] }, &d), Applied::Done { device: "" });
+        // An unknown port is reported with the size of one access, and reads as all ones.
+        let Applied::Unknown(u) = apply(Action::PioWrite { port: 0x99, size: 2, data: &[1, 2, 3, 4] }, &d) else {
+            panic!()
+        };
+        assert_eq!(u.size, 2);
+        d.strict = false;
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            apply(Action::PioRead { port: 0x99, size: 1, data: &mut buf }, &d),
+            Applied::Ignored("io-unhandled")
+        );
+        assert_eq!(buf, [0xff; 4]);
+    }
+
     #[test]
     fn unknown_addresses_fail_strict_guests_and_are_counted_otherwise() {
         let console = Console::capture();
         let strict = devices(true, &console);
-        let u = apply(Action::PioWrite { port: 0x99, data: &[1] }, &strict);
+        let u = apply(Action::PioWrite { port: 0x99, size: 1, data: &[1] }, &strict);
         let Applied::Unknown(u) = u else { panic!("{u:?}") };
         assert_eq!(u, Unknown { space: Space::Pio, addr: 0x99, write: true, size: 1 });
         assert_eq!(unknown_access_message(&u, 0x1002), "guest write of unknown I/O port 0x99 (size 1) at RIP=0x1002");
@@ -309,7 +420,10 @@ mod tests {
 
         let lenient = devices(false, &console);
         let mut b = [0u8; 1];
-        assert_eq!(apply(Action::PioRead { port: 0x80, data: &mut b }, &lenient), Applied::Ignored("io-unhandled"));
+        assert_eq!(
+            apply(Action::PioRead { port: 0x80, size: 1, data: &mut b }, &lenient),
+            Applied::Ignored("io-unhandled")
+        );
         assert_eq!(b, [0xff], "an empty bus reads as all ones");
         assert_eq!(apply(Action::MmioWrite { addr: 0, data: &[0] }, &lenient), Applied::Ignored("mmio-unhandled"));
     }

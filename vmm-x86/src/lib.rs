@@ -5,7 +5,8 @@
 //! - [`modes`] - flat binaries at 0x1000 in real, protected or long mode; GDT and page-table helpers.
 //! - [`exits`] - pure exit dispatch, and applying its result to the PIO/MMIO buses.
 //! - [`diag`] - one-line diagnostics for dead guests (RIP, instruction bytes).
-//! - [`watchdog`] - stops a runaway guest after --timeout.
+//! - [`watchdog`] - kicking the vCPU out of KVM_RUN: --timeout and Ctrl-A x.
+//! - [`jail`] - the seccomp allowlists of the vCPU and console threads.
 //! - [`vm`] - the VM, its vCPU and the run loop.
 //! - [`info`] - `vmm info`.
 //! - [`bench`] - `vmm bench --arch x86`.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod diag;
 pub mod exits;
 pub mod info;
+pub mod jail;
 pub mod kvm;
 pub mod linux;
 pub mod memory;

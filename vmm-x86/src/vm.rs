@@ -1,10 +1,14 @@
 //! One KVM virtual machine with one vCPU: set-up, loading, and the run loop that turns
 //! KVM_RUN exits into device accesses (through exits.rs) and, at the end, an Outcome.
+//!
+//! The run loop runs on a vCPU thread of its own, under its seccomp jail (jail.rs), with the
+//! console input thread beside it; the main thread waits, then reads the diagnostics and
+//! --stats notes (registers, guest memory, /proc) outside the jail.
 use crate::config::{EntryMode, X86Config};
 use crate::diag::{self, CodeView};
 use crate::exits::{self, Action, Applied, Devices, Exit, Failure};
-use crate::watchdog::{self, Watchdog};
-use crate::{kvm, linux, memory, modes};
+use crate::watchdog::{self, Kicker, Watchdog};
+use crate::{jail, kvm, linux, memory, modes};
 use common::bus::{Bus, DeviceRequest};
 use common::devices::debug_port::{BOCHS_PORT, HELLO_PORT};
 use common::devices::DebugPort;
@@ -12,9 +16,11 @@ use common::image::Image;
 use common::stats::{rss_excluding, Stats};
 use common::vm::{GuestExit, Outcome, VirtualMachine};
 use common::{Error, Result};
+use kvm_bindings::kvm_run;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Where hello32/hello64 leave their result, as kvm-hello-world does.
@@ -48,6 +54,8 @@ pub struct X86Vm {
     devices: Devices,
     config: X86Config,
     loaded: Option<Loaded>,
+    /// Where console input goes (the Linux UART); None for flat guests.
+    input: Option<linux::InputSink>,
 }
 
 impl X86Vm {
@@ -64,7 +72,7 @@ impl X86Vm {
             pio.insert(port, 1, name, dev).map_err(|e| Error::bad_input(format!("PIO bus: {e}")))?;
         }
         let devices = Devices { pio, mmio: Bus::new(), strict: true };
-        Ok(X86Vm { vcpu: None, vm, kvm, mem, devices, config, loaded: None })
+        Ok(X86Vm { vcpu: None, vm, kvm, mem, devices, config, loaded: None, input: None })
     }
 
     fn create_vcpu(&self) -> Result<VcpuFd> {
@@ -92,10 +100,8 @@ impl X86Vm {
         let Some(vcpu) = self.vcpu.as_mut() else { return "no vCPU".into() };
         let view = Self::code_view(vcpu);
         match failure {
-            Failure::TripleFault => {
-                let (phys, bytes) = self.code_at(&view);
-                diag::triple_fault_message(&view, phys, &bytes)
-            }
+            // On SVM the vCPU is already reset by then; diag tells that state from a fault site.
+            Failure::TripleFault => diag::triple_fault_message(&view, |v| self.code_at(v)),
             Failure::InternalError => {
                 // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR, so `internal` is the
                 // union member the kernel filled in.
@@ -108,84 +114,61 @@ impl X86Vm {
         }
     }
 
-    /// KVM_RUN until the guest stops; every exit is counted in `stats` with its handling time,
-    /// from KVM_RUN's return to the next KVM_RUN.
-    fn run_loop(&mut self, stats: &mut Stats) -> Result<GuestExit> {
-        let timeout = self.config.vm.timeout;
-        let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
-        let watchdog = timeout.map(|t| Watchdog::start(t, vcpu.get_kvm_run())).transpose()?;
-        let devices = &self.devices;
-        // The exit being handled: its kind, the device that handled it ("" if none), when KVM_RUN returned.
-        let mut pending: Option<(&'static str, &'static str, Instant)> = None;
-        let ending = loop {
-            if let Some((kind, device, returned)) = pending.take() {
-                stats.record_device(kind, device, returned.elapsed());
-            }
-            let result = vcpu.run();
-            let returned = Instant::now();
-            let (mut kind, action) = match result {
-                Ok(exit) => exits::dispatch(exits::from_kvm(exit)),
-                Err(e) if e.errno() == libc::EINTR => exits::dispatch(Exit::Interrupted),
-                Err(e) => {
-                    stats.record("run-error", returned.elapsed());
-                    let why = common::image::io_reason(&std::io::Error::from_raw_os_error(e.errno()));
-                    break Err(Pending::Message(format!("KVM_RUN failed: {why}")));
-                }
-            };
-            let mut device = "";
-            let step = match action {
-                Action::Resume => Ok(None),
-                Action::CheckTimeout => match &watchdog {
-                    Some(w) if w.fired() => {
-                        Ok(Some(GuestExit::Failed(watchdog::timeout_message(timeout.unwrap_or_default()))))
-                    }
-                    _ => Ok(None),
-                },
-                Action::Stop(exit) => Ok(Some(exit)),
-                Action::Fail(f) => Err(f),
-                io => match exits::apply(io, devices) {
-                    Applied::Done { device: d } => {
-                        device = d;
-                        Ok(None)
-                    }
-                    Applied::Request { device: d, request: DeviceRequest::PowerOff(code) } => {
-                        device = d;
-                        Ok(Some(GuestExit::PowerOff(code)))
-                    }
-                    Applied::Ignored(k) => {
-                        kind = k;
-                        Ok(None)
-                    }
-                    Applied::Unknown(u) => {
-                        let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
-                        Ok(Some(GuestExit::Failed(exits::unknown_access_message(&u, rip))))
-                    }
-                },
-            };
-            // Ctrl-A x on a Linux console: the input thread sets the flag and kicks the guest
-            // with an interrupt, so the next exit lands here.
-            let step = match step {
-                Ok(None) if linux::quit_requested() => Ok(Some(GuestExit::UserQuit)),
-                other => other,
-            };
-            match step {
-                Ok(None) => pending = Some((kind, device, returned)),
-                Ok(Some(exit)) => {
-                    stats.record_device(kind, device, returned.elapsed());
-                    break Ok(exit);
-                }
-                Err(f) => {
-                    stats.record_device(kind, device, returned.elapsed());
-                    break Err(Pending::Failure(f));
-                }
-            }
-        };
-        drop(watchdog);
-        match ending {
-            Ok(exit) => Ok(exit),
-            Err(Pending::Message(m)) => Ok(GuestExit::Failed(m)),
-            Err(Pending::Failure(f)) => Ok(GuestExit::Failed(self.failure_message(f))),
+    /// Starts console input: Linux gets keys on its UART; a flat guest takes none (keys are
+    /// dropped), but on a terminal Ctrl-A x still ends its run. Ctrl-A x sets `quit` and
+    /// kicks the vCPU, so the run ends through the normal path. A capture console (tests,
+    /// benchmarks) reads nothing.
+    fn start_console(&mut self, quit: &Arc<AtomicBool>, kicker: &Kicker) -> Result<()> {
+        let console = &self.config.vm.console;
+        if console.is_capture() {
+            return Ok(());
         }
+        let sink = self.input.take().unwrap_or_else(|| Box::new(|_: &[u8]| {}));
+        let (quit, kicker) = (quit.clone(), kicker.clone());
+        let on_quit = move || {
+            quit.store(true, Ordering::SeqCst);
+            kicker.kick();
+        };
+        let jail = self.config.vm.jail.then_some(("console", jail::CONSOLE));
+        console.start_input_jailed(sink, on_quit, jail)
+    }
+
+    /// Runs the guest on a thread of its own (the vCPU thread, which the jail confines), so
+    /// this thread can report afterwards without the jail: registers, memory, RSS.
+    fn run_vcpu(&mut self, stats: &mut Stats) -> Result<GuestExit> {
+        if self.vcpu.is_none() {
+            return Err(Error::bad_input("no image loaded"));
+        }
+        let quit = Arc::new(AtomicBool::new(false));
+        let kicker = Kicker::default();
+        // The reporter goes first: the console thread is jailed as it starts.
+        if self.config.vm.jail {
+            common::jail::install_reporter()?;
+        }
+        self.start_console(&quit, &kicker)?;
+        let cx = RunContext {
+            devices: &self.devices,
+            timeout: self.config.vm.timeout,
+            kicker: &kicker,
+            quit: &quit,
+            jail: self.config.vm.jail,
+        };
+        let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
+        let ending = std::thread::scope(|s| {
+            let thread = std::thread::Builder::new()
+                .name("vcpu".into())
+                .spawn_scoped(s, || run_loop(vcpu, &cx, stats))
+                .map_err(|e| {
+                    Error::bad_input(format!("cannot start the vCPU thread: {}", common::image::io_reason(&e)))
+                })?;
+            // A panic on the vCPU thread stays a panic (the hook has restored the terminal).
+            thread.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })?;
+        Ok(match ending {
+            Ok(exit) => exit,
+            Err(Pending::Message(m)) => GuestExit::Failed(m),
+            Err(Pending::Failure(f)) => GuestExit::Failed(self.failure_message(f)),
+        })
     }
 
     /// Notes for --stats: the final registers and result word of a flat guest, and what the
@@ -195,7 +178,9 @@ impl X86Vm {
             return;
         }
         if let (Some(Loaded::Flat(_)), Some(vcpu)) = (self.loaded, self.vcpu.as_ref()) {
-            if let Ok(regs) = vcpu.get_regs() {
+            if Self::code_view(vcpu).is_reset_state() {
+                stats.notes.push("final state: lost (KVM reset the vCPU on shutdown)".into());
+            } else if let Ok(regs) = vcpu.get_regs() {
                 let result = self.mem.read_obj::<u32>(GuestAddress(RESULT_ADDR)).unwrap_or(0);
                 stats.notes.push(format!(
                     "final state: RIP={:#x} RAX={:#x} mem[{RESULT_ADDR:#x}]={result}",
@@ -208,6 +193,115 @@ impl X86Vm {
             stats.notes.push(format!("monitor RSS (excluding guest RAM): {} KiB", rss / 1024));
         }
     }
+}
+
+/// What the run loop needs besides the vCPU; shared with the vCPU thread.
+struct RunContext<'a> {
+    devices: &'a Devices,
+    timeout: Option<Duration>,
+    kicker: &'a Kicker,
+    /// Set by Ctrl-A x (before it kicks).
+    quit: &'a AtomicBool,
+    jail: bool,
+}
+
+/// The vCPU thread: puts itself in reach of kicks and under its jail, then runs KVM_RUN until
+/// the guest stops; every exit is counted in `stats` with its handling time, from KVM_RUN's
+/// return to the next KVM_RUN. Errors are set-up failures (watchdog, jail).
+fn run_loop(
+    vcpu: &mut VcpuFd,
+    cx: &RunContext<'_>,
+    stats: &mut Stats,
+) -> Result<std::result::Result<GuestExit, Pending>> {
+    let run: *mut kvm_run = vcpu.get_kvm_run();
+    let _armed = cx.kicker.arm(run);
+    // SIGTERM and friends restore the terminal in a handler: let it run on the main thread.
+    common::console::keep_fatal_signals_off_this_thread();
+    let watchdog = cx.timeout.map(|t| Watchdog::start(t, cx.kicker.clone())).transpose()?;
+    let probe = common::console::jail_probe_requested("vcpu");
+    if cx.jail {
+        common::jail::apply_with_ioctls("vcpu", jail::VCPU, jail::VCPU_IOCTLS)?;
+    }
+    if probe {
+        common::console::jail_probe();
+    }
+    // The exit being handled: its kind, the device that handled it ("" if none), when KVM_RUN returned.
+    let mut pending: Option<(&'static str, &'static str, Instant)> = None;
+    let ending = loop {
+        if let Some((kind, device, returned)) = pending.take() {
+            stats.record_device(kind, device, returned.elapsed());
+        }
+        // Ctrl-A x before this thread was armed could not kick it: look before entering.
+        if cx.quit.load(Ordering::SeqCst) {
+            break Ok(GuestExit::UserQuit);
+        }
+        let result = vcpu.run();
+        let returned = Instant::now();
+        let (mut kind, action) = match result {
+            Ok(exit) => {
+                // SAFETY: `run` is this vCPU's kvm_run mapping, alive as long as `vcpu`;
+                // `io` is plain bytes (meaningful only for an I/O exit, the only one that
+                // uses it) in the header, apart from the data area the exit borrows.
+                let io_size = unsafe { std::ptr::addr_of!((*run).__bindgen_anon_1.io.size).read_volatile() };
+                exits::dispatch(exits::from_kvm(exit, io_size))
+            }
+            Err(e) if e.errno() == libc::EINTR => exits::dispatch(Exit::Interrupted),
+            Err(e) => {
+                stats.record("run-error", returned.elapsed());
+                let why = common::image::io_reason(&std::io::Error::from_raw_os_error(e.errno()));
+                break Err(Pending::Message(format!("KVM_RUN failed: {why}")));
+            }
+        };
+        let mut device = "";
+        let step = match action {
+            Action::Resume => Ok(None),
+            Action::CheckTimeout => match &watchdog {
+                Some(w) if w.fired() => {
+                    Ok(Some(GuestExit::Failed(watchdog::timeout_message(cx.timeout.unwrap_or_default()))))
+                }
+                _ => Ok(None),
+            },
+            Action::Stop(exit) => Ok(Some(exit)),
+            Action::Fail(f) => Err(f),
+            io => match exits::apply(io, cx.devices) {
+                Applied::Done { device: d } => {
+                    device = d;
+                    Ok(None)
+                }
+                Applied::Request { device: d, request: DeviceRequest::PowerOff(code) } => {
+                    device = d;
+                    Ok(Some(GuestExit::PowerOff(code)))
+                }
+                Applied::Ignored(k) => {
+                    kind = k;
+                    Ok(None)
+                }
+                Applied::Unknown(u) => {
+                    let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+                    Ok(Some(GuestExit::Failed(exits::unknown_access_message(&u, rip))))
+                }
+            },
+        };
+        // Ctrl-A x sets the flag, then kicks: the exit the kick causes (or any other) ends here.
+        let step = match step {
+            Ok(None) if cx.quit.load(Ordering::SeqCst) => Ok(Some(GuestExit::UserQuit)),
+            other => other,
+        };
+        match step {
+            Ok(None) => pending = Some((kind, device, returned)),
+            Ok(Some(exit)) => {
+                stats.record_device(kind, device, returned.elapsed());
+                break Ok(exit);
+            }
+            Err(f) => {
+                stats.record_device(kind, device, returned.elapsed());
+                break Err(Pending::Failure(f));
+            }
+        }
+    };
+    // The watchdog goes before the guard disarms the kicker it holds.
+    drop(watchdog);
+    Ok(ending)
 }
 
 impl VirtualMachine for X86Vm {
@@ -223,7 +317,7 @@ impl VirtualMachine for X86Vm {
                 )));
             }
             // The in-kernel irqchip must exist before the vCPU, so Linux set-up comes first.
-            linux::setup_vm(&self.vm, &mut self.devices.pio, &self.config.vm.console)?;
+            self.input = Some(linux::setup_vm(&self.vm, &mut self.devices.pio, &self.config.vm.console)?);
             let vcpu = self.create_vcpu()?;
             linux::load(&self.vm, &vcpu, &self.kvm, &self.mem, image, &self.config.linux)?;
             self.vcpu = Some(vcpu);
@@ -253,7 +347,7 @@ impl VirtualMachine for X86Vm {
 
     fn run(&mut self) -> Result<Outcome> {
         let mut stats = Stats::new();
-        let exit = self.run_loop(&mut stats)?;
+        let exit = self.run_vcpu(&mut stats)?;
         self.notes(&mut stats);
         Ok(Outcome { exit, stats })
     }

@@ -8,13 +8,16 @@
 //! - SIGSEGV/SIGBUS: accesses outside guest RAM -> access faults for the guest;
 //! - SIGALRM: the SBI timer and `--timeout`.
 //!
+//! The guest runs on a thread made for each run, under a seccomp allowlist of the monitor's
+//! own system calls ([`jail`]) unless `--no-seccomp`.
+//!
 //! Guest RAM is a memfd mapped at guest physical 0x80000000 ([`memory`]); with satp = Bare the
 //! guest's physical addresses are our virtual addresses.
 //!
 //! **Isolation: there is none against a hostile guest.** Guest and monitor share one address
 //! space. The guest can jump into, read or overwrite monitor code and data (our binary, heap
-//! and stack are mapped, just not inside the guest's physical window), and from monitor code
-//! its syscalls are allowed. URVirt traps what a cooperating kernel does; it does not contain
+//! and stack are mapped, just not inside the guest's physical window); from monitor code its
+//! syscalls are limited only by the [`jail`]'s allowlist. URVirt traps what a cooperating kernel does; it does not contain
 //! a kernel that attacks it.
 //!
 //! What stays mapped: guest RAM, the monitor's binary, heap, stacks (including the signal
@@ -22,6 +25,7 @@
 //! return through its sigreturn trampoline). The 32-bit physical window outside RAM is
 //! reserved PROT_NONE so no host mapping appears there.
 pub mod context;
+pub mod jail;
 pub mod memory;
 pub mod paging;
 pub mod run;

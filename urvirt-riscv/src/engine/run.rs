@@ -20,15 +20,17 @@ use super::paging::Paging;
 use super::signals;
 use super::sud;
 use super::timer::{self, HostTimer};
+use crate::guest_timer::{self, Rearm};
 use crate::hart::{self, Access, Action, Handled, Hart, Mode};
 use crate::mmu::Regime;
 use crate::platform::{GuestRam, Platform};
+use crate::stuck::StuckDetector;
 use common::console::Console;
 use common::stats::Stats;
 use common::vm::GuestExit;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::{Condvar, Mutex, Once};
 use std::time::{Duration, Instant};
 
 const SYS_SECCOMP: i32 = 1;
@@ -57,6 +59,8 @@ pub struct RunState {
     pub guest_timer: HostTimer,
     pub armed_deadline: u64,
     pub timebase: u64,
+    /// Counts a fault the guest retries without progress.
+    pub stuck: StuckDetector,
 }
 
 static STATE: AtomicPtr<RunState> = AtomicPtr::new(std::ptr::null_mut());
@@ -64,6 +68,13 @@ static STATE: AtomicPtr<RunState> = AtomicPtr::new(std::ptr::null_mut());
 pub static QUIT: AtomicBool = AtomicBool::new(false);
 /// Keys typed for the guest, queued by the console's reader thread.
 static INPUT: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
+/// Signalled when the guest takes input, for a reader waiting on a full queue.
+static INPUT_TAKEN: Condvar = Condvar::new();
+/// The most input queued for the guest. Like a UART FIFO with flow control, a full queue
+/// makes the reader thread wait (it stops reading stdin) until the guest reads: nothing is
+/// dropped, and `yes | vmm ...` holds at most this much, not all of memory. (While it waits
+/// it reads no keys either: Ctrl-A x after 64 KiB the guest never read works once it reads.)
+pub const INPUT_LIMIT: usize = 64 << 10;
 /// The thread that runs the guest: Ctrl-A x wakes it with SIGALRM.
 static GUEST_TID: AtomicI32 = AtomicI32::new(0);
 static INPUT_STARTED: Once = Once::new();
@@ -75,14 +86,33 @@ pub fn start_input(console: &Console) {
     // SAFETY: gettid has no preconditions.
     GUEST_TID.store(unsafe { libc::gettid() }, Ordering::SeqCst);
     INPUT_STARTED.call_once(|| {
-        console.start_input(
-            |b| INPUT.lock().unwrap_or_else(|e| e.into_inner()).extend(b),
-            || {
-                QUIT.store(true, Ordering::SeqCst);
-                signals::poke(GUEST_TID.load(Ordering::SeqCst));
-            },
-        )
+        if std::env::var_os(crate::lab::keys::ENV).is_some() {
+            // Inside the lab host: the outer vmm sends the user's Ctrl-A x in band.
+            let mut keys = crate::lab::keys::Unescape::default();
+            console.start_input(
+                move |b| {
+                    let (bytes, quit) = keys.feed(b);
+                    if quit {
+                        // The run ends: keys typed just before do not matter, and queueing
+                        // them could wait on a full queue forever.
+                        user_quit();
+                    } else {
+                        queue_input(&bytes);
+                    }
+                },
+                || {},
+            )
+        } else {
+            console.start_input(queue_input, user_quit)
+        }
     });
+}
+
+/// Ctrl-A x: end the run, waking the guest thread. After a run the thread keeps SIGALRM
+/// blocked, so a late quit leaves the signal pending instead of killing us.
+fn user_quit() {
+    QUIT.store(true, Ordering::SeqCst);
+    signals::poke(GUEST_TID.load(Ordering::SeqCst));
 }
 
 /// Makes `st` the state the handlers use (null: none).
@@ -96,12 +126,31 @@ struct EnginePlatform<'a> {
     console: &'a Console,
 }
 
-/// Moves up to `dst.len()` queued input bytes into `dst`; returns how many.
+/// The reader thread's sink: queues `bytes`, waiting while the queue is full.
+fn queue_input(mut bytes: &[u8]) {
+    let mut q = INPUT.lock().unwrap_or_else(|e| e.into_inner());
+    while !bytes.is_empty() {
+        let room = INPUT_LIMIT.saturating_sub(q.len());
+        if room == 0 {
+            q = INPUT_TAKEN.wait(q).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        let n = room.min(bytes.len());
+        q.extend(&bytes[..n]);
+        bytes = &bytes[n..];
+    }
+}
+
+/// Moves up to `dst.len()` queued input bytes into `dst`; returns how many. Called in a
+/// handler on the guest thread, which holds the lock nowhere else.
 fn take_input(dst: &mut [u8]) -> usize {
     let mut q = INPUT.lock().unwrap_or_else(|e| e.into_inner());
     let n = dst.len().min(q.len());
     for (d, s) in dst.iter_mut().zip(q.drain(..n)) {
         *d = s;
+    }
+    if n > 0 {
+        INPUT_TAKEN.notify_one();
     }
     n
 }
@@ -204,16 +253,16 @@ impl RunState {
         timer::sleep(nap);
     }
 
-    /// Points the host timer at the guest's SBI deadline when it changed.
-    fn rearm_guest_timer(&mut self) {
+    /// Points the host timer at the guest's SBI deadline ([`crate::guest_timer::plan`]);
+    /// `fired`: this trap is a SIGALRM, so the one-shot timer may have gone off early.
+    fn rearm_guest_timer(&mut self, fired: bool) {
         let deadline = self.hart.csrs.timer_deadline;
-        if deadline == self.armed_deadline {
-            return;
+        match guest_timer::plan(deadline, self.armed_deadline, timer::rdtime(), fired, self.timebase) {
+            Rearm::Keep => return,
+            Rearm::Disarm => self.guest_timer.arm(None),
+            Rearm::After(d) => self.guest_timer.arm(Some(d)),
         }
         self.armed_deadline = deadline;
-        let after = (deadline != u64::MAX)
-            .then(|| timer::ticks_to_duration(deadline.saturating_sub(timer::rdtime()), self.timebase));
-        self.guest_timer.arm(after);
     }
 
     /// Why the run must end now although the guest did not ask: Ctrl-A x, or `--timeout`
@@ -225,6 +274,26 @@ impl RunState {
         }
         let (at, limit) = self.timeout?;
         (Instant::now() >= at).then(|| GuestExit::Failed(crate::config::timeout_message(limit)))
+    }
+
+    /// Feeds the stuck-guest detector: exceptions delivered to the guest (faults, illegal
+    /// instructions, breakpoints) and where each `sret` goes. Returns the diagnostic if the
+    /// guest keeps retrying the same fault.
+    fn watch_progress(&mut self, sig: libc::c_int, pc: u64, handled: &Handled) -> Option<String> {
+        if handled.action != Action::Resume {
+            return None;
+        }
+        // A TLB fill or an interpreted access is not an exception the guest sees.
+        let native_fault = matches!(handled.kind, "sigsegv tlb fill" | "sigsegv interpreted");
+        let exception = matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGTRAP) && !native_fault
+            || handled.kind == "sigill illegal";
+        if exception {
+            return self.stuck.exception(pc, self.hart.csrs.scause, self.hart.csrs.stval);
+        }
+        if handled.kind == "sigill sret" {
+            self.stuck.returned_to(self.hart.pc);
+        }
+        None
     }
 
     /// Handles one trap of the running guest; `hart` already holds its registers.
@@ -272,6 +341,24 @@ impl RunState {
                 Handled { kind: "sigalrm", action: Action::Resume }
             }
         }
+    }
+}
+
+/// A seccomp SIGSYS that is not a guest ecall (made from guest RAM while the guest runs) is
+/// the jail refusing a call made from monitor code.
+///
+/// # Safety
+/// As for [`on_signal`]; `st` is STATE.
+unsafe fn is_jail_violation(st: *const RunState, info: *const libc::siginfo_t, uc: *const libc::ucontext_t) -> bool {
+    // SAFETY: the kernel's siginfo and ucontext for this SIGSYS.
+    let (code, pc) = unsafe { ((*info).si_code, (*uc).uc_mcontext.__gregs[0]) };
+    if code != SYS_SECCOMP {
+        return false;
+    }
+    // SAFETY: the monitor keeps the RunState alive while the pointer is set.
+    match unsafe { st.as_ref() } {
+        Some(st) => !(st.in_guest && st.in_ram(pc.wrapping_sub(4))),
+        None => true,
     }
 }
 
@@ -332,7 +419,7 @@ impl RunState {
                 self.stats.record("interrupt delivered", Duration::ZERO);
                 self.paging.sync(&before, 0, &self.hart);
             }
-            self.rearm_guest_timer();
+            self.rearm_guest_timer(false);
         }
     }
 }
@@ -345,6 +432,10 @@ impl RunState {
 pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::ucontext_t) {
     sud::allow();
     let p = STATE.load(Ordering::SeqCst);
+    if sig == libc::SIGSYS && is_jail_violation(p, info, uc) {
+        // SAFETY: a SIGSYS siginfo, from the kernel.
+        common::jail::report_blocked(unsafe { common::jail::blocked_syscall(info) });
+    }
     if p.is_null() {
         if sig != libc::SIGALRM && sig != signals::ENTER_SIGNAL {
             signals::reset_to_default(sig);
@@ -385,9 +476,13 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     }
     // SAFETY: `uc` is this handler's live ucontext.
     unsafe { context::load(&mut st.hart, uc) };
+    let pc = st.hart.pc;
     let before = Regime::of(&st.hart);
     st.stats.record(if st.hart.mode == Mode::User { "trap from u-mode" } else { "trap from s-mode" }, Duration::ZERO);
     let handled = st.handle(sig, info);
+    if let Some(why) = st.watch_progress(sig, pc, &handled) {
+        st.exit = Some(GuestExit::Failed(why));
+    }
     match handled.action {
         Action::Resume => {}
         Action::WaitForInterrupt => st.wait_for_interrupt(),
@@ -428,7 +523,7 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
             return;
         }
     }
-    st.rearm_guest_timer();
+    st.rearm_guest_timer(sig == libc::SIGALRM);
     // SAFETY: `uc` is this handler's live ucontext.
     unsafe { context::store(&st.hart, uc) };
     st.stats.record(handled.kind, start.elapsed());

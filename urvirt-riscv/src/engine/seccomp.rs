@@ -1,18 +1,31 @@
 //! Installs the ecall filter from [`crate::bpf`]: after this, a syscall instruction executed
 //! inside guest RAM raises SIGSYS (si_code SYS_SECCOMP) instead of reaching the host kernel.
 //!
-//! A seccomp filter cannot be removed, so it is installed once per process; it only matches
-//! instruction pointers inside guest RAM, which is always the same window.
+//! A seccomp filter cannot be removed and belongs to the thread that installed it (threads it
+//! starts later inherit it). Each run's guest thread installs the filter for its own VM's RAM,
+//! so a second VM with another RAM size is covered by its own range, never by the first
+//! VM's. Within one thread each range is installed once (the benchmarks call this repeatedly).
 use common::{Error, Result};
-use std::sync::OnceLock;
+use std::cell::RefCell;
 
-static INSTALLED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
-
-pub fn install(start: u64, end: u64) -> Result<()> {
-    INSTALLED.get_or_init(|| install_once(start, end)).clone().map_err(Error::bad_input)
+thread_local! {
+    /// The guest-RAM ranges `[start, end)` whose filter this thread has installed.
+    static INSTALLED: RefCell<Vec<(u64, u64)>> = const { RefCell::new(Vec::new()) };
 }
 
-fn install_once(start: u64, end: u64) -> std::result::Result<(), String> {
+pub fn install(start: u64, end: u64) -> Result<()> {
+    INSTALLED.with(|installed| {
+        let mut installed = installed.borrow_mut();
+        if !crate::bpf::needs_filter(&installed, (start, end)) {
+            return Ok(());
+        }
+        install_filter(start, end).map_err(Error::bad_input)?;
+        installed.push((start, end));
+        Ok(())
+    })
+}
+
+fn install_filter(start: u64, end: u64) -> std::result::Result<(), String> {
     let mut filter = crate::bpf::ecall_filter(start, end);
     let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_mut_ptr() };
     // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers; it is required to install a filter

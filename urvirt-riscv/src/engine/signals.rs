@@ -10,6 +10,12 @@
 //!   path: riscv64 Linux ignores sa_restorer and would return through the vDSO's trampoline,
 //!   which lies outside the code range syscall user dispatch allows, and which we do not want
 //!   to depend on. The stub is inside the monitor's code, so seccomp and SUD let it through.
+//!
+//! Only the thread that runs the guest may ever run these handlers: a handler loads the
+//! interrupted registers into the guest hart. Threads the engine spawns (the console reader)
+//! start with [`HANDLED`] blocked ([`block_handled`] before spawning; a new thread inherits
+//! the mask), and `dispatch` checks that it is on the guest thread's own signal stack before
+//! doing anything else, so a signal that lands elsewhere never touches the hart.
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The monitor's gp and tp, captured before entering the guest.
@@ -52,10 +58,51 @@ extern "C" {
     fn urvirt_signal_entry();
 }
 
+/// The guest thread's alternate signal stack, [low, high); both 0 when there is none.
+static GUEST_STACK_LOW: AtomicU64 = AtomicU64::new(0);
+static GUEST_STACK_HIGH: AtomicU64 = AtomicU64::new(0);
+
 /// Called by the stub with the monitor's gp/tp in place.
 extern "C" fn dispatch(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    // SAFETY: the kernel passed these pointers for the signal being handled.
+    let sp: u64;
+    // SAFETY: reading sp has no side effects.
+    unsafe { std::arch::asm!("mv {}, sp", out(reg) sp, options(nomem, nostack)) };
+    if !on_guest_thread(sp) {
+        // Another thread (tp is not even its own here: touch no thread-locals). A timer or
+        // poke is simply dropped; a fault is that thread's own bug and must kill us as usual.
+        if sig != libc::SIGALRM && sig != ENTER_SIGNAL {
+            reset_to_default(sig);
+        }
+        return;
+    }
+    // SAFETY: the kernel passed these pointers for the signal being handled, on this thread.
     unsafe { super::run::on_signal(sig, info, uc as *mut libc::ucontext_t) };
+}
+
+/// Whether a handler whose stack pointer is `sp` runs on the guest thread: only that thread
+/// has our alternate stack, and every handler runs on it there (SA_ONSTACK).
+fn on_guest_thread(sp: u64) -> bool {
+    (GUEST_STACK_LOW.load(Ordering::Relaxed)..GUEST_STACK_HIGH.load(Ordering::Relaxed)).contains(&sp)
+}
+
+/// Blocks (`libc::SIG_BLOCK`) or unblocks (`libc::SIG_UNBLOCK`) `signals` on the calling thread.
+pub fn mask(how: libc::c_int, signals: &[libc::c_int]) {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset; pthread_sigmask only
+    // changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// Blocks every signal URVirt handles on the calling thread: call before spawning a thread,
+/// which inherits the mask, and unblock afterwards.
+pub fn block_handled() {
+    mask(libc::SIG_BLOCK, &HANDLED);
 }
 
 /// The address of the stub: inside the monitor's executable mapping.
@@ -94,12 +141,17 @@ impl AltStack {
         if unsafe { libc::sigaltstack(&st, &mut old) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        let low = mem.as_ptr() as u64;
+        GUEST_STACK_LOW.store(low, Ordering::SeqCst);
+        GUEST_STACK_HIGH.store(low + mem.len() as u64, Ordering::SeqCst);
         Ok(AltStack { mem, old })
     }
 }
 
 impl Drop for AltStack {
     fn drop(&mut self) {
+        GUEST_STACK_LOW.store(0, Ordering::SeqCst);
+        GUEST_STACK_HIGH.store(0, Ordering::SeqCst);
         // SAFETY: put back the previous setting before `mem` is freed.
         unsafe { libc::sigaltstack(&self.old, std::ptr::null_mut()) };
         let _ = self.mem.len();

@@ -1,5 +1,6 @@
 //! Host clocks and timers for the guest: the `time` counter, the SBI timer deadline and the
 //! `--timeout` limit, both delivered as SIGALRM to the thread that runs the guest.
+pub use crate::guest_timer::ticks_to_duration;
 use common::{Error, Result};
 use std::time::Duration;
 
@@ -53,11 +54,6 @@ impl Drop for HostTimer {
         // SAFETY: deleting the timer we created.
         unsafe { libc::timer_delete(self.id) };
     }
-}
-
-/// Converts timebase ticks to a duration.
-pub fn ticks_to_duration(ticks: u64, freq: u64) -> Duration {
-    Duration::from_nanos((ticks as u128 * 1_000_000_000 / freq.max(1) as u128).min(u64::MAX as u128) as u64)
 }
 
 /// Sleeps for `d` (used by `wfi`; signals are blocked in the handler, so this is one call).

@@ -13,7 +13,7 @@ use common::stats::Stats;
 use common::vm::{GuestExit, Outcome, VirtualMachine};
 use common::{Error, Result};
 use std::sync::atomic::{compiler_fence, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The command line in the device tree: the console is the SBI console.
 const BOOTARGS: &str = "console=hvc0 earlycon=sbi";
@@ -89,6 +89,54 @@ impl VirtualMachine for UrvirtVm {
 
     fn run(&mut self) -> Result<Outcome> {
         let hart = self.boot.take().ok_or_else(|| Error::bad_input("URVirt: run() before load()"))?;
+        // The calling thread never runs guest code: a SIGALRM for it (a process-directed one,
+        // Ctrl-A x after the run) stays pending instead of meeting the default "Alarm clock".
+        signals::mask(libc::SIG_BLOCK, &[libc::SIGALRM, signals::ENTER_SIGNAL]);
+        // The guest runs on a thread of its own, made for this run: the seccomp filters it
+        // takes on (the ecall trap, the jail) end with it, and the caller stays free of them.
+        let ran = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("urvirt-guest".into())
+                .spawn_scoped(s, || self.run_on_guest_thread(hart))
+                .map_err(|e| host_err("cannot start the guest thread", e))?
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
+        let (exit, mut stats, mechanism, wall) = ran;
+        if !self.config.stats {
+            // The notes below read /proc/self/maps and smaps: only when --stats asked for them.
+            return Ok(Outcome { exit, stats });
+        }
+        stats.notes.push(format!(
+            "urvirt: ecall trap {}, timebase {} Hz, {:.3} s in the guest",
+            match mechanism {
+                Mechanism::Sud => "syscall user dispatch",
+                Mechanism::Seccomp => "seccomp filter",
+            },
+            self.timebase,
+            wall.as_secs_f64()
+        ));
+        let visible = memory::host_mappings_in_window(&self.mem);
+        if !visible.is_empty() {
+            stats.notes.push(format!(
+                "urvirt: host mappings the guest can reach below 4 GiB (not in its device tree): {}",
+                visible.join(", ")
+            ));
+        }
+        if let Some(rss) = common::stats::rss_excluding(&[self.mem.base, self.mem.view]) {
+            stats.notes.push(format!("urvirt: monitor resident memory {} KiB", rss / 1024));
+        }
+        Ok(Outcome { exit, stats })
+    }
+}
+
+/// What a guest thread hands back: how the guest ended, its trap statistics, the ecall trap
+/// used and the time spent in the guest.
+type GuestRun = (GuestExit, Stats, Mechanism, Duration);
+
+impl UrvirtVm {
+    /// One run, on the thread that runs the guest (see [`VirtualMachine::run`]).
+    fn run_on_guest_thread(&self, hart: Hart) -> Result<GuestRun> {
         let guest_timer = HostTimer::for_this_thread()?;
         let timeout_timer = HostTimer::for_this_thread()?;
         let mut st = Box::new(RunState {
@@ -112,6 +160,7 @@ impl VirtualMachine for UrvirtVm {
             guest_timer,
             armed_deadline: u64::MAX,
             timebase: self.timebase,
+            stuck: Default::default(),
         });
         let _alt = AltStack::install().map_err(|e| host_err("cannot set up the signal stack", e))?;
         let handlers = Handlers::install().map_err(|e| host_err("cannot install signal handlers", e))?;
@@ -119,7 +168,11 @@ impl VirtualMachine for UrvirtVm {
         // Console input starts here, outside any handler. Before the ecall trap, so the reader
         // thread inherits no seccomp filter (both mechanisms only catch guest-RAM ecalls anyway).
         run::QUIT.store(false, Ordering::SeqCst);
+        // The reader thread inherits this thread's mask: with our signals blocked there, a
+        // process-directed SIGALRM can only land on this thread.
+        signals::block_handled();
         run::start_input(&self.config.vm.console);
+        signals::mask(libc::SIG_UNBLOCK, &signals::HANDLED);
         // This thread is about to run guest code: the console's terminal-restoring handlers
         // must run on the reader thread instead, never on the guest's stack and registers.
         common::console::keep_fatal_signals_off_this_thread();
@@ -130,6 +183,10 @@ impl VirtualMachine for UrvirtVm {
         st.timeout = self.config.vm.timeout.and_then(|t| Some((config::deadline(started, t)?, t)));
         run::set_state(&mut *st);
         timeout_timer.arm(st.timeout.map(|(_, t)| t));
+        if self.config.vm.jail {
+            // From here on this thread may make only the monitor's own calls (see jail.rs).
+            super::jail::apply()?;
+        }
         compiler_fence(Ordering::SeqCst);
         // The guest runs inside this call, until a handler puts the monitor back.
         signals::enter_guest();
@@ -138,51 +195,42 @@ impl VirtualMachine for UrvirtVm {
         st.paging.finish();
         timeout_timer.arm(None);
         st.guest_timer.arm(None);
+        // A SIGALRM still on its way stays pending once our handlers are gone.
+        signals::mask(libc::SIG_BLOCK, &[libc::SIGALRM]);
         if mechanism == Mechanism::Sud {
             sud::disable();
         }
         drop(handlers);
         let wall = started.elapsed();
-
         let exit =
             st.exit.take().unwrap_or_else(|| GuestExit::Failed("URVirt: the guest ended without a reason".into()));
-        let mut stats = std::mem::take(&mut st.stats);
-        if !self.config.stats {
-            // The notes below read /proc/self/maps and smaps: only when --stats asked for them.
-            return Ok(Outcome { exit, stats });
+        if self.config.stats {
+            paging_notes(&st.paging, &mut st.stats);
         }
+        Ok((exit, std::mem::take(&mut st.stats), mechanism, wall))
+    }
+}
+
+/// The Sv39 lines of `--stats`: the software TLB's work and what was interpreted.
+fn paging_notes(paging: &super::paging::Paging, stats: &mut Stats) {
+    let c = paging.tlb.counts;
+    if c.fills > 0 || paging.interpreted > 0 {
         stats.notes.push(format!(
-            "urvirt: ecall trap {}, timebase {} Hz, {:.3} s in the guest",
-            match mechanism {
-                Mechanism::Sud => "syscall user dispatch",
-                Mechanism::Seccomp => "seccomp filter",
-            },
-            self.timebase,
-            wall.as_secs_f64()
+            "urvirt: sv39 tlb fills {}, flushes {}, pages dropped {}, mode/SUM/MXR switches {}; instructions interpreted {}, traps among them {} from u-mode and {} from s-mode; host mapping errors {}",
+            c.fills,
+            c.flushes,
+            c.dropped,
+            c.reprotected,
+            paging.interpreted,
+            paging.interpreted_traps[1],
+            paging.interpreted_traps[0],
+            paging.host_errors()
         ));
-        let visible = memory::host_mappings_in_window(&self.mem);
-        if !visible.is_empty() {
-            stats.notes.push(format!(
-                "urvirt: host mappings the guest can reach below 4 GiB (not in its device tree): {}",
-                visible.join(", ")
-            ));
-        }
-        let c = st.paging.tlb.counts;
-        if c.fills > 0 || st.paging.interpreted > 0 {
-            stats.notes.push(format!(
-                "urvirt: sv39 tlb fills {}, flushes {}, pages dropped {}, mode/SUM/MXR switches {}; instructions interpreted {}, traps among them {} from u-mode and {} from s-mode; host mapping errors {}",
-                c.fills, c.flushes, c.dropped, c.reprotected, st.paging.interpreted, st.paging.interpreted_traps[1], st.paging.interpreted_traps[0], st.paging.host_errors()
-            ));
-        }
-        if st.paging.foreign_lower_half > 0 {
-            stats.notes.push(format!(
-                "urvirt: the guest used lower-half pages this host keeps for the monitor {} times (interpreted, never mapped; a native access there would reach monitor memory): build the riscv64 vmm as a PIE and run on an Sv48/Sv57 host",
-                st.paging.foreign_lower_half
-            ));
-        }
-        if let Some(rss) = common::stats::rss_excluding(&[self.mem.base, self.mem.view]) {
-            stats.notes.push(format!("urvirt: monitor resident memory {} KiB", rss / 1024));
-        }
-        Ok(Outcome { exit, stats })
+    }
+    if paging.foreign_lower_half > 0 {
+        stats.notes.push(format!(
+            "urvirt: the guest used lower-half pages this host keeps for the monitor {} times (interpreted, never mapped; a native access there would reach monitor memory): build the riscv64 vmm as a PIE and run on an Sv48/Sv57 host",
+            paging.foreign_lower_half
+        ));
     }
 }

@@ -96,6 +96,9 @@ pub fn run_inner(config: &RiscvConfig, inner_args: Vec<String>, files: Vec<(Stri
         args.push(0);
     }
     cpio.file("vmm-args", 0o644, &args);
+    if std::env::var_os(super::SIGNAL_STORM_ENV).is_some() {
+        cpio.file(super::SIGNAL_STORM_FILE.trim_start_matches('/'), 0o644, b"");
+    }
     let mut dirs = BTreeSet::new();
     for (name, data) in &files {
         let name = name.trim_start_matches('/');
@@ -123,7 +126,7 @@ pub struct LabHostVm {
 }
 
 /// Names the initramfs already uses.
-const RESERVED: [&str; 5] = ["dev", "proc", "init", "vmm-args", "lib"];
+const RESERVED: [&str; 6] = ["dev", "proc", "init", "vmm-args", "vmm-signal-storm", "lib"];
 
 /// The user's image path as the inner vmm should see it, so that its messages name the file
 /// the user gave: the same path (the inner vmm runs in /), or /guest.bin when that path cannot

@@ -57,24 +57,42 @@ fn supervise() -> io::Result<InnerExit> {
         .collect();
     let mut child = Command::new("/init")
         .args(&args)
+        .env(super::keys::ENV, "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
     let mut child_in = child.stdin.take();
+    if let Some(input) = &child_in {
+        set_nonblocking(input.as_raw_fd());
+    }
     let stdout = child.stdout.take().map(|o| Box::new(o) as Box<dyn ReadFd>);
     let stderr = child.stderr.take().map(|e| Box::new(e) as Box<dyn ReadFd>);
     let mut outputs = [(stdout, frame::STDOUT), (stderr, frame::STDERR)];
     let mut console_open = true;
+    // Keys read from the console that the inner vmm's stdin has no room for yet. While there
+    // are any, init reads no more: never blocking on the inner vmm's stdin keeps its output
+    // flowing (it may be waiting on us to relay that before it reads again).
+    let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 4096];
+    // Tests only: a stream of process-directed SIGALRMs once the guest has printed (so the
+    // inner vmm's handlers are in place), which must never reach its console thread.
+    let storm = std::path::Path::new(super::SIGNAL_STORM_FILE).exists();
+    let mut storming = false;
     while outputs.iter().any(|(o, _)| o.is_some()) {
+        if storming {
+            // SAFETY: kill with our own child's pid and a plain signal number.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGALRM) };
+        }
+        let input_fd = child_in.as_ref().map_or(-1, |i| i.as_raw_fd());
         let mut fds = [
-            pollfd(if console_open && child_in.is_some() { CONSOLE_IN } else { -1 }),
+            pollfd(if console_open && pending.is_empty() && input_fd >= 0 { CONSOLE_IN } else { -1 }),
             pollfd(outputs[0].0.as_ref().map_or(-1, |o| o.fd())),
             pollfd(outputs[1].0.as_ref().map_or(-1, |o| o.fd())),
+            libc::pollfd { fd: if pending.is_empty() { -1 } else { input_fd }, events: libc::POLLOUT, revents: 0 },
         ];
         // SAFETY: fds is a valid array of pollfd for its length; negative fds are ignored.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, if storming { 1 } else { -1 }) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -83,15 +101,24 @@ fn supervise() -> io::Result<InnerExit> {
             return Err(e);
         }
         if fds[0].revents != 0 {
-            // Keys typed at the outer terminal: pass them to the inner vmm's stdin.
-            let got = console_read(&mut buf);
-            match (got, child_in.as_mut()) {
-                (Ok(n), Some(input)) if n > 0 => {
-                    if input.write_all(&buf[..n]).is_err() {
+            // Keys typed at the outer terminal: for the inner vmm's stdin.
+            match console_read(&mut buf) {
+                Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
+                _ => console_open = false,
+            }
+        }
+        if !pending.is_empty() {
+            if let Some(input) = child_in.as_mut() {
+                match input.write(&pending) {
+                    Ok(n) => {
+                        pending.drain(..n);
+                    }
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                    Err(_) => {
                         child_in = None;
+                        pending.clear();
                     }
                 }
-                _ => console_open = false,
             }
         }
         for (i, (output, kind)) in outputs.iter_mut().enumerate() {
@@ -99,7 +126,10 @@ fn supervise() -> io::Result<InnerExit> {
                 continue;
             }
             match output.as_mut().map(|o| o.read(&mut buf)) {
-                Some(Ok(n)) if n > 0 => send(*kind, &buf[..n]),
+                Some(Ok(n)) if n > 0 => {
+                    send(*kind, &buf[..n]);
+                    storming |= storm && *kind == frame::STDOUT;
+                }
                 Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 _ => *output = None,
             }
@@ -122,6 +152,14 @@ trait ReadFd: Read {
 impl<T: Read + AsRawFd> ReadFd for T {
     fn fd(&self) -> RawFd {
         self.as_raw_fd()
+    }
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor we own, with plain integer flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
     }
 }
 

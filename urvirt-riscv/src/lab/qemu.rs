@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// From qemu's start to init's first frame. A normal boot takes well under a second.
@@ -21,6 +21,8 @@ const BOOT_LIMIT: Duration = Duration::from_secs(60);
 /// What we allow beyond the user's --timeout before stopping the whole lab host ourselves
 /// (the inner vmm enforces --timeout; this only catches a lab host that is stuck).
 const RUN_SLACK: Duration = Duration::from_secs(20);
+/// How long the inner vmm may take to stop after Ctrl-A x before we stop the lab host.
+const QUIT_GRACE: Duration = Duration::from_secs(5);
 /// Lab host RAM beyond guest RAM: the kernel, the unpacked initramfs and the inner vmm.
 const HOST_OVERHEAD_MIB: u64 = 96;
 // loglevel=1: only KERN_EMERG (a panic) reaches the console, and only matters when a boot fails.
@@ -113,11 +115,14 @@ pub fn boot(lab: &Lab, config: &RiscvConfig, initramfs: &[u8]) -> Result<Outcome
         let _ = qemu_err.read_to_string(&mut text);
         text
     });
-    let mut serial_in = qemu.0.stdin.take().expect("piped stdin");
+    // Keys for the guest go to the inner vmm with Ctrl-A escaped; Ctrl-A x is passed on in band
+    // ([`super::keys`]) so the inner vmm ends the run itself and reports its stats and exit.
+    let serial_in = Arc::new(Mutex::new(qemu.0.stdin.take().expect("piped stdin")));
+    let keys_in = Arc::clone(&serial_in);
     let quit = tx.clone();
     config.vm.console.start_input(
         move |bytes| {
-            let _ = serial_in.write_all(bytes);
+            let _ = keys_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(&super::keys::escape(bytes));
         },
         move || {
             let _ = quit.send(Msg::Quit);
@@ -127,6 +132,7 @@ pub fn boot(lab: &Lab, config: &RiscvConfig, initramfs: &[u8]) -> Result<Outcome
 
     let mut deadline = crate::config::deadline(Instant::now(), BOOT_LIMIT);
     let mut started = false;
+    let mut user_quit = false;
     let exit = loop {
         let msg = match deadline {
             Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
@@ -146,7 +152,15 @@ pub fn boot(lab: &Lab, config: &RiscvConfig, initramfs: &[u8]) -> Result<Outcome
                 ))
             }
             Ok(Msg::Event(_)) => {}
-            Ok(Msg::Quit) => break GuestExit::UserQuit,
+            // Before init has started there is no inner vmm to stop (keys sent during the boot
+            // may be lost with the UART's FIFO): stop the lab host.
+            Ok(Msg::Quit) if !started => break GuestExit::UserQuit,
+            Ok(Msg::Quit) => {
+                // Pass the quit on; the inner vmm ends the run and reports stats and exit.
+                let _ = serial_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(&super::keys::QUIT);
+                user_quit = true;
+                deadline = crate::config::deadline(Instant::now(), QUIT_GRACE);
+            }
             Ok(Msg::Ended(noise)) => {
                 // qemu stopped without the exit frame: a kernel panic, qemu failing, init dying.
                 let status = qemu.0.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
@@ -158,6 +172,8 @@ pub fn boot(lab: &Lab, config: &RiscvConfig, initramfs: &[u8]) -> Result<Outcome
                     last_lines(&format!("{noise}\n{qemu_says}"))
                 ));
             }
+            // The inner vmm did not report after Ctrl-A x: quit anyway.
+            Err(_) if user_quit => break GuestExit::UserQuit,
             Err(mpsc::RecvTimeoutError::Timeout) if !started => {
                 break GuestExit::Failed(format!(
                     "the lab host did not boot within {} s; stopped it",

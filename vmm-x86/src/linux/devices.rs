@@ -4,7 +4,7 @@
 //! the POST port 0x80 and a PCI configuration space with nothing behind it.
 use crate::kvm::setup_error;
 use common::bus::{Bus, SharedDevice};
-use common::console::{restore_terminal, Console};
+use common::console::Console;
 use common::devices::cmos::{CMOS_BASE, CMOS_PORTS};
 use common::devices::i8042::{I8042_BASE, I8042_PORTS};
 use common::devices::serial::{feed_input, Trigger, SERIAL_REGS};
@@ -13,23 +13,14 @@ use common::devices::{Cmos, FixedPort, Serial, I8042};
 use common::{Error, Result};
 use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::VmFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use vmm_sys_util::eventfd::EventFd;
 
 pub const COM1_BASE: u64 = 0x3f8;
 pub const COM1_IRQ: u32 = 4;
 
-/// Set once the user pressed Ctrl-A x; the run loop ends the VM when it sees it.
-static QUIT_REQUESTED: AtomicBool = AtomicBool::new(false);
-/// How long the run loop gets to notice a quit before the process exits on its own (a guest
-/// sitting in a long computation with no exits would otherwise keep the user waiting).
-const QUIT_GRACE: Duration = Duration::from_secs(1);
-
-pub fn quit_requested() -> bool {
-    QUIT_REQUESTED.load(Ordering::SeqCst)
-}
+/// Where console input goes: for Linux, the UART's receive FIFO.
+pub type InputSink = Box<dyn FnMut(&[u8]) + Send>;
 
 /// Raises a guest interrupt line by writing to an eventfd KVM watches (an irqfd).
 pub struct IrqFd(EventFd);
@@ -53,13 +44,13 @@ fn create_irqchip_and_pit(vm: &VmFd) -> Result<()> {
     vm.create_pit2(pit).map_err(|e| setup_error("KVM_CREATE_PIT2", e))
 }
 
-/// Everything VM-wide for Linux, before any vCPU exists.
-pub fn setup_vm(vm: &VmFd, pio: &mut Bus, console: &Console) -> Result<()> {
+/// Everything VM-wide for Linux, before any vCPU exists. Returns where console input goes
+/// (the UART); the run starts the input thread.
+pub fn setup_vm(vm: &VmFd, pio: &mut Bus, console: &Console) -> Result<InputSink> {
     create_irqchip_and_pit(vm)?;
 
     let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::bad_input(format!("eventfd for the UART: {e}")))?;
     vm.register_irqfd(&irq, COM1_IRQ).map_err(|e| setup_error("KVM_IRQFD", e))?;
-    let kick = irq.try_clone().map_err(|e| Error::bad_input(format!("eventfd for the UART: {e}")))?;
     let serial = Arc::new(Mutex::new(Serial::new(IrqFd(irq), console.clone())));
     pio_insert(pio, COM1_BASE, SERIAL_REGS, "serial-0x3f8", serial.clone())?;
     pio_insert(pio, I8042_BASE, I8042_PORTS, "i8042", Arc::new(Mutex::new(I8042::new())))?;
@@ -67,17 +58,5 @@ pub fn setup_vm(vm: &VmFd, pio: &mut Bus, console: &Console) -> Result<()> {
     pio_insert(pio, POST_PORT, 1, "post-0x80", Arc::new(Mutex::new(FixedPort(0))))?;
     pio_insert(pio, PCI_CONFIG_BASE, PCI_CONFIG_PORTS, "pci-config", Arc::new(Mutex::new(FixedPort(PCI_ABSENT))))?;
 
-    let sink = move |bytes: &[u8]| feed_input(&serial, bytes);
-    let quit = move || {
-        QUIT_REQUESTED.store(true, Ordering::SeqCst);
-        // Raising the UART interrupt wakes a halted guest, whose interrupt handler then reads
-        // the UART: that exit is where the run loop sees the request.
-        let _ = kick.write(1);
-        std::thread::sleep(QUIT_GRACE);
-        restore_terminal();
-        common::console::say("\r\nvmm: quit (Ctrl-A x)");
-        std::process::exit(common::error::EXIT_OK);
-    };
-    console.start_input(sink, quit);
-    Ok(())
+    Ok(Box::new(move |bytes: &[u8]| feed_input(&serial, bytes)))
 }

@@ -1,7 +1,8 @@
 //! Checks the guest's own view of the supervisor CSRs and privileged instructions that URVirt
 //! emulates: CSR read/write/set/clear in register and immediate forms, the counters, satp
 //! (Bare), sret into a label, wfi and sfence.vma. One PASS/FAIL line each, then a summary and
-//! SRST shutdown (system failure if anything failed).
+//! SRST shutdown (system failure if anything failed). Every check can fail: each compares
+//! against a value a broken emulation would not produce.
 #![no_std]
 #![no_main]
 
@@ -11,7 +12,12 @@ use riscv_guests::{print, sbi, Checks};
 const SSTATUS_SIE: usize = 1 << 1;
 const SSTATUS_SPIE: usize = 1 << 5;
 const SSTATUS_SPP: usize = 1 << 8;
+const SSTATUS_FS: usize = 0b11 << 13;
+const SSTATUS_FS_INITIAL: usize = 1 << 13;
 const SSTATUS_SUM: usize = 1 << 18;
+const SSTATUS_SD: usize = 1 << 63;
+const SIP_STIP: usize = 1 << 5;
+const INTERRUPT_TIMER: usize = (1 << 63) | 5;
 const SIE_SSIE: usize = 1 << 1;
 const SIE_STIE: usize = 1 << 5;
 const SIE_SEIE: usize = 1 << 9;
@@ -116,8 +122,13 @@ fn interrupt_enables(c: &mut Checks) {
     c.eq("sie.write_read", csr_read!("sie") as u64, all as u64);
     csr_write!("sie", 0);
     c.eq("sie.clear", csr_read!("sie") as u64, 0);
-    let _ = csr_read!("sip");
-    c.pass("sip.read");
+    // A deadline already past raises STIP (not taken: sie = 0); cancelling it clears STIP.
+    sbi::call(sbi::EXT_TIME, 0, 0, 0, 0);
+    let pending = csr_read!("sip");
+    sbi::call(sbi::EXT_TIME, 0, usize::MAX, 0, 0);
+    let cleared = csr_read!("sip");
+    c.check("sip.timer_pending", pending & SIP_STIP != 0, format_args!("sip {pending:#x} after a past deadline"));
+    c.check("sip.timer_cleared", cleared & SIP_STIP == 0, format_args!("sip {cleared:#x} after cancelling it"));
 }
 
 fn sstatus_bits(c: &mut Checks) {
@@ -133,6 +144,14 @@ fn sstatus_bits(c: &mut Checks) {
     }
     let (_, after_set) = csr_op_imm!("csrrsi", "sstatus", "2");
     let (_, after_clear) = csr_op_imm!("csrrci", "sstatus", "2");
+    // The FPU is always on: any FS but Off must read Dirty, with SD, or a kernel would skip
+    // saving FP registers.
+    let (_, fs) = csr_op!("csrrs", "sstatus", SSTATUS_FS_INITIAL);
+    c.check(
+        "sstatus.FS.dirty",
+        fs & SSTATUS_FS == SSTATUS_FS && fs & SSTATUS_SD != 0,
+        format_args!("sstatus {fs:#x} after setting FS = Initial: want FS = Dirty and SD"),
+    );
     c.check(
         "sstatus.SIE.immediate",
         after_set & SSTATUS_SIE != 0 && after_clear & SSTATUS_SIE == 0,
@@ -147,8 +166,9 @@ fn counters(c: &mut Checks) {
     }
     let (t2, cy2, in2) = (csr_read!("time"), csr_read!("cycle"), csr_read!("instret"));
     c.check("time.monotonic", t2 > t1, format_args!("{t1:#x} then {t2:#x}"));
-    c.check("cycle.monotonic", cy2 >= cy1, format_args!("{cy1:#x} then {cy2:#x}"));
-    c.check("instret.monotonic", in2 >= in1, format_args!("{in1:#x} then {in2:#x}"));
+    // Strictly: a frozen counter must fail.
+    c.check("cycle.monotonic", cy2 > cy1, format_args!("{cy1:#x} then {cy2:#x}"));
+    c.check("instret.monotonic", in2 > in1, format_args!("{in1:#x} then {in2:#x}"));
 }
 
 fn satp_bare(c: &mut Checks) {
@@ -191,19 +211,73 @@ fn sret_to_label(c: &mut Checks) {
     );
 }
 
-fn fences_and_wfi(c: &mut Checks) {
-    // SAFETY: with satp Bare there is no translation to flush; these must simply complete.
-    unsafe { asm!("sfence.vma", "sfence.vma zero, zero", "sfence.vma {0}, zero", in(reg) 0x8020_0000usize) };
-    c.pass("sfence.vma");
-    // wfi with a timer armed just ahead (enabled in sie, masked in sstatus) must return.
-    let now = csr_read!("time");
+fn fences(c: &mut Checks) {
+    // Each form must resume at the very next instruction with the registers untouched.
+    let (steps, addr): (usize, usize);
+    // SAFETY: with satp Bare there is no translation to flush; only t-registers are used.
+    unsafe {
+        asm!(
+            "li {steps}, 0",
+            "sfence.vma",
+            "addi {steps}, {steps}, 1",
+            "sfence.vma zero, zero",
+            "addi {steps}, {steps}, 1",
+            "sfence.vma {addr}, zero",
+            "addi {steps}, {steps}, 1",
+            steps = out(reg) steps,
+            addr = inout(reg) 0x8020_0000usize => addr,
+        )
+    };
+    c.check(
+        "sfence.vma",
+        steps == 3 && addr == 0x8020_0000,
+        format_args!("{steps} of 3 following instructions ran, rs1 {addr:#x}"),
+    );
+}
+
+// The timer handler for `wfi`: turns the timer interrupt off (so sret does not take it again)
+// and returns; scause keeps what was taken. Preserves every register (t0 through sscratch).
+core::arch::global_asm!(
+    ".section .text",
+    ".p2align 2",
+    "wfi_timer_handler:",
+    "    csrw sscratch, t0",
+    "    li t0, 0x20",
+    "    csrc sie, t0",
+    "    csrr t0, sscratch",
+    "    sret",
+);
+
+extern "C" {
+    fn wfi_timer_handler();
+}
+
+fn wfi(c: &mut Checks) {
+    // wfi with the timer armed just ahead and interrupts on: the interrupt must be taken.
+    csr_write!("scause", 0);
+    csr_write!("stvec", wfi_timer_handler as *const () as usize);
     csr_write!("sie", SIE_STIE);
-    sbi::call(sbi::EXT_TIME, 0, now + 10_000, 0, 0);
-    // SAFETY: wfi only waits; the pending timer wakes it.
-    unsafe { asm!("wfi") };
+    sbi::call(sbi::EXT_TIME, 0, csr_read!("time") + 10_000, 0, 0);
+    let mut waits = 0;
+    // SAFETY: sets sstatus.SIE; the handler above preserves all registers.
+    unsafe { asm!("csrsi sstatus, 2") };
+    // wfi may return early (the spec allows it): wait again until something was taken.
+    while csr_read!("scause") == 0 && waits < 1000 {
+        // SAFETY: wfi only waits.
+        unsafe { asm!("wfi") };
+        waits += 1;
+    }
+    // SAFETY: clears sstatus.SIE again.
+    unsafe { asm!("csrci sstatus, 2") };
+    let taken = csr_read!("scause");
     sbi::call(sbi::EXT_TIME, 0, usize::MAX, 0, 0);
     csr_write!("sie", 0);
-    c.pass("wfi");
+    csr_write!("stvec", 0);
+    c.check(
+        "wfi.timer_taken",
+        taken == INTERRUPT_TIMER,
+        format_args!("scause {taken:#x} after {waits} wfi: want the timer interrupt"),
+    );
 }
 
 /// "a" + "b" in a stack buffer, for check names built from parts.
@@ -225,6 +299,7 @@ extern "C" fn guest_main(_hart: usize, _dtb: usize) -> ! {
     counters(&mut c);
     satp_bare(&mut c);
     sret_to_label(&mut c);
-    fences_and_wfi(&mut c);
+    fences(&mut c);
+    wfi(&mut c);
     c.finish("csr-test")
 }
