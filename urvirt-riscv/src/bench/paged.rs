@@ -4,7 +4,7 @@
 //! The guest is an rCore-style minimal kernel: its trap entry and exit live in a trampoline
 //! page at the top of both address spaces (so URVirt interprets them: no Linux process can
 //! map that address), and every round trip switches `satp` to the kernel's table and back
-//! with `sfence.vma` after each switch, as those kernels do. The user task at 0x10000 makes
+//! with `sfence.vma` after each switch, as those kernels do. The user task (at 4 GiB) makes
 //! N `ecall`s and times them with `rdtime`. Before that the kernel stores to M fresh pages
 //! (mapped with A and D set), one first-touch fault each. The page tables are built here, in
 //! guest RAM, between loading the guest and running it. Signals per round trip come from the
@@ -24,16 +24,19 @@ const TABLES_OFFSET: usize = 0x30_0000;
 const TOUCH_VA: u64 = 0x4000_0000;
 const TOUCH_PA: u64 = 0x8100_0000;
 const TRAMPOLINE_VA: u64 = 0xffff_ffff_ffff_f000;
+/// The user task's code, its data page after it. Not 0x10000, where a static riscv64 vmm
+/// sits: there it would be interpreted, and this measures the native round trip.
+const USER_VA: u64 = 0x1_0000_0000;
 
 /// At 0x80200000: stvec = trampoline; satp = kernel; sfence.vma; store to TOUCH_PAGES pages
-/// at 0x40000000 timed with rdtime (ticks to 0x80100008); sscratch = scratch; sepc = 0x10000;
-/// clear SPP; satp = user; sfence.vma; sret.
-const KERNEL: [u32; 37] = [
+/// at 0x40000000 timed with rdtime (ticks to 0x80100008); sscratch = scratch;
+/// sepc = USER_VA; scounteren = TM; clear SPP; satp = user; sfence.vma; sret.
+const KERNEL: [u32; 40] = [
     0xfffff2b7, 0x10529073, 0x00001337, 0x0033031b, 0x01331313, 0x01033283, 0x18029073, 0x12000073, 0x02033383,
     0x40000337, 0x00001e37, 0xc0102973, 0x00033023, 0x01c30333, 0xfff38393, 0xfe039ae3, 0xc01029f3, 0x412989b3,
-    0x000012b7, 0x8012829b, 0x01429293, 0x0132b423, 0x000012b7, 0x0032829b, 0x01329293, 0x14029073, 0x000102b7,
-    0x14129073, 0x10000293, 0x1002b073, 0x00001337, 0x0033031b, 0x01331313, 0x01833283, 0x18029073, 0x12000073,
-    0x10200073,
+    0x000012b7, 0x8012829b, 0x01429293, 0x0132b423, 0x000012b7, 0x0032829b, 0x01329293, 0x14029073, 0x0010029b,
+    0x02029293, 0x14129073, 0x00200293, 0x10629073, 0x10000293, 0x1002b073, 0x00001337, 0x0033031b, 0x01331313,
+    0x01833283, 0x18029073, 0x12000073, 0x10200073,
 ];
 /// At 0x80201000, mapped at the top: csrrw sp, sscratch, sp; save t0/t1; satp = kernel;
 /// sfence.vma; exit (a7 = 93) -> SRST shutdown; else sepc += 4; satp = user; sfence.vma;
@@ -43,11 +46,11 @@ const TRAMPOLINE: [u32; 24] = [
     0x00428293, 0x14129073, 0x01813283, 0x18029073, 0x12000073, 0x00013283, 0x00813303, 0x14011173, 0x10200073,
     0x535258b7, 0x3548889b, 0x00000813, 0x00000513, 0x00000593, 0x00000073,
 ];
-/// At 0x80202000, mapped at 0x10000: N = [0x11010]; rdtime; N x (li a7, 124; ecall); rdtime;
-/// ticks to [0x11000] (guest physical 0x80100000); exit.
-const USER: [u32; 13] = [
-    0x000112b7, 0x0102b403, 0xc0102973, 0x07c00893, 0x00000073, 0xfff40413, 0xfe041ae3, 0xc01029f3, 0x412989b3,
-    0x000112b7, 0x0132b023, 0x05d00893, 0x00000073,
+/// At 0x80202000, mapped at USER_VA: N = [USER_VA + 0x1010]; rdtime; N x (li a7, 124; ecall);
+/// rdtime; ticks to [USER_VA + 0x1000] (guest physical 0x80100000); exit.
+const USER: [u32; 17] = [
+    0x001002b7, 0x0012829b, 0x00c29293, 0x0102b403, 0xc0102973, 0x07c00893, 0x00000073, 0xfff40413, 0xfe041ae3,
+    0xc01029f3, 0x412989b3, 0x001002b7, 0x0012829b, 0x00c29293, 0x0132b023, 0x05d00893, 0x00000073,
 ];
 
 /// Sv39 tables built in guest RAM by a bump allocator.
@@ -116,8 +119,8 @@ fn run_once(vm: &mut UrvirtVm, calls: u64) -> Result<(u64, u64, u64)> {
     for mb in [0, 2] {
         t.map(user, RAM_BASE + (mb << 20), RAM_BASE + (mb << 20), 1, RWX);
     }
-    t.map(user, 0x10000, user_code, 0, PTE_R | PTE_X | PTE_U | PTE_A);
-    t.map(user, 0x11000, RAM_BASE + RESULT_OFFSET as u64, 0, PTE_R | PTE_W | PTE_U | PTE_A | PTE_D);
+    t.map(user, USER_VA, user_code, 0, PTE_R | PTE_X | PTE_U | PTE_A);
+    t.map(user, USER_VA + 0x1000, RAM_BASE + RESULT_OFFSET as u64, 0, PTE_R | PTE_W | PTE_U | PTE_A | PTE_D);
     for root in [kernel, user] {
         t.map(root, TRAMPOLINE_VA, trampoline, 0, PTE_R | PTE_X | PTE_A);
     }
