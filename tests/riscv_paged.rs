@@ -45,6 +45,8 @@ fn assert_reference(lines: &str) {
     for want in [
         "PASS S load from a U page without SUM: load page fault\n",
         "PASS remap seen after sfence.vma by address, then by ASID\n",
+        // More faults at one pc than the stuck-guest detector allows: TLB fills must not count.
+        "PASS 10240 faulting stores from one instruction\n",
         "writer: line 1\nwriter: line 2\nwriter: write from a kernel address refused\nwriter: line 3\n",
         "spinner: spinning without system calls\nspinner: done\n",
         "task 2 reader: killed by load page fault (scause 13, stval 0xfffffffffffff000)\n",
@@ -53,7 +55,7 @@ fn assert_reference(lines: &str) {
     ] {
         assert!(lines.contains(want), "missing {want:?} in:\n{lines}");
     }
-    assert!(lines.ends_with("paged: all 17 checks passed\n"), "{lines}");
+    assert!(lines.ends_with("paged: all 18 checks passed\n"), "{lines}");
     assert!(!lines.contains("FAIL"), "{lines}");
 }
 

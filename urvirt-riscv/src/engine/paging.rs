@@ -53,6 +53,10 @@ pub struct Paging {
     pub foreign_lower_half: u64,
 }
 
+/// How many dropped pages stay mapped PROT_NONE; beyond that a dropped page goes back to the
+/// plain reservation (bounded memory here, and a bounded number of host mappings).
+const RESIDENT_LIMIT: usize = 4096;
+
 /// The host side of the TLB's changes. A dropped page stays mapped, PROT_NONE, and remembers
 /// its frame: kernels that flush everything on every satp switch refill the same pages over
 /// and over, and an mprotect is much cheaper than mapping the memfd page again.
@@ -83,13 +87,14 @@ impl Host {
                     )
                 };
                 let ok = p as u64 == va;
-                if ok {
+                if ok && self.resident.len() < RESIDENT_LIMIT {
                     self.resident.insert(va, pa);
                 }
                 ok
             }
             Change::Protect { va, prot } => protect(va, prot),
-            Change::Drop { va } => protect(va, Prot::NONE),
+            Change::Drop { va } if self.resident.contains_key(&va) => protect(va, Prot::NONE),
+            Change::Drop { va } => reserve(va, PAGE_SIZE),
         };
         if !ok {
             self.errors += 1;

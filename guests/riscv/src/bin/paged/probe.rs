@@ -119,6 +119,30 @@ fn pte(k: &Kernel, va: usize) -> usize {
     mm::walk(k.root, va).map(|(pte, _)| pte).unwrap_or(0)
 }
 
+/// A page of identity-mapped RAM nothing else uses, and how often the probe below faults on it.
+const REFAULT_PAGE: usize = 0x8400_0000;
+const REFAULTS: usize = 10_240;
+
+/// Stores to one page REFAULTS times from the one `sd` in this loop, with `sfence.vma` on the
+/// page after each store, so every store faults afresh: more page faults at one pc than a
+/// fault-retry detector may take for a stuck guest, although the guest makes progress.
+fn refault_one_page() -> bool {
+    // SAFETY: the page is identity-mapped RAM (a megapage) that no one else uses.
+    unsafe {
+        asm!(
+            "1: sd {i}, 0({a})",
+            "sfence.vma {a}, zero",
+            "addi {i}, {i}, 1",
+            "bltu {i}, {n}, 1b",
+            a = in(reg) REFAULT_PAGE,
+            i = inout(reg) 0usize => _,
+            n = in(reg) REFAULTS,
+        );
+    }
+    // SAFETY: as above; reading back the last value stored.
+    unsafe { core::ptr::read_volatile(REFAULT_PAGE as *const usize) == REFAULTS - 1 }
+}
+
 pub fn all(k: &mut Kernel) {
     let root = k.root;
     let user = frame_with(k, 0x5a5a);
@@ -179,4 +203,6 @@ pub fn all(k: &mut Kernel) {
     let got = (first, second, third);
     let want = (Ok(1), Ok(2), Ok(1));
     k.checks.check("remap seen after sfence.vma by address, then by ASID", got == want, format_args!("{got:x?}"));
+    let ok = refault_one_page();
+    k.checks.check("10240 faulting stores from one instruction", ok, format_args!("wrong value read back"));
 }
