@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what vmm needs on a fresh Debian 12 machine: Debian packages, QEMU 10 from
 # bookworm-backports (through a private apt list, /etc/apt untouched), rustup targets and
-# components, cargo-fuzz. Safe to run twice: it only calls apt when something is missing.
+# components (scripts/fuzz.sh installs cargo-fuzz when it first runs). Safe to run twice: it only calls apt when something is missing.
 #   scripts/install-deps.sh [packages|rust]...    (no argument: both)
 # Environment: VMM_APT_MIRROR (default http://deb.debian.org) picks the Debian mirror.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -67,8 +67,6 @@ install_rust() {
     for c in rust-src llvm-tools clippy rustfmt; do
         grep -q "^$c" <<<"$installed" || quietly "rustup component add $c" rustup component add "$c"
     done
-    # cargo-fuzz, for scripts/fuzz.sh (built once into ~/.cargo/bin).
-    cargo fuzz --version >/dev/null 2>&1 || quietly "cargo install cargo-fuzz" cargo install --locked cargo-fuzz
     echo "install-deps: rust ok ($(rustc --version))"
 }
 

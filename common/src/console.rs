@@ -144,9 +144,10 @@ pub fn jail_probe() {
 }
 
 /// Ctrl-A handling on an interactive console: `C-a x` quits, `C-a C-a` sends one C-a,
-/// `C-a` + anything else sends both keys.
+/// `C-a` + anything else sends both keys. Also what the lab's inner vmm reads its stdin with:
+/// the outer one sends the user's keys with every Ctrl-A doubled, and its Ctrl-A x as is.
 #[derive(Default)]
-struct EscapeState {
+pub struct EscapeState {
     after_ctrl_a: bool,
 }
 
@@ -154,7 +155,7 @@ const CTRL_A: u8 = 0x01;
 
 impl EscapeState {
     /// Returns the bytes for the guest and whether the user asked to quit.
-    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+    pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
         let mut out = Vec::with_capacity(input.len());
         for &b in input {
             if self.after_ctrl_a {

@@ -36,13 +36,13 @@ fn bad(image: &Image, why: impl std::fmt::Display) -> Error {
 }
 
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(b.get(off..off.checked_add(2)?)?.try_into().ok()?))
 }
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(b.get(off..off.checked_add(4)?)?.try_into().ok()?))
 }
 fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(b.get(off..off.checked_add(8)?)?.try_into().ok()?))
 }
 
 /// Parses `image` for a guest whose usable RAM is `[RAM_BASE, ram_limit)` (the device tree
@@ -211,6 +211,16 @@ mod tests {
         let k = parse(&img(elf(EM_RISCV, 0x8020_0000, &[1, 2, 3, 4], 12)), LIMIT, 4 << 20).unwrap();
         assert_eq!(k.entry, 0x8020_0000);
         assert_eq!(k.segments, vec![Segment { gpa: 0x8020_0000, bytes: vec![1, 2, 3, 4], mem_len: 16 }]);
+    }
+
+    /// Found by fuzz/riscv_loader (corpus file elf-phoff-near-usize-max): reading a field at
+    /// an offset near usize::MAX overflowed instead of reporting a truncated file.
+    #[test]
+    fn program_headers_at_the_end_of_the_address_space_are_truncated() {
+        let mut b = elf(EM_RISCV, 0x8020_0000, &[1, 2], 0);
+        b[32..40].copy_from_slice(&(u64::MAX - 1).to_le_bytes()); // e_phoff
+        let e = parse(&img(b), LIMIT, 4 << 20).unwrap_err();
+        assert_eq!(e.message, "k.bin is not a RISC-V kernel: truncated program header");
     }
 
     #[test]

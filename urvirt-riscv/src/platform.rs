@@ -51,8 +51,9 @@ impl GuestRam<'_> {
     }
 }
 
-/// A platform for unit tests: a small RAM, a clock the test sets, captured console output.
-#[cfg(test)]
+/// A platform for unit tests and the SBI fuzz target (feature `fake-platform`): a small RAM,
+/// a clock the test sets, captured console output.
+#[cfg(any(test, feature = "fake-platform"))]
 pub mod fake {
     use super::*;
 

@@ -88,7 +88,7 @@ pub fn start_input(console: &Console) {
     INPUT_STARTED.call_once(|| {
         if std::env::var_os(crate::lab::keys::ENV).is_some() {
             // Inside the lab host: the outer vmm sends the user's Ctrl-A x in band.
-            let mut keys = crate::lab::keys::Unescape::default();
+            let mut keys = common::console::EscapeState::default();
             console.start_input(
                 move |b| {
                     let (bytes, quit) = keys.feed(b);

@@ -13,7 +13,8 @@ pub const ENV: &str = "VMM_LAB_KEYS";
 /// What the outer vmm sends for Ctrl-A x.
 pub const QUIT: [u8; 2] = [CTRL_A, b'x'];
 
-/// The guest's input bytes as the outer vmm sends them: every Ctrl-A doubled.
+/// The guest's input bytes as the outer vmm sends them: every Ctrl-A doubled. The inner vmm
+/// reads them back with the console's own [`common::console::EscapeState`].
 pub fn escape(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     for &b in bytes {
@@ -25,36 +26,10 @@ pub fn escape(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Undoes [`escape`] on the inner side, across reads of any size.
-#[derive(Default)]
-pub struct Unescape {
-    after_ctrl_a: bool,
-}
-
-impl Unescape {
-    /// Returns the guest's bytes and whether the outer vmm asked to quit.
-    pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
-        let mut out = Vec::with_capacity(input.len());
-        for &b in input {
-            if std::mem::take(&mut self.after_ctrl_a) {
-                if b == QUIT[1] {
-                    return (out, true);
-                }
-                // C-a C-a, or (never sent) C-a followed by anything else: keep the byte.
-                out.push(b);
-            } else if b == CTRL_A {
-                self.after_ctrl_a = true;
-            } else {
-                out.push(b);
-            }
-        }
-        (out, false)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::console::EscapeState;
 
     #[test]
     fn escaped_bytes_come_back_unchanged_and_quit_is_seen() {
@@ -64,7 +39,7 @@ mod tests {
         wire.extend_from_slice(b"after");
         // Byte by byte, so every escape is split across two reads.
         let (mut got, mut quit) = (Vec::new(), false);
-        let mut u = Unescape::default();
+        let mut u = EscapeState::default();
         for b in &wire {
             let (bytes, q) = u.feed(std::slice::from_ref(b));
             got.extend(bytes);
@@ -75,6 +50,6 @@ mod tests {
         }
         assert_eq!(got, all, "a guest's Ctrl-A x is data, not a quit");
         assert!(quit);
-        assert_eq!(Unescape::default().feed(&escape(b"plain")), (b"plain".to_vec(), false));
+        assert_eq!(EscapeState::default().feed(&escape(b"plain")), (b"plain".to_vec(), false));
     }
 }

@@ -102,7 +102,7 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 fn too_big(path: &str, end: u64, mem_size: u64) -> Error {
     Error::bad_input(format!(
         "kernel {path} needs guest RAM up to {end:#x} ({}), more than the {} given: use a larger --mem",
-        human_size(end.next_multiple_of(1 << 20)),
+        human_size(end.checked_next_multiple_of(1 << 20).unwrap_or(end)),
         human_size(mem_size)
     ))
 }
@@ -141,11 +141,18 @@ fn inspect_bzimage(bytes: &[u8], path: &str, mem_size: u64) -> Result<Kernel> {
             bytes.len()
         )));
     }
+    let payload = bytes.len() as u64 - setup_size;
+    if payload <= BZIMAGE_ENTRY64_OFFSET {
+        return Err(Error::bad_input(format!(
+            "truncated bzImage {path}: {payload} bytes of kernel after the setup sectors, too few for its 64-bit entry at {BZIMAGE_ENTRY64_OFFSET:#x}"
+        )));
+    }
     // The compressed kernel is loaded at 1 MiB; it decompresses itself to its preferred
     // address (at least 16 MiB for a relocatable kernel) and needs init_size bytes there.
-    let payload_end = HIMEM_START + (bytes.len() as u64 - setup_size);
+    let payload_end = HIMEM_START + payload;
     let run_at = hdr.pref_address.max(HIMEM_START.next_multiple_of(u64::from(hdr.kernel_alignment.max(1))));
-    let end = payload_end.max(run_at + u64::from(hdr.init_size));
+    let run_end = run_at.checked_add(u64::from(hdr.init_size)).ok_or_else(|| too_big(path, u64::MAX, mem_size))?;
+    let end = payload_end.max(run_end);
     if end > mem_size {
         return Err(too_big(path, end, mem_size));
     }
@@ -185,6 +192,12 @@ fn inspect_elf(bytes: &[u8], path: &str, mem_size: u64) -> Result<Kernel> {
             return Err(Error::bad_input(format!(
                 "truncated ELF kernel {path}: a segment reaches past the end of the file ({} bytes)",
                 bytes.len()
+            )));
+        }
+        // linux-loader copies p_filesz bytes: the kernel's end from p_memsz would be short.
+        if filesz > memsz {
+            return Err(Error::bad_input(format!(
+                "ELF kernel {path} has a segment with more file bytes ({filesz}) than memory ({memsz})"
             )));
         }
         let seg_end = paddr.checked_add(memsz).ok_or_else(|| too_big(path, u64::MAX, mem_size))?;
@@ -240,6 +253,13 @@ pub fn load_kernel(mem: &GuestMemoryMmap, image: &Image, mem_size: u64) -> Resul
                 PvhBootCapability::PvhEntryPresent(addr) => Entry::Pvh(addr.0),
                 _ => Entry::Linux64(r.kernel_load.0),
             };
+            // An entry outside the loaded kernel would only show up as a triple fault.
+            let (Entry::Pvh(at) | Entry::Linux64(at)) = entry;
+            if !(HIMEM_START..end).contains(&at) {
+                return Err(Error::bad_input(format!(
+                    "ELF kernel {path} is entered at {at:#x}, outside the memory it loads ({HIMEM_START:#x}..{end:#x})"
+                )));
+            }
             // ramdisk_image in the zero page is 32 bits; the PVH module list could go higher,
             // but RAM ends below 4 GiB anyway.
             Ok(LoadedKernel {
@@ -350,6 +370,29 @@ mod tests {
         assert!(!looks_like_bzimage(&bad[..512]));
     }
 
+    /// Reproduced by fuzz/x86_linux_loader (corpus file bzimage-pref-address-wraps): a
+    /// pref_address near 2^64 overflowed adding init_size (and wrapped to "fits" in release).
+    #[test]
+    fn a_preferred_address_at_the_top_of_the_address_space_is_too_big() {
+        let mut b = bzimage(4096);
+        b[0x258..0x260].copy_from_slice(&0xffff_ffff_ffff_ff00u64.to_le_bytes()); // pref_address
+        let e = inspect(&b, "bz", 64 << 20).unwrap_err();
+        assert!(e.message.starts_with("kernel bz needs guest RAM up to 0xffffffffffffffff ("), "{}", e.message);
+    }
+
+    /// Found by fuzz/x86_linux_loader (corpus file bzimage-without-kernel): a bzImage with
+    /// setup sectors and nothing after them was accepted, to be entered at 1 MiB + 0x200 in
+    /// memory the loader never wrote.
+    #[test]
+    fn a_bzimage_with_no_kernel_after_its_setup_is_truncated() {
+        let e = inspect(&bzimage(0), "bz", 64 << 20).unwrap_err();
+        assert_eq!(
+            e.message,
+            "truncated bzImage bz: 0 bytes of kernel after the setup sectors, too few for its 64-bit entry at 0x200"
+        );
+        assert!(inspect(&bzimage(0x210), "bz", 64 << 20).is_ok());
+    }
+
     /// A made-up ELF64 with one PT_LOAD of `filesz` bytes at `paddr`.
     fn elf(machine: u16, paddr: u64, filesz: u64) -> Vec<u8> {
         let mut b = vec![0u8; 64 + 56];
@@ -386,6 +429,43 @@ mod tests {
         let mut c32 = full.clone();
         c32[4] = 1;
         assert!(inspect(&c32, "v", 64 << 20).unwrap_err().message.contains("not a 64-bit ELF"));
+    }
+
+    /// Found by fuzz/x86_linux_loader (corpus file elf-filesz-over-memsz): linux-loader copies
+    /// p_filesz bytes, but the kernel's end was computed from p_memsz, so the initramfs could
+    /// be placed over the kernel's tail.
+    #[test]
+    fn a_segment_with_more_file_bytes_than_memory_is_refused() {
+        let mut b = elf(EM_X86_64, 0x100_0000, 10);
+        b[64 + 40..64 + 48].copy_from_slice(&4u64.to_le_bytes()); // p_memsz < p_filesz
+        let e = inspect(&b, "v", 64 << 20).unwrap_err();
+        assert_eq!(e.message, "ELF kernel v has a segment with more file bytes (10) than memory (4)");
+    }
+
+    /// Found by fuzz/x86_linux_loader (corpus file elf-entry-outside-ram): an e_entry past the
+    /// loaded segments was accepted and the guest would have died of a triple fault.
+    #[test]
+    fn an_entry_outside_the_loaded_kernel_is_refused() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 32 << 20)]).unwrap();
+        let mut b = elf(EM_X86_64, 0x100_0000, 16);
+        let image = |b: &[u8]| Image { path: "v".into(), bytes: b.to_vec() };
+        assert_eq!(load_kernel(&mem, &image(&b), 32 << 20).unwrap().entry, Entry::Linux64(0x100_0000));
+        b[24..32].copy_from_slice(&0xffff_ffba_0100_0000u64.to_le_bytes()); // e_entry
+        let e = load_kernel(&mem, &image(&b), 32 << 20).unwrap_err();
+        assert_eq!(
+            e.message,
+            "ELF kernel v is entered at 0xffffffba01000000, outside the memory it loads (0x100000..0x1000020)"
+        );
+    }
+
+    /// Found by fuzz/x86_linux_loader (corpus file elf-memsz-wraps): a segment whose end wraps
+    /// past 2^64 panicked while rounding that end up to a MiB for the message.
+    #[test]
+    fn a_segment_reaching_past_the_address_space_is_too_big() {
+        let mut b = elf(EM_X86_64, 0x100_0000, 16);
+        b[64 + 40..64 + 48].copy_from_slice(&u64::MAX.to_le_bytes()); // p_memsz
+        let e = inspect(&b, "v", 64 << 20).unwrap_err();
+        assert!(e.message.starts_with("kernel v needs guest RAM up to 0xffffffffffffffff ("), "{}", e.message);
     }
 
     #[test]
