@@ -27,7 +27,8 @@ const ALLOWED: &[i64] = &[
     libc::SYS_tgkill,
     libc::SYS_getpid,
     libc::SYS_gettid,
-    // Memory for a statistics kind seen for the first time, or a failure message.
+    // Memory for a statistics kind seen for the first time, or a failure message; and the
+    // Sv39 software TLB, which maps, re-protects and reserves guest pages (engine/paging.rs).
     libc::SYS_brk,
     libc::SYS_mmap,
     libc::SYS_mprotect,

@@ -12,6 +12,11 @@ use std::path::{Component, Path, PathBuf};
 
 const SETUP_HINT: &str = "run `scripts/setup.sh` (it builds the riscv64 kernel and vmm for the lab host)";
 const DEFAULT_FIRMWARE: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
+/// Where Debian's libc6-riscv64-cross keeps the riscv64 loader and libraries.
+const CROSS_LIBS: &str = "/usr/riscv64-linux-gnu/lib";
+/// What the dynamically linked riscv64 vmm needs (its PT_INTERP and DT_NEEDED entries). ld.so
+/// looks in /lib when there is no cache, so they all go there.
+const SHARED_LIBS: [&str; 3] = ["ld-linux-riscv64-lp64d.so.1", "libc.so.6", "libgcc_s.so.1"];
 
 /// Everything the lab host is made of.
 pub struct Lab {
@@ -70,6 +75,21 @@ pub fn run_inner(config: &RiscvConfig, inner_args: Vec<String>, files: Vec<(Stri
     cpio.char_dev("dev/console", 0o600, 5, 1);
     cpio.dir("proc");
     cpio.file("init", 0o755, &vmm);
+    // A position-independent vmm is what keeps the monitor above the guest's Sv39 lower half.
+    if crate::loader::has_interpreter(&vmm) {
+        cpio.dir("lib");
+        for lib in SHARED_LIBS {
+            let path = Path::new(CROSS_LIBS).join(lib);
+            let data = std::fs::read(&path).map_err(|e| {
+                Error::bad_input(format!(
+                    "cannot read {} for the dynamically linked riscv64 vmm: {}; apt-get install libc6-riscv64-cross",
+                    path.display(),
+                    common::image::io_reason(&e)
+                ))
+            })?;
+            cpio.file(&format!("lib/{lib}"), 0o755, &data);
+        }
+    }
     let mut args = Vec::new();
     for a in &inner_args {
         args.extend_from_slice(a.as_bytes());
@@ -110,7 +130,7 @@ pub struct LabHostVm {
 }
 
 /// Names the initramfs already uses.
-const RESERVED: [&str; 5] = ["dev", "proc", "init", "vmm-args", "vmm-signal-storm"];
+const RESERVED: [&str; 6] = ["dev", "proc", "init", "vmm-args", "vmm-signal-storm", "lib"];
 
 /// The user's image path as the inner vmm should see it, so that its messages name the file
 /// the user gave: the same path (the inner vmm runs in /), or /guest.bin when that path cannot
