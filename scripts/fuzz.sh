@@ -40,10 +40,9 @@ done
 mkdir -p "$LOGS"
 
 step "fuzz: tools"
-if ! cargo +nightly --version >/dev/null 2>&1; then
-    echo "fuzz: cargo-fuzz needs the nightly toolchain: rustup toolchain install nightly" >&2
-    exit 2
-fi
+# cargo-fuzz needs a nightly toolchain (-Zsanitizer); a machine without one gets it here.
+cargo +nightly --version >/dev/null 2>&1 ||
+    quietly "rustup toolchain install nightly" rustup toolchain install nightly --profile minimal
 cargo fuzz --version >/dev/null 2>&1 || quietly "cargo install cargo-fuzz" cargo install --locked cargo-fuzz
 (cd "$FUZZ" && quietly "build the fuzz targets" cargo +nightly fuzz build)
 

@@ -10,11 +10,12 @@ Exit codes:
   0      the guest halted, powered off with status 0, or the user pressed Ctrl-A x
   1      the guest failed: triple fault, emulation failure, unhandled exit, stuck, timeout
   2      bad usage or bad input: missing/unreadable/empty/malformed image, image larger than
-         guest RAM, no /dev/kvm or no permission, bad --mem
+         guest RAM, no /dev/kvm or no permission, bad --mem or --timeout
   3      vmm stopped itself: a system call outside its seccomp allowlist (see --no-seccomp)
-  65-126 the guest powered off with its own status s = 1..62 (code 64 + s; an SBI shutdown
+  4      vmm itself failed (a panic: a bug in vmm)
+  65-124 the guest powered off with its own status s = 1..60 (code 64 + s; an SBI shutdown
          with reason 0xE00000ss reports ss)
-  127    the guest powered off with another status (63 or more, or negative)
+  125    the guest powered off with another status (61 or more, or negative)
 
 RISC-V note: URVirt runs the guest kernel in the same address space as the monitor. It
 traps what the guest does, but a hostile guest that jumps into monitor code is NOT contained.";

@@ -15,6 +15,8 @@ fn main() {
     std::panic::set_hook(Box::new(move |info| {
         restore_terminal();
         default_hook(info);
+        // A code of its own: Rust's 101 would read as a guest's status.
+        std::process::exit(common::error::EXIT_INTERNAL);
     }));
     // Inside a lab host this binary is PID 1: then it is the init and never returns.
     lab::maybe_run_as_init();

@@ -1,34 +1,16 @@
 //! The interactive console on a real pseudo-terminal: raw mode while the guest runs, Ctrl-A x
 //! quits with 0, and the terminal is restored both then and when vmm is killed by SIGTERM.
-//! The guests are the x86 test kernel (x86 flat guests take no input) and a RISC-V guest run
+//! The guests are the x86 test kernel (flat guests read no keys; tests/x86_console.rs quits them) and a RISC-V guest run
 //! through the lab host, whose outer side owns the terminal.
 #![cfg(target_arch = "x86_64")]
+mod pty;
 mod support;
+use pty::*;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
-
-/// A pty pair: vmm gets the slave as stdin/stdout, the test keeps the master.
-fn pty() -> (File, File) {
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two descriptors; null name/termios/winsize are allowed.
-    let rc =
-        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both descriptors were just opened and are owned by nobody else.
-    unsafe { (File::from_raw_fd(master), File::from_raw_fd(slave)) }
-}
-
-fn local_flags(tty: &File) -> libc::tcflag_t {
-    // SAFETY: termios is plain data; tcgetattr fills it for a valid terminal descriptor.
-    let mut t: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: `tty` is an open pty descriptor.
-    assert_eq!(unsafe { libc::tcgetattr(tty.as_raw_fd(), &mut t) }, 0);
-    t.c_lflag
-}
 
 /// The guests that take console input: the x86 test kernel, and a RISC-V guest through the lab.
 #[derive(Clone, Copy)]
@@ -56,30 +38,6 @@ fn start_on(slave: &File, guest: Guest) -> Child {
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::null());
     cmd.spawn().expect("spawn vmm")
-}
-
-/// Waits until the pty leaves canonical mode (vmm entered raw mode), or fails.
-fn wait_for_raw(slave: &File, child: &mut Child) {
-    let start = Instant::now();
-    while local_flags(slave) & libc::ICANON != 0 {
-        assert!(child.try_wait().unwrap().is_none(), "vmm ended before entering raw mode");
-        assert!(start.elapsed() < Duration::from_secs(10), "vmm never put the terminal in raw mode");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("vmm did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn ctrl_a_x_quits_with_zero_and_restores_the_terminal(guest: Guest) {

@@ -228,20 +228,20 @@ fn runaway_guest_is_stopped_by_timeout() {
 }
 
 /// A timeout that runs out before (or while) the inner vmm switches into the guest still ends
-/// the run from inside, with the x86 wording, long before the outer safety net (20 s) would.
+/// the run from inside, with the x86 wording, not through the outer safety net.
 /// The guest is `j .` alone: it makes no ecall, so only the timeout can stop it (with 1 ns the
 /// SIGALRM used to come before the switch and be dropped).
 fn tiny_timeout(ecall: &str) {
     require_lab();
     let image = scratch_file(&format!("tiny-timeout-{ecall}"), "jself.bin", &0x0000_006fu32.to_le_bytes());
     for (timeout, shown) in [("1e-9", "0.000000001"), ("0.001", "0.001")] {
-        let start = Instant::now();
+        // A lost timeout would leave `j .` running until the outer safety net kills the lab,
+        // which never prints the inner vmm's own timeout line: the text is the check (a wall
+        // clock bound only measured how loaded the machine was).
         let out = run_riscv(ecall, &["--timeout", timeout], path_str(&image));
-        let took = start.elapsed();
         assert_exit(&out, 1);
         let want = format!("vmm: guest did not finish within {shown} s (--timeout)");
         assert!(stderr(&out).contains(&want), "the inner vmm stopped it: {}", describe(&out));
-        assert!(took.as_secs_f64() < 15.0, "took {took:?}: the timeout was lost inside");
     }
 }
 
@@ -404,4 +404,27 @@ fn endless_input_to_a_guest_that_never_reads_stays_bounded() {
     assert!(stderr(&out).contains("vmm: guest did not finish within 30 s (--timeout)"), "{}", describe(&out));
     let (without, with) = (monitor_rss_kib(&quiet), monitor_rss_kib(&out));
     assert!(with < without + 192, "input grew the monitor from {without} KiB to {with} KiB");
+}
+
+/// A call outside the jail made by the monitor inside a signal handler (where the other
+/// handled signals are blocked) is still reported in one line with exit 3, not a bare SIGSYS
+/// death: the lab's test hook makes the handler of hello's first SBI call try openat.
+fn jail_probe_in_a_handler(ecall: &str) {
+    let image = guest("hello.bin");
+    let args = ["run", "--arch", "riscv", "--ecall", ecall, "--timeout", "30", &image];
+    let out = support::run_vmm_env(&args, LIMIT, &[(urvirt_riscv::lab::JAIL_PROBE_ENV, "1")]);
+    let want = "vmm: seccomp jail (urvirt guest): blocked system call openat (56)";
+    assert!(stderr(&out).contains(want), "{ecall}: {}", describe(&out));
+    assert_exit(&out, 3);
+    assert_eq!(stdout(&out), "", "the guest's first SBI call never completed: {}", describe(&out));
+}
+
+#[test]
+fn a_call_outside_the_jail_from_a_handler_is_reported_seccomp() {
+    jail_probe_in_a_handler("seccomp");
+}
+
+#[test]
+fn a_call_outside_the_jail_from_a_handler_is_reported_sud() {
+    jail_probe_in_a_handler("sud");
 }

@@ -22,11 +22,6 @@ fn start_on(slave: &std::fs::File, args: &[&str]) -> Child {
     cmd.spawn().expect("spawn vmm")
 }
 
-/// The count column of the --stats row named `row`.
-fn row_count(stats: &str, row: &str) -> Option<u64> {
-    stats.lines().find_map(|l| l.strip_prefix(row)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
-}
-
 /// Presses Ctrl-A x once vmm is in raw mode; returns how long vmm took to end after it, its
 /// exit status and stderr. Checks that the terminal is restored.
 fn quit_with_ctrl_a_x(args: &[&str]) -> (Duration, std::process::ExitStatus, String) {

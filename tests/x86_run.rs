@@ -18,11 +18,6 @@ fn hello_prints_exactly_hello_and_exits_0() {
     assert_eq!(stderr(&out), "", "{}", describe(&out));
 }
 
-/// The count column of the --stats row named `row` (kind, then device if any).
-fn row_count(stats: &str, row: &str) -> Option<u64> {
-    stats.lines().find_map(|l| l.strip_prefix(row)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
-}
-
 /// Runs a guest with --stats and checks its line, the exit table and the final state note.
 fn check_mode(mode: &str, image: &str, line: &str) {
     require_kvm();

@@ -107,14 +107,16 @@ impl Console {
                     continue;
                 }
                 let (bytes, quit_now) = escape.feed(&buf[..n]);
-                if !bytes.is_empty() {
-                    sink(&bytes);
-                }
+                // Quit first: the keys typed just before it do not matter, and handing them
+                // over may wait for a guest that does not read.
                 if quit_now {
                     if let Some(q) = quit.take() {
                         q();
                     }
                     return;
+                }
+                if !bytes.is_empty() {
+                    sink(&bytes);
                 }
             }
         });

@@ -10,17 +10,20 @@ pub const EXIT_GUEST_FAILURE: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 /// vmm stopped itself: one of its threads made a system call outside its seccomp allowlist.
 pub const EXIT_JAIL: i32 = 3;
-/// A guest that powers off with status `s` (1..=62) ends vmm with `EXIT_GUEST_STATUS_BASE + s`,
-/// so a guest's own status never reads as one of vmm's codes above.
+/// vmm itself failed: a panic, which is a bug in vmm (Rust's own 101 would read as a guest status).
+pub const EXIT_INTERNAL: i32 = 4;
+/// A guest that powers off with status `s` (1..=60) ends vmm with `EXIT_GUEST_STATUS_BASE + s`,
+/// so a guest's own status never reads as one of vmm's codes above; the range stops below
+/// the shell's 126 and 127 ("not executable", "not found").
 pub const EXIT_GUEST_STATUS_BASE: i32 = 64;
-/// A guest status that does not fit the range above (negative, or 63 and more).
-pub const EXIT_GUEST_STATUS_OTHER: i32 = 127;
+/// A guest status that does not fit the range above (negative, or 61 and more).
+pub const EXIT_GUEST_STATUS_OTHER: i32 = 125;
 
 /// The exit code for a guest-requested power-off status (see the README's table).
 pub fn guest_status_exit_code(status: i32) -> i32 {
     match status {
         0 => EXIT_OK,
-        1..=62 => EXIT_GUEST_STATUS_BASE + status,
+        1..=60 => EXIT_GUEST_STATUS_BASE + status,
         _ => EXIT_GUEST_STATUS_OTHER,
     }
 }

@@ -26,7 +26,7 @@ pub enum GuestExit {
     /// x86 `hlt` with nothing left to wake it: the classic demo's normal end.
     Halted,
     /// The guest powered off (SBI shutdown, i8042 reset with reboot=k, ...) with its own status.
-    /// A non-zero status becomes exit code 64 + status (1..=62) or 127, never one of vmm's.
+    /// A non-zero status becomes exit code 64 + status (1..=60) or 125, never one of vmm's.
     PowerOff(i32),
     /// A lab host's inner vmm ended with this exit code: passed through unchanged.
     Relayed(i32),
@@ -74,9 +74,9 @@ mod tests {
         assert_eq!(o(GuestExit::PowerOff(0)).exit_code(), 0);
         assert_eq!(o(GuestExit::PowerOff(1)).exit_code(), 65);
         assert_eq!(o(GuestExit::PowerOff(2)).exit_code(), 66);
-        assert_eq!(o(GuestExit::PowerOff(62)).exit_code(), 126);
-        assert_eq!(o(GuestExit::PowerOff(63)).exit_code(), 127);
-        assert_eq!(o(GuestExit::PowerOff(-1)).exit_code(), 127);
+        assert_eq!(o(GuestExit::PowerOff(60)).exit_code(), 124);
+        assert_eq!(o(GuestExit::PowerOff(61)).exit_code(), 125);
+        assert_eq!(o(GuestExit::PowerOff(-1)).exit_code(), 125);
         assert_eq!(o(GuestExit::Relayed(2)).exit_code(), 2);
         assert_eq!(o(GuestExit::UserQuit).exit_code(), 0);
         assert_eq!(o(GuestExit::Failed("triple fault".into())).exit_code(), 1);

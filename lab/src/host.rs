@@ -45,8 +45,9 @@ impl LabHost {
     }
 }
 
-/// The names the initramfs itself uses; a guest file may not take them.
-const RESERVED: [&str; 5] = ["dev", "proc", "init", ARGS_FILE, "vmm-signal-storm"];
+/// The names the initramfs itself uses (lib: a dynamically linked inner vmm's loader and
+/// libraries); a guest file may not take them.
+const RESERVED: [&str; 7] = ["dev", "proc", "init", ARGS_FILE, "vmm-signal-storm", "vmm-jail-probe-handler", "lib"];
 
 /// Runs the lab's vmm inside the lab host with `inner_args` (e.g. `run --arch riscv ...
 /// /guest.bin` or `bench --arch riscv`) and `files` (path inside, contents) in its initramfs.
@@ -65,8 +66,12 @@ pub fn run_inner(host: &LabHost, vm: &VmConfig, inner_args: &[String], files: &[
         args.push(0);
     }
     cpio.file(ARGS_FILE, 0o644, &args);
-    if std::env::var_os(crate::SIGNAL_STORM_ENV).is_some() {
-        cpio.file(crate::SIGNAL_STORM_FILE.trim_start_matches('/'), 0o644, b"");
+    for (env, file) in
+        [(crate::SIGNAL_STORM_ENV, crate::SIGNAL_STORM_FILE), (crate::JAIL_PROBE_ENV, crate::JAIL_PROBE_FILE)]
+    {
+        if std::env::var_os(env).is_some() {
+            cpio.file(file.trim_start_matches('/'), 0o644, b"");
+        }
     }
     let mut dirs = BTreeSet::new();
     for (name, data) in files {

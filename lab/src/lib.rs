@@ -22,6 +22,11 @@ pub use host::{inner_path, run_inner, LabHost};
 /// the guest runs (a real test of which thread a backend's signal handlers may run on).
 pub const SIGNAL_STORM_ENV: &str = "VMM_LAB_TEST_SIGNAL_STORM";
 pub const SIGNAL_STORM_FILE: &str = "/vmm-signal-storm";
+/// Tests only: with this variable set, the outer vmm adds [`JAIL_PROBE_FILE`], and the inner
+/// vmm's handler of the guest's first SBI call tries `openat` (the jail must report it from
+/// inside a handler too).
+pub const JAIL_PROBE_ENV: &str = "VMM_LAB_TEST_JAIL_PROBE_HANDLER";
+pub const JAIL_PROBE_FILE: &str = "/vmm-jail-probe-handler";
 
 /// When this binary is PID 1 of a lab host's Linux, act as its init (runs the guest, reports
 /// the exit status, ends the machine) and never return. Otherwise return at once.

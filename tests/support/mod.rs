@@ -133,3 +133,8 @@ pub fn require_riscv_lab() {
     BUILT.get_or_init(build_riscv_engine);
     artifact(RISCV_ENGINE);
 }
+
+/// The count column of a `--stats` row (`kind  count  mean  max`), if the row is there.
+pub fn row_count(stats: &str, row: &str) -> Option<u64> {
+    stats.lines().find_map(|l| l.strip_prefix(row)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
+}

@@ -7,7 +7,10 @@
 //! (b) A compute loop run as a guest against the very same machine code called natively.
 //!     Goal: the guest runs at >= 0.95x native speed.
 //!
-//! Both guests time themselves with `rdtime` and leave the tick count at guest physical
+//! (c) Sv39 ([`paged`]): a U-mode system call round trip through a paged guest kernel, in
+//!     microseconds and signals, against (a)'s raw SIGSYS round trip; a first-touch page fault.
+//!
+//! The guests time themselves with `rdtime` and leave the tick count at guest physical
 //! 0x80100000, so VM set-up and tear-down are not counted. The compute loop runs once untimed
 //! first, in the guest and natively alike: the first pass after a load pays for the
 //! emulator's translation and for kernel work the VM set-up left behind, which made early
@@ -24,6 +27,8 @@ use common::vm::{GuestExit, VirtualMachine, VmConfig};
 use common::{Error, Result};
 use std::fmt::Write as _;
 use std::time::Duration;
+
+mod paged;
 
 const SBI_CALLS: u64 = 1_000;
 const ROUNDS: usize = 30;
@@ -223,5 +228,6 @@ pub fn run_benchmarks(ecall_trap: EcallTrap) -> Result<String> {
         "  guest speed / native     {:>10.3}x (goal >= 0.95x)",
         native_best as f64 / guest_best.max(1) as f64
     );
+    paged::report(ecall_trap, raw_us, &mut out)?;
     Ok(out)
 }

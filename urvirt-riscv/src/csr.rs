@@ -4,10 +4,10 @@
 //! here. Each CSR keeps only the bits this virtual hart implements; writes to the others are
 //! ignored (WARL) and read-only fields read back fixed values, as the privileged spec asks.
 //!
-//! `satp`: only Bare is implemented in this issue. Following the spec's WARL rule for an
-//! unsupported MODE ("the entire write has no effect"), such a write is ignored, so a guest
-//! that probes for Sv39/48/57 by writing and reading back sees that paging is not there.
-//! The write is reported as [`WriteEffect::SatpModeIgnored`] so `--stats` shows it.
+//! `satp`: Bare and Sv39 ([`crate::mmu`]). Following the spec's WARL rule for an unsupported
+//! MODE ("the entire write has no effect"), a write of Sv48/Sv57 is ignored, so a guest that
+//! probes by writing and reading back sees that they are not there. The write is reported as
+//! [`WriteEffect::SatpModeIgnored`] so `--stats` shows it.
 //!
 //! `time`/`cycle`/`instret` come from the host through [`Platform`]. From virtual U-mode they
 //! follow the guest's scounteren, as far as they trap at all: Linux lets U-mode read `time`
@@ -180,10 +180,10 @@ impl Csrs {
             STVAL => self.stval = value,
             SATP => {
                 let mode = value >> SATP_MODE_SHIFT;
-                if mode != 0 {
+                if !crate::mmu::satp_mode_supported(mode) {
                     return Ok(WriteEffect::SatpModeIgnored { mode });
                 }
-                // Bare: ASID and PPN have no effect; keep them as WARL storage.
+                // Bare or Sv39. Under Bare, ASID and PPN have no effect; kept as WARL storage.
                 self.satp = value;
             }
             _ => return Err(IllegalCsr),
@@ -258,13 +258,16 @@ mod tests {
     }
 
     #[test]
-    fn satp_bare_only() {
+    fn satp_bare_and_sv39_only() {
         let mut c = Csrs::default();
         assert_eq!(c.write(SATP, 0x1234), Ok(WriteEffect::Stored));
         assert_eq!(c.satp, 0x1234);
-        let sv39 = (8u64 << 60) | 0x80200;
-        assert_eq!(c.write(SATP, sv39), Ok(WriteEffect::SatpModeIgnored { mode: 8 }));
-        assert_eq!(c.satp, 0x1234, "an unsupported mode leaves satp unchanged");
+        let sv39 = (8u64 << 60) | (3 << 44) | 0x80200;
+        assert_eq!(c.write(SATP, sv39), Ok(WriteEffect::Stored));
+        assert_eq!(c.satp, sv39);
+        let sv48 = (9u64 << 60) | 0x80200;
+        assert_eq!(c.write(SATP, sv48), Ok(WriteEffect::SatpModeIgnored { mode: 9 }));
+        assert_eq!(c.satp, sv39, "an unsupported mode leaves satp unchanged");
     }
 
     #[test]

@@ -344,9 +344,10 @@ mod tests {
     }
 
     #[test]
-    fn satp_paging_is_reported_and_ignored() {
+    fn satp_sv48_is_reported_and_ignored() {
         let (mut h, mut p) = (Hart::new(BASE), FakePlatform::new());
-        h.x[10] = 8 << 60;
+        // Sv39 (8) is implemented; Sv48 (9) is not.
+        h.x[10] = 9 << 60;
         // csrw satp, a0 (0x18051073)
         let r = on_illegal(&mut h, 0x1805_1073, &mut p);
         assert_eq!(r.kind, "sigill satp paging-mode ignored");

@@ -9,11 +9,16 @@ use common::{Error, Result};
 use lab::LabHost;
 use std::path::{Path, PathBuf};
 
-/// The lab's test hook, under the name the RISC-V lab tests use.
-pub use lab::SIGNAL_STORM_ENV;
+/// The lab's test hooks, under the names the RISC-V lab tests and the engine use.
+pub use lab::{JAIL_PROBE_ENV, JAIL_PROBE_FILE, SIGNAL_STORM_ENV};
 
 const SETUP_HINT: &str = "run `scripts/setup.sh` (it builds the riscv64 kernel and vmm for the lab host)";
 const DEFAULT_FIRMWARE: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
+/// Where Debian's libc6-riscv64-cross keeps the riscv64 loader and libraries.
+const CROSS_LIBS: &str = "/usr/riscv64-linux-gnu/lib";
+/// What the dynamically linked riscv64 vmm needs (its PT_INTERP and DT_NEEDED entries). ld.so
+/// looks in /lib when there is no cache, so they all go there.
+const SHARED_LIBS: [&str; 3] = ["ld-linux-riscv64-lp64d.so.1", "libc.so.6", "libgcc_s.so.1"];
 // loglevel=1: only KERN_EMERG (a panic) reaches the console, and only matters when a boot fails.
 const KERNEL_CMDLINE: &str = "console=ttyS0 quiet loglevel=1 panic=-1";
 /// Where the guest sits in the initramfs when the user's path cannot be used as is.
@@ -64,7 +69,35 @@ pub fn locate() -> Result<LabHost> {
 /// Runs the riscv64 vmm inside the lab host with `inner_args` (e.g. `bench --arch riscv`) and
 /// `files` placed in its initramfs.
 pub fn run_inner(config: &RiscvConfig, inner_args: &[String], files: &[(String, Vec<u8>)]) -> Result<Outcome> {
-    lab::run_inner(&locate()?, &config.vm, inner_args, files)
+    let host = locate()?;
+    let mut files = files.to_vec();
+    files.extend(shared_libs(&host.vmm)?);
+    lab::run_inner(&host, &config.vm, inner_args, &files)
+}
+
+/// The loader and libraries a dynamically linked riscv64 vmm needs, as /lib/* files for the
+/// initramfs; none for a static one. A position-independent vmm is what keeps the monitor
+/// above the guest's Sv39 lower half.
+fn shared_libs(vmm: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let bytes = std::fs::read(vmm)
+        .map_err(|e| Error::bad_input(format!("cannot read {}: {e}; {SETUP_HINT}", vmm.display())))?;
+    if !crate::loader::has_interpreter(&bytes) {
+        return Ok(Vec::new());
+    }
+    SHARED_LIBS
+        .iter()
+        .map(|lib| {
+            let path = Path::new(CROSS_LIBS).join(lib);
+            let data = std::fs::read(&path).map_err(|e| {
+                Error::bad_input(format!(
+                    "cannot read {} for the dynamically linked riscv64 vmm: {}; apt-get install libc6-riscv64-cross",
+                    path.display(),
+                    common::image::io_reason(&e)
+                ))
+            })?;
+            Ok((format!("lib/{lib}"), data))
+        })
+        .collect()
 }
 
 /// `vmm run --arch riscv` on a host that is not riscv64 Linux.
@@ -119,7 +152,7 @@ impl VirtualMachine for LabHostVm {
 
     fn run(&mut self) -> Result<Outcome> {
         let guest = self.guest.take().ok_or_else(|| Error::bad_input("no guest image was loaded"))?;
-        lab::run_inner(&locate()?, &self.config.vm, &self.inner_args(), &[(self.guest_path.clone(), guest)])
+        run_inner(&self.config, &self.inner_args(), &[(self.guest_path.clone(), guest)])
     }
 }
 

@@ -14,6 +14,9 @@
 //! - [`platform`]: what those handlers need from the host, as a trait;
 //! - [`guest_timer`]: when to arm the host timer for the SBI deadline; [`stuck`]: a guest retrying a fault forever;
 //! - [`fdt`]: the guest's device tree; [`loader`]: raw and ELF kernels; [`bpf`]: the seccomp program.
+//! - Sv39: [`mmu`], the page-table walk; [`tlb`], what the software TLB maps and what each
+//!   satp write, sfence.vma and mode switch takes away; [`interp`] (with [`rvc`]), the
+//!   interpreter for what cannot run natively; [`vmem`], the one translate-then-access path.
 //!
 //! The `engine` (and `bench`) exist only on riscv64 Linux; elsewhere [`lab`] runs the riscv64
 //! build of `vmm` inside a riscv64 Linux under qemu-system-riscv64.
@@ -28,12 +31,17 @@ pub mod engine;
 pub mod fdt;
 pub mod guest_timer;
 pub mod hart;
+pub mod interp;
 pub mod lab;
 pub mod loader;
+pub mod mmu;
 pub mod platform;
+pub mod rvc;
 pub mod sbi;
 pub mod stuck;
+pub mod tlb;
 pub mod trap;
+pub mod vmem;
 
 pub use config::{EcallTrap, RiscvConfig};
 

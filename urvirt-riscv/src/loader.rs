@@ -29,6 +29,7 @@ pub struct Kernel {
 
 const EM_RISCV: u16 = 243;
 const PT_LOAD: u32 = 1;
+const PT_INTERP: u32 = 3;
 
 fn bad(image: &Image, why: impl std::fmt::Display) -> Error {
     Error::bad_input(format!("{} is not a RISC-V kernel: {why}", image.path.display()))
@@ -136,6 +137,15 @@ fn parse_elf(image: &Image) -> Result<Kernel> {
     Ok(Kernel { entry, segments })
 }
 
+/// Whether the ELF64 file `b` names a program interpreter (PT_INTERP): a dynamically linked
+/// executable, such as a riscv64 `vmm` built without crt-static.
+pub fn has_interpreter(b: &[u8]) -> bool {
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(b, 32), u16_at(b, 54), u16_at(b, 56)) else {
+        return false;
+    };
+    (0..phnum as usize).any(|i| u32_at(b, phoff as usize + i * phentsize as usize) == Some(PT_INTERP))
+}
+
 /// The smallest ELF64 this loader accepts: one PT_LOAD of `code` at `paddr` (physical and
 /// virtual), `bss` zero bytes after it, entry at `paddr`. Tests build kernels with it, and it
 /// shows exactly which header fields the loader reads.
@@ -176,6 +186,16 @@ mod tests {
 
     fn elf(machine: u16, paddr: u64, code: &[u8], bss: u64) -> Vec<u8> {
         minimal_elf(machine, paddr, code, bss)
+    }
+
+    #[test]
+    fn program_interpreter_is_found() {
+        let mut b = elf(EM_RISCV, 0x8020_0000, &[0x13, 0, 0, 0], 0);
+        assert!(!has_interpreter(&b), "a static image");
+        let ph = u64_at(&b, 32).unwrap() as usize;
+        b[ph..ph + 4].copy_from_slice(&PT_INTERP.to_le_bytes());
+        assert!(has_interpreter(&b));
+        assert!(!has_interpreter(b"\x7fELF"), "truncated");
     }
 
     #[test]

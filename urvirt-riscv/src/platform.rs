@@ -22,6 +22,11 @@ pub trait Platform {
     /// Moves the input available now, at most `len` bytes, into guest memory at `gpa`;
     /// returns how many, or None (and nothing consumed) if `[gpa, gpa + len)` is not all RAM.
     fn console_read_into_guest(&mut self, gpa: u64, len: usize) -> Option<usize>;
+    /// Guest RAM, for the interpreter's translated accesses ([`crate::vmem::Virt`]). A
+    /// platform without it offers none: every interpreted access is then an access fault.
+    fn guest_ram(&mut self) -> GuestRam<'_> {
+        GuestRam { base: 0, bytes: &mut [] }
+    }
 }
 
 /// Guest RAM as a byte slice placed at a guest physical base: bounds checks shared by the
@@ -116,6 +121,9 @@ pub mod fake {
                 *d = s;
             }
             Some(n)
+        }
+        fn guest_ram(&mut self) -> GuestRam<'_> {
+            GuestRam { base: self.ram_base, bytes: &mut self.ram }
         }
     }
 }

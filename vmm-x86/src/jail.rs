@@ -15,6 +15,7 @@
 /// signal's return, and ending the thread.
 pub const VCPU: &[i64] = &[
     libc::SYS_write,
+    libc::SYS_mremap,
     libc::SYS_futex,
     libc::SYS_clock_gettime,
     libc::SYS_mmap,
@@ -43,6 +44,7 @@ pub const VCPU_IOCTLS: &[u64] = &[0xAE80, kvm_ior(0x81, std::mem::size_of::<kvm_
 /// gettid, getpid, tgkill, rt_sigprocmask).
 pub const CONSOLE: &[i64] = &[
     libc::SYS_read,
+    libc::SYS_mremap,
     libc::SYS_write,
     libc::SYS_futex,
     libc::SYS_clock_gettime,

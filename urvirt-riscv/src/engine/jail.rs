@@ -27,12 +27,14 @@ const ALLOWED: &[i64] = &[
     libc::SYS_tgkill,
     libc::SYS_getpid,
     libc::SYS_gettid,
-    // Memory for a statistics kind seen for the first time, or a failure message.
+    // Memory for a statistics kind seen for the first time, or a failure message; and the
+    // Sv39 software TLB, which maps, re-protects and reserves guest pages (engine/paging.rs).
     libc::SYS_brk,
     libc::SYS_mmap,
     libc::SYS_mprotect,
     libc::SYS_munmap,
     libc::SYS_madvise,
+    libc::SYS_mremap, // realloc of a large buffer
     // After the guest: blocking SIGALRM, turning SUD off, restoring handlers and the signal
     // stack, deleting the timers, and the thread's own exit.
     libc::SYS_rt_sigprocmask,

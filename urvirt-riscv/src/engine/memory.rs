@@ -1,17 +1,23 @@
-//! Guest RAM: a memfd mapped at guest physical 0x80000000 in our own address space.
+//! Guest RAM: a memfd mapped at guest physical 0x80000000 in our own address space, and a
+//! second time wherever the kernel likes as the monitor's own view ([`GuestMemory::view`]).
 //!
-//! The guest runs with satp = Bare, so its physical addresses are our virtual addresses:
+//! With satp = Bare the guest's physical addresses are our virtual addresses (with Sv39 the
+//! identity window gives way to the software TLB, [`super::paging`]):
 //! RAM must sit exactly at 0x80000000 (MAP_FIXED_NOREPLACE, which fails rather than
 //! clobbering something of ours). The rest of the 32-bit physical window, [64 KiB, 4 GiB)
 //! outside RAM, is reserved PROT_NONE so that no later host mapping (heap, thread stacks,
 //! timers' threads) can appear at an address the guest might take for a device: a guest
 //! access there faults and becomes an access fault, not a read of monitor memory.
 //!
-//! What we cannot move: the riscv64 `vmm` is a static non-PIE executable linked at 0x10000,
-//! and its brk heap follows it, so both lie in that window and stay reachable by a guest
-//! that ignores its device tree. (Linking it above 4 GiB fails: glibc's static objects use
-//! absolute 32-bit relocations; static-pie is not offered for this target.) `--stats` lists
-//! them through [`host_mappings_in_window`].
+//! The monitor itself: the riscv64 `vmm` is static (.cargo/config.toml), linked at 0x10000
+//! with its brk heap after it, inside the window and reachable by a guest that ignores its
+//! device tree; `--stats` lists whatever of ours lies there ([`host_mappings_in_window`]).
+//! With Sv39, guest pages there are interpreted ([`super::paging`]), never mapped over the
+//! monitor. Built as a dynamically linked PIE instead (drop `+crt-static`; the lab then
+//! carries ld.so and the libraries), the lab kernels place the whole monitor above 2^38 and
+//! the guest's lower half is all its own (tested: tests/riscv_paged and tests/riscv_lab pass
+//! that way); the one test that needs the monitor's code at a known address is
+//! riscv_engine's jail test.
 use crate::loader::{Kernel, RAM_BASE};
 use common::{Error, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -19,11 +25,30 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 /// The 32-bit physical window we keep free of host mappings.
 const WINDOW_START: u64 = 0x1_0000;
 const WINDOW_END: u64 = 0x1_0000_0000;
+/// With Sv39 on, the guest's lower half [0, 2^38) is where its pages get mapped natively. On
+/// a host whose own user addresses reach above it (Sv48/Sv57: our stack lies above 2^38) the
+/// free gaps of all of it are reserved. On an Sv39-only host that would take the monitor's
+/// own address space, so only the 32-bit window is reserved there; guest pages elsewhere
+/// are interpreted, never mapped over the monitor.
+const SV39_LOWER_HALF_END: u64 = 1 << 38;
+
+/// Where the reservation for guest pages ends on this host.
+fn reservation_end() -> u64 {
+    let probe = 0u8;
+    if std::hint::black_box(&probe) as *const u8 as u64 > SV39_LOWER_HALF_END {
+        SV39_LOWER_HALF_END
+    } else {
+        WINDOW_END
+    }
+}
 
 pub struct GuestMemory {
     pub base: u64,
     pub size: u64,
-    _fd: OwnedFd,
+    /// The monitor's own view of RAM, a second mapping of the memfd that is never a guest
+    /// address: it stays valid when Sv39 takes the identity window away.
+    pub view: u64,
+    fd: OwnedFd,
     /// PROT_NONE reservations around RAM: (address, length).
     reserved: Vec<(u64, u64)>,
 }
@@ -63,7 +88,21 @@ impl GuestMemory {
         if p == libc::MAP_FAILED || p as u64 != RAM_BASE {
             return Err(os_err(&format!("cannot map guest RAM at {RAM_BASE:#x} (something of ours is there)")));
         }
-        let mut mem = GuestMemory { base: RAM_BASE, size, _fd: fd, reserved: Vec::new() };
+        // SAFETY: a fresh shared mapping of our memfd wherever the kernel puts it.
+        let view = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if view == libc::MAP_FAILED {
+            return Err(os_err("cannot map the monitor's view of guest RAM"));
+        }
+        let mut mem = GuestMemory { base: RAM_BASE, size, view: view as u64, fd, reserved: Vec::new() };
         mem.reserve_window();
         Ok(mem)
     }
@@ -72,9 +111,10 @@ impl GuestMemory {
     fn reserve_window(&mut self) {
         let mut taken: Vec<(u64, u64)> = mappings().iter().map(|m| (m.start, m.end)).collect();
         taken.sort();
+        let window_end = reservation_end();
         let mut cursor = WINDOW_START;
-        for (start, end) in taken.into_iter().chain(std::iter::once((WINDOW_END, WINDOW_END))) {
-            let end_of_gap = start.min(WINDOW_END);
+        for (start, end) in taken.into_iter().chain(std::iter::once((window_end, window_end))) {
+            let end_of_gap = start.min(window_end);
             if end_of_gap > cursor {
                 let len = end_of_gap - cursor;
                 // SAFETY: MAP_FIXED_NOREPLACE into a gap /proc/self/maps shows as free; if a
@@ -94,7 +134,7 @@ impl GuestMemory {
                 }
             }
             cursor = cursor.max(end);
-            if cursor >= WINDOW_END {
+            if cursor >= window_end {
                 break;
             }
         }
@@ -105,8 +145,18 @@ impl GuestMemory {
     /// # Safety
     /// The caller must not hold two of these at once, nor one while the guest runs.
     pub unsafe fn bytes<'a>(&self) -> &'a mut [u8] {
-        // SAFETY: the mapping lives as long as `self`; exclusivity is the caller's promise.
-        unsafe { std::slice::from_raw_parts_mut(self.base as *mut u8, self.size as usize) }
+        // SAFETY: the view lives as long as `self`; exclusivity is the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.view as *mut u8, self.size as usize) }
+    }
+
+    /// The memfd behind RAM, for mapping guest pages at guest-virtual addresses.
+    pub fn memfd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The PROT_NONE reservations as [start, end): where guest pages may be mapped.
+    pub fn reserved_ranges(&self) -> Vec<(u64, u64)> {
+        self.reserved.iter().map(|&(a, l)| (a, a + l)).collect()
     }
 
     /// Copies the kernel's segments and the device tree into RAM.
@@ -142,6 +192,7 @@ impl Drop for GuestMemory {
         // SAFETY: unmapping exactly the ranges we mapped; nothing refers to them any more.
         unsafe {
             libc::munmap(self.base as *mut libc::c_void, self.size as usize);
+            libc::munmap(self.view as *mut libc::c_void, self.size as usize);
             for &(a, l) in &self.reserved {
                 libc::munmap(a as *mut libc::c_void, l as usize);
             }

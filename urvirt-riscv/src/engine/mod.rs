@@ -27,6 +27,7 @@
 pub mod context;
 pub mod jail;
 pub mod memory;
+pub mod paging;
 pub mod run;
 pub mod seccomp;
 pub mod signals;

@@ -16,11 +16,13 @@
 //! Console input is started by [`start_input`] before the guest is entered, never from a
 //! handler (it spawns a thread and may put the terminal in raw mode).
 use super::context::{self, SavedRegs};
+use super::paging::Paging;
 use super::signals;
 use super::sud;
 use super::timer::{self, HostTimer};
 use crate::guest_timer::{self, Rearm};
-use crate::hart::{self, Action, Handled, Hart};
+use crate::hart::{self, Access, Action, Handled, Hart, Mode};
+use crate::mmu::Regime;
 use crate::platform::{GuestRam, Platform};
 use crate::stuck::StuckDetector;
 use common::console::Console;
@@ -40,6 +42,12 @@ pub struct RunState {
     pub hart: Hart,
     pub ram_base: u64,
     pub ram_size: u64,
+    /// Where the monitor sees guest RAM (not a guest address).
+    pub ram_view: u64,
+    /// Sv39: the software TLB and the interpreter for what cannot run natively.
+    pub paging: Paging,
+    /// The instruction a SIGILL emulated (for sfence.vma), 0 otherwise.
+    pub last_raw: u32,
     pub console: Console,
     pub stats: Stats,
     /// The monitor's registers at the moment it entered the guest.
@@ -63,10 +71,14 @@ static INPUT: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
 /// Signalled when the guest takes input, for a reader waiting on a full queue.
 static INPUT_TAKEN: Condvar = Condvar::new();
 /// The most input queued for the guest. Like a UART FIFO with flow control, a full queue
-/// makes the reader thread wait (it stops reading stdin) until the guest reads: nothing is
-/// dropped, and `yes | vmm ...` holds at most this much, not all of memory. (While it waits
-/// it reads no keys either: Ctrl-A x after 64 KiB the guest never read works once it reads.)
+/// makes the reader thread wait (it stops reading stdin) until the guest reads, for at most
+/// [`INPUT_PATIENCE`]: `yes | vmm ...` holds at most this much, not all of memory.
 pub const INPUT_LIMIT: usize = 64 << 10;
+/// How long the reader waits for room before it drops what it holds and reads on.
+const INPUT_PATIENCE: Duration = Duration::from_secs(2);
+/// Test hook ([`crate::lab::JAIL_PROBE_FILE`]): the next SBI call's handler makes a call
+/// outside the jail.
+pub static JAIL_PROBE: AtomicBool = AtomicBool::new(false);
 /// The thread that runs the guest: Ctrl-A x wakes it with SIGALRM.
 static GUEST_TID: AtomicI32 = AtomicI32::new(0);
 static INPUT_STARTED: Once = Once::new();
@@ -118,13 +130,21 @@ struct EnginePlatform<'a> {
     console: &'a Console,
 }
 
-/// The reader thread's sink: queues `bytes`, waiting while the queue is full.
+/// The reader thread's sink: queues `bytes`, waiting while the queue is full. A wait is
+/// bounded ([`INPUT_PATIENCE`]) and a quit ends it, so the reader always gets back to stdin
+/// and a Ctrl-A x typed behind a guest that reads nothing is still seen; what did not fit by
+/// then is dropped, as a UART overruns.
 fn queue_input(mut bytes: &[u8]) {
     let mut q = INPUT.lock().unwrap_or_else(|e| e.into_inner());
+    let give_up = Instant::now() + INPUT_PATIENCE;
     while !bytes.is_empty() {
         let room = INPUT_LIMIT.saturating_sub(q.len());
         if room == 0 {
-            q = INPUT_TAKEN.wait(q).unwrap_or_else(|e| e.into_inner());
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() || QUIT.load(Ordering::SeqCst) {
+                return;
+            }
+            q = INPUT_TAKEN.wait_timeout(q, left.min(Duration::from_millis(100))).unwrap_or_else(|e| e.into_inner()).0;
             continue;
         }
         let n = room.min(bytes.len());
@@ -177,6 +197,17 @@ impl Platform for EnginePlatform<'_> {
     fn console_read_into_guest(&mut self, gpa: u64, len: usize) -> Option<usize> {
         self.ram.slice_mut(gpa, len).map(take_input)
     }
+    fn guest_ram(&mut self) -> GuestRam<'_> {
+        GuestRam { base: self.ram.base, bytes: &mut *self.ram.bytes }
+    }
+}
+
+/// The platform over the monitor's view of RAM.
+fn engine_platform(base: u64, view: u64, size: u64, console: &Console) -> EnginePlatform<'_> {
+    // SAFETY: the guest is stopped in a handler, and the caller makes this the only view of
+    // RAM for as long as the platform lives.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(view as *mut u8, size as usize) };
+    EnginePlatform { ram: GuestRam { base, bytes }, console }
 }
 
 impl RunState {
@@ -185,7 +216,14 @@ impl RunState {
     }
 
     /// The instruction bytes at `pc` (4, or 2 for a compressed one at the very end of RAM).
-    fn fetch(&self, pc: u64) -> Option<u32> {
+    /// With Sv39 on, through the guest's translation and the monitor's view of RAM.
+    fn fetch(&mut self, pc: u64) -> Option<u32> {
+        if self.paging_on() {
+            let regime = Regime::of(&self.hart);
+            let (_, p) = self.platform();
+            let mut bus = crate::vmem::Virt { ram: p.ram, regime };
+            return crate::interp::fetch(&Hart { pc, ..Hart::new(pc) }, &mut bus).ok().map(|(raw, _)| raw);
+        }
         if !self.in_ram(pc) || !self.in_ram(pc + 1) {
             return None;
         }
@@ -198,10 +236,12 @@ impl RunState {
         Some(unsafe { std::ptr::read_unaligned(pc as *const u32) })
     }
 
+    fn paging_on(&self) -> bool {
+        Regime::of(&self.hart).paging()
+    }
+
     fn platform(&mut self) -> (&mut Hart, EnginePlatform<'_>) {
-        // SAFETY: the guest is stopped in this handler; this is the only view of RAM now.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(self.ram_base as *mut u8, self.ram_size as usize) };
-        let p = EnginePlatform { ram: GuestRam { base: self.ram_base, bytes }, console: &self.console };
+        let p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console);
         (&mut self.hart, p)
     }
 
@@ -255,7 +295,10 @@ impl RunState {
         if handled.action != Action::Resume {
             return None;
         }
-        let exception = matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGTRAP) || handled.kind == "sigill illegal";
+        // A TLB fill or an interpreted access is not an exception the guest sees.
+        let native_fault = matches!(handled.kind, "sigsegv tlb fill" | "sigsegv interpreted");
+        let exception = matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGTRAP) && !native_fault
+            || handled.kind == "sigill illegal";
         if exception {
             return self.stuck.exception(pc, self.hart.csrs.scause, self.hart.csrs.stval);
         }
@@ -271,6 +314,7 @@ impl RunState {
         match sig {
             libc::SIGILL => match self.fetch(pc) {
                 Some(raw) => {
+                    self.last_raw = raw;
                     let (hart, mut p) = self.platform();
                     hart::on_illegal(hart, raw, &mut p)
                 }
@@ -283,8 +327,12 @@ impl RunState {
                 if code != SYS_SECCOMP && code != SYS_USER_DISPATCH {
                     return Handled { kind: "sigsys foreign", action: Action::Resume };
                 }
-                if !self.in_ram(pc.wrapping_sub(4)) {
+                let from = pc.wrapping_sub(4);
+                if !(self.in_ram(from) || self.paging_on() && self.paging.native(from)) {
                     return self.fail("sigsys", format!("guest made a system call outside guest RAM at pc {pc:#x}"));
+                }
+                if JAIL_PROBE.swap(false, Ordering::SeqCst) {
+                    common::console::jail_probe();
                 }
                 let (hart, mut p) = self.platform();
                 hart::on_ecall(hart, &mut p)
@@ -294,6 +342,9 @@ impl RunState {
                 let addr = unsafe { (*info).si_addr() } as u64;
                 // SAFETY: as above.
                 let misaligned = sig == libc::SIGBUS && unsafe { (*info).si_code } == libc::BUS_ADRALN;
+                if self.paging_on() && !misaligned {
+                    return self.paged_fault(addr);
+                }
                 let fetch = addr == pc || !self.in_ram(pc);
                 let raw = if fetch { 0 } else { self.fetch(pc).unwrap_or(0) };
                 hart::on_fault(&mut self.hart, addr, raw, fetch, misaligned)
@@ -323,6 +374,68 @@ unsafe fn is_jail_violation(st: *const RunState, info: *const libc::siginfo_t, u
     match unsafe { st.as_ref() } {
         Some(st) => !(st.in_guest && st.in_ram(pc.wrapping_sub(4))),
         None => true,
+    }
+}
+
+impl RunState {
+    /// A native access faulted with Sv39 on: fill the TLB, deliver the guest's page fault, or
+    /// interpret what cannot run natively.
+    fn paged_fault(&mut self, addr: u64) -> Handled {
+        let pc = self.hart.pc;
+        // A fetch faults at pc, or at the second half of an instruction that crosses a page.
+        let access = if addr == pc || addr == pc.wrapping_add(2) && addr.is_multiple_of(crate::mmu::PAGE_SIZE) {
+            Access::Fetch
+        } else {
+            match self.fetch(pc).map(crate::decode::access_of) {
+                Some(crate::decode::MemAccess::Store) => Access::Store,
+                _ => Access::Load,
+            }
+        };
+        let mut p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console);
+        if let Some(h) = self.paging.on_fault(&mut self.hart, &mut p.guest_ram(), addr, access) {
+            return h;
+        }
+        // Not mappable natively (or not with the rights this access needs): interpret the
+        // faulting instruction, then whatever cannot run natively after it.
+        if !self.paging.native(addr) || !self.paging.native(pc) {
+            return self.interpret().unwrap_or(Handled { kind: "sigsegv interpreted", action: Action::Resume });
+        }
+        self.paging
+            .step_one(&mut self.hart, &mut p)
+            .unwrap_or(Handled { kind: "sigsegv interpreted", action: Action::Resume })
+    }
+
+    /// Runs the interpreter from the current pc if the guest cannot continue natively there.
+    /// The guest never resumes at a pc that is not its own on this host: between interpreter
+    /// budgets the timer, Ctrl-A x and --timeout are polled, as their signals would be.
+    fn interpret(&mut self) -> Option<Handled> {
+        let mut last = None;
+        loop {
+            let mut p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console);
+            if let Some(h) = self.paging.interpret(&mut self.hart, &mut p) {
+                match h.action {
+                    Action::Resume => {}
+                    Action::WaitForInterrupt => self.wait_for_interrupt(),
+                    _ => return Some(h),
+                }
+                last = Some(Handled { kind: h.kind, action: Action::Resume });
+            }
+            if !self.paging_on() || self.paging.native(self.hart.pc) {
+                return last;
+            }
+            if self.exit.is_none() {
+                self.exit = self.forced_end();
+            }
+            if self.exit.is_some() {
+                return last;
+            }
+            let before = Regime::of(&self.hart);
+            if hart::on_interrupt_check(&mut self.hart, timer::rdtime()).is_some() {
+                self.stats.record("interrupt delivered", Duration::ZERO);
+                self.paging.sync(&before, 0, &self.hart);
+            }
+            self.rearm_guest_timer(false);
+        }
     }
 }
 
@@ -365,6 +478,10 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
                 context::store(&st.hart, uc);
             }
             st.in_guest = true;
+        }
+        // Also for a stray enter signal (kill -USR1) while the guest runs: the guest goes on,
+        // and its ecalls must keep trapping.
+        if st.in_guest {
             sud::block();
         }
         return;
@@ -379,6 +496,8 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     // SAFETY: `uc` is this handler's live ucontext.
     unsafe { context::load(&mut st.hart, uc) };
     let pc = st.hart.pc;
+    let before = Regime::of(&st.hart);
+    st.stats.record(if st.hart.mode == Mode::User { "trap from u-mode" } else { "trap from s-mode" }, Duration::ZERO);
     let handled = st.handle(sig, info);
     if let Some(why) = st.watch_progress(sig, pc, &handled) {
         st.exit = Some(GuestExit::Failed(why));
@@ -402,6 +521,26 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     }
     if hart::on_interrupt_check(&mut st.hart, timer::rdtime()).is_some() {
         st.stats.record("interrupt delivered", Duration::ZERO);
+    }
+    if before.paging() || st.paging_on() {
+        let raw = std::mem::take(&mut st.last_raw);
+        st.paging.sync(&before, raw, &st.hart);
+        if st.paging_on() {
+            if let Some(h) = st.interpret() {
+                match h.action {
+                    Action::Shutdown(status) => st.exit = Some(GuestExit::PowerOff(status)),
+                    Action::Fail(why) => st.exit = Some(GuestExit::Failed(why)),
+                    Action::Resume | Action::WaitForInterrupt => {}
+                }
+            }
+        }
+        if st.exit.is_some() {
+            st.in_guest = false;
+            // SAFETY: as above.
+            unsafe { context::restore(&st.monitor, uc) };
+            st.stats.record(handled.kind, start.elapsed());
+            return;
+        }
     }
     st.rearm_guest_timer(sig == libc::SIGALRM);
     // SAFETY: `uc` is this handler's live ucontext.

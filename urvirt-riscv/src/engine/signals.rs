@@ -169,11 +169,13 @@ impl Handlers {
         let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
         sa.sa_sigaction = entry_address() as libc::sighandler_t;
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-        // SAFETY: sa_mask is ours to fill. Block all our signals inside any handler, so a
-        // timer tick never lands in the middle of emulating an instruction.
+        // SAFETY: sa_mask is ours to fill. Block our signals inside any handler, so a timer
+        // tick never lands in the middle of emulating an instruction. Not SIGSYS: inside a
+        // handler it can only be the jail refusing a call of the handler's own, and a blocked
+        // seccomp SIGSYS would kill the process without the jail's one-line report.
         unsafe {
             libc::sigemptyset(&mut sa.sa_mask);
-            for s in HANDLED {
+            for s in HANDLED.into_iter().filter(|&s| s != libc::SIGSYS) {
                 libc::sigaddset(&mut sa.sa_mask, s);
             }
         }
@@ -181,8 +183,14 @@ impl Handlers {
         for s in HANDLED {
             // SAFETY: zeroed sigaction to receive the old one.
             let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SIGSYS also stays deliverable inside its own handler (an SBI call's), for the
+            // same reason as above.
+            let mut action = sa;
+            if s == libc::SIGSYS {
+                action.sa_flags |= libc::SA_NODEFER;
+            }
             // SAFETY: a valid signal number and valid sigaction pointers.
-            if unsafe { libc::sigaction(s, &sa, &mut old) } != 0 {
+            if unsafe { libc::sigaction(s, &action, &mut old) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             h.old.push((s, old));

@@ -123,7 +123,7 @@ impl VirtualMachine for UrvirtVm {
                 visible.join(", ")
             ));
         }
-        if let Some(rss) = common::stats::rss_excluding(&[self.mem.base]) {
+        if let Some(rss) = common::stats::rss_excluding(&[self.mem.base, self.mem.view]) {
             stats.notes.push(format!("urvirt: monitor resident memory {} KiB", rss / 1024));
         }
         Ok(Outcome { exit, stats })
@@ -143,6 +143,14 @@ impl UrvirtVm {
             hart,
             ram_base: self.mem.base,
             ram_size: self.mem.size,
+            ram_view: self.mem.view,
+            paging: super::paging::Paging::new(
+                self.mem.memfd(),
+                self.mem.base,
+                self.mem.size,
+                self.mem.reserved_ranges(),
+            ),
+            last_raw: 0,
             console: self.config.vm.console.clone(),
             stats: Stats::new(),
             monitor: super::context::SavedRegs::zeroed(),
@@ -169,11 +177,14 @@ impl UrvirtVm {
         // must run on the reader thread instead, never on the guest's stack and registers.
         common::console::keep_fatal_signals_off_this_thread();
         let mechanism = self.trap_ecalls()?;
+        st.paging.exec_outside_ram = mechanism == Mechanism::Sud;
         let started = Instant::now();
         // A --timeout too large to add to the clock means no timeout (never a panic).
         st.timeout = self.config.vm.timeout.and_then(|t| Some((config::deadline(started, t)?, t)));
         run::set_state(&mut *st);
         timeout_timer.arm(st.timeout.map(|(_, t)| t));
+        // Test hook, read here because a handler may not look at files.
+        run::JAIL_PROBE.store(std::path::Path::new(crate::lab::JAIL_PROBE_FILE).exists(), Ordering::SeqCst);
         if self.config.vm.jail {
             // From here on this thread may make only the monitor's own calls (see jail.rs).
             super::jail::apply()?;
@@ -183,6 +194,7 @@ impl UrvirtVm {
         signals::enter_guest();
         compiler_fence(Ordering::SeqCst);
         run::set_state(std::ptr::null_mut());
+        st.paging.finish();
         timeout_timer.arm(None);
         st.guest_timer.arm(None);
         // A SIGALRM still on its way stays pending once our handlers are gone.
@@ -194,6 +206,33 @@ impl UrvirtVm {
         let wall = started.elapsed();
         let exit =
             st.exit.take().unwrap_or_else(|| GuestExit::Failed("URVirt: the guest ended without a reason".into()));
+        if self.config.stats {
+            paging_notes(&st.paging, &mut st.stats);
+        }
         Ok((exit, std::mem::take(&mut st.stats), mechanism, wall))
+    }
+}
+
+/// The Sv39 lines of `--stats`: the software TLB's work and what was interpreted.
+fn paging_notes(paging: &super::paging::Paging, stats: &mut Stats) {
+    let c = paging.tlb.counts;
+    if c.fills > 0 || paging.interpreted > 0 {
+        stats.notes.push(format!(
+            "urvirt: sv39 tlb fills {}, flushes {}, pages dropped {}, mode/SUM/MXR switches {}; instructions interpreted {}, traps among them {} from u-mode and {} from s-mode; host mapping errors {}",
+            c.fills,
+            c.flushes,
+            c.dropped,
+            c.reprotected,
+            paging.interpreted,
+            paging.interpreted_traps[1],
+            paging.interpreted_traps[0],
+            paging.host_errors()
+        ));
+    }
+    if paging.foreign_lower_half > 0 {
+        stats.notes.push(format!(
+            "urvirt: the guest used lower-half pages this host keeps for the monitor {} times (interpreted, never mapped; a native access there would reach monitor memory): build the riscv64 vmm as a PIE and run on an Sv48/Sv57 host",
+            paging.foreign_lower_half
+        ));
     }
 }
