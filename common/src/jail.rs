@@ -297,82 +297,78 @@ mod tests {
         assert_eq!(l.len, 160);
     }
 
-    /// A real filter on a real thread: an allowed call works, a forbidden one raises SIGSYS,
-    /// which a test-local handler turns into a flag (the reporter would end the process).
-    #[test]
-    fn a_call_outside_the_list_is_refused() {
-        static HIT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    /// What the calls a jailed thread needs in order to end: the tests' lists all hold them.
+    const THREAD_EXIT: [i64; 6] = [
+        libc::SYS_futex,
+        libc::SYS_munmap,
+        libc::SYS_exit,
+        libc::SYS_sigaltstack,
+        libc::SYS_madvise,
+        libc::SYS_rt_sigprocmask,
+    ];
+
+    /// Runs `body` on a new thread under a real filter (`allowed` plus [`THREAD_EXIT`], and
+    /// `ioctls`) and returns the first call the jail refused there (0: none). One handler for
+    /// every test, recording per thread: the trap is delivered to the thread that made the
+    /// call, and tests run in parallel.
+    fn refused_on_a_jailed_thread(allowed: &[i64], ioctls: &'static [u64], body: fn()) -> i64 {
+        thread_local! {
+            static REFUSED: Cell<i64> = const { Cell::new(0) };
+        }
         extern "C" fn note(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
             // SAFETY: the kernel's SIGSYS siginfo.
-            HIT.store(unsafe { blocked_syscall(info) }, std::sync::atomic::Ordering::SeqCst);
+            let nr = unsafe { blocked_syscall(info) };
+            REFUSED.with(|r| {
+                if r.get() == 0 {
+                    r.set(nr)
+                }
+            });
         }
-        std::thread::spawn(|| {
-            // SAFETY: a plain SA_SIGINFO handler that only stores to an atomic.
+        let allowed: Vec<i64> = allowed.iter().chain(THREAD_EXIT.iter()).copied().collect();
+        std::thread::spawn(move || {
+            // SAFETY: a plain SA_SIGINFO handler that only touches a thread-local cell.
             unsafe {
                 let mut a: libc::sigaction = std::mem::zeroed();
                 a.sa_sigaction = note as *const () as libc::sighandler_t;
                 a.sa_flags = libc::SA_SIGINFO;
                 libc::sigaction(libc::SIGSYS, &a, std::ptr::null_mut());
             }
-            apply(
-                "test",
-                &[
-                    libc::SYS_getpid,
-                    libc::SYS_futex,
-                    libc::SYS_munmap,
-                    libc::SYS_exit,
-                    libc::SYS_sigaltstack,
-                    libc::SYS_madvise,
-                    libc::SYS_rt_sigprocmask,
-                ],
-            )
-            .unwrap();
+            apply_with_ioctls("test", &allowed, ioctls).unwrap();
+            body();
+            REFUSED.with(|r| r.get())
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// An allowed call works; a forbidden one raises SIGSYS instead of running.
+    #[test]
+    fn a_call_outside_the_list_is_refused() {
+        let refused = refused_on_a_jailed_thread(&[libc::SYS_getpid], &[], || {
             // SAFETY: getpid has no preconditions.
             assert!(unsafe { libc::getpid() } > 0);
             // SAFETY: getppid has no preconditions; the jail turns it into SIGSYS (the call
             // does not run; what it "returns" is whatever the register held).
             unsafe { libc::syscall(libc::SYS_getppid) };
-        })
-        .join()
-        .unwrap();
-        assert_eq!(HIT.load(std::sync::atomic::Ordering::SeqCst), libc::SYS_getppid);
+        });
+        assert_eq!(refused, libc::SYS_getppid);
     }
 
     /// ioctl is allowed for the listed requests only: FIONREAD passes, FIONBIO is refused.
     #[test]
     fn an_ioctl_outside_the_requests_is_refused() {
-        static HIT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-        extern "C" fn note(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-            // SAFETY: the kernel's SIGSYS siginfo.
-            HIT.store(unsafe { blocked_syscall(info) }, std::sync::atomic::Ordering::SeqCst);
-        }
-        std::thread::spawn(|| {
-            // SAFETY: a plain SA_SIGINFO handler that only stores to an atomic.
-            unsafe {
-                let mut a: libc::sigaction = std::mem::zeroed();
-                a.sa_sigaction = note as *const () as libc::sighandler_t;
-                a.sa_flags = libc::SA_SIGINFO;
-                libc::sigaction(libc::SIGSYS, &a, std::ptr::null_mut());
-            }
-            let exiting = [
-                libc::SYS_futex,
-                libc::SYS_munmap,
-                libc::SYS_exit,
-                libc::SYS_sigaltstack,
-                libc::SYS_madvise,
-                libc::SYS_rt_sigprocmask,
-            ];
-            apply_with_ioctls("test", &exiting, &[libc::FIONREAD]).unwrap();
+        let listed = refused_on_a_jailed_thread(&[], &[libc::FIONREAD], || {
             let mut n: libc::c_int = 0;
-            // SAFETY: FIONREAD on stdin writes one int we own (it may fail with ENOTTY: allowed is what counts).
+            // SAFETY: FIONREAD on stdin writes one int we own (it may fail with ENOTTY: that
+            // it is allowed is what counts).
             unsafe { libc::ioctl(libc::STDIN_FILENO, libc::FIONREAD, &mut n) };
-            assert_eq!(HIT.load(std::sync::atomic::Ordering::SeqCst), 0, "FIONREAD is listed");
+        });
+        assert_eq!(listed, 0, "a listed request passes");
+        let unlisted = refused_on_a_jailed_thread(&[], &[libc::FIONREAD], || {
             let mut on: libc::c_int = 0;
             // SAFETY: FIONBIO reads one int we own; the jail refuses it before it runs.
             unsafe { libc::ioctl(libc::STDIN_FILENO, libc::FIONBIO, &mut on) };
-        })
-        .join()
-        .unwrap();
-        assert_eq!(HIT.load(std::sync::atomic::Ordering::SeqCst), libc::SYS_ioctl);
+        });
+        assert_eq!(unlisted, libc::SYS_ioctl, "another request is refused");
     }
 }
