@@ -26,25 +26,6 @@ die() { echo "[riscv-lab] ERROR: $*" >&2; exit 1; }
 
 # --- 1. kernel -------------------------------------------------------------------------------
 
-# Unpacks a linux-source tarball once into the cache (under a lock: another engineer may be
-# unpacking the same one). Prints the source dir.
-unpack_source() {
-    local tarball="$1" name
-    name="$(basename "$tarball" .tar.xz)"
-    mkdir -p "$CACHE/src"
-    (
-        flock 9
-        if [[ ! -f "$CACHE/src/$name/.unpacked" ]]; then
-            rm -rf "$CACHE/src/$name.tmp" "$CACHE/src/$name"
-            mkdir -p "$CACHE/src/$name.tmp"
-            quietly "riscv64 kernel: unpack $name (once)" tar -xJf "$tarball" -C "$CACHE/src/$name.tmp" >&2
-            mv "$CACHE/src/$name.tmp/$name" "$CACHE/src/$name"
-            rmdir "$CACHE/src/$name.tmp"
-            touch "$CACHE/src/$name/.unpacked"
-        fi
-    ) 9>"$CACHE/src/$name.lock"
-    echo "$CACHE/src/$name"
-}
 
 # Builds Image from one tarball into $2 (a cache dir). Fails if a required option did not stick.
 build_kernel_from() {

@@ -27,25 +27,6 @@ die() { echo "[x86-lab] ERROR: $*" >&2; exit 1; }
 
 # --- 1. kernel -------------------------------------------------------------------------------
 
-# Unpacks the linux-source tarball once into the cache, under the same lock and marker file as
-# scripts/build-riscv-lab.sh, so the two lab builds share one unpacked tree. Prints the source dir.
-unpack_source() {
-    local tarball="$1" name
-    name="$(basename "$tarball" .tar.xz)"
-    mkdir -p "$CACHE/src"
-    (
-        flock 9
-        if [[ ! -f "$CACHE/src/$name/.unpacked" ]]; then
-            rm -rf "$CACHE/src/$name.tmp" "$CACHE/src/$name"
-            mkdir -p "$CACHE/src/$name.tmp"
-            quietly "x86 lab kernel: unpack $name (once)" tar -xJf "$tarball" -C "$CACHE/src/$name.tmp" >&2
-            mv "$CACHE/src/$name.tmp/$name" "$CACHE/src/$name"
-            rmdir "$CACHE/src/$name.tmp"
-            touch "$CACHE/src/$name/.unpacked"
-        fi
-    ) 9>"$CACHE/src/$name.lock"
-    echo "$CACHE/src/$name"
-}
 
 # Builds bzImage into cache dir $1. Fails if an option of either fragment did not survive
 # olddefconfig (a typo or a missing dependency would silently drop it).

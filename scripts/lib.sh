@@ -1,8 +1,9 @@
 # Sourced by every set-up script: fail loudly, name the step, keep long builds quiet.
 #
 #   step "NAME"            names what runs next (exported, so child scripts report it too)
-#   quietly LABEL CMD...   runs CMD with its output in a log file and prints one line:
+#   quietly LABEL CMD...   runs CMD with its output in a log file and prints a start line and
 #                          "  LABEL: ok in 12 s (log: PATH)", or on failure the log's tail
+#   unpack_source TARBALL  unpacks a linux-source tarball once into the cache; prints its dir
 #
 # Any failing command (outside a condition) ends the script through the ERR trap with
 #   setup: step 'NAME' failed: `COMMAND` exited with STATUS (SCRIPT line N)
@@ -41,4 +42,24 @@ quietly() {
         exit "$status"
     fi
     printf '  %s: ok in %s s (log: %s)\n' "$label" "$(($(date +%s) - start))" "$log"
+}
+
+# Unpacks a linux-source tarball once into ${VMM_CACHE:-~/.cache/vmm}/src (under a lock: the
+# kernel builds may run at the same time and share one tree) and prints the source dir.
+unpack_source() {
+    local tarball="$1" name cache="${VMM_CACHE:-$HOME/.cache/vmm}"
+    name="$(basename "$tarball" .tar.xz)"
+    mkdir -p "$cache/src"
+    (
+        flock 9
+        if [[ ! -f "$cache/src/$name/.unpacked" ]]; then
+            rm -rf "$cache/src/$name.tmp" "$cache/src/$name"
+            mkdir -p "$cache/src/$name.tmp"
+            quietly "unpack $name (once)" tar -xJf "$tarball" -C "$cache/src/$name.tmp" >&2
+            mv "$cache/src/$name.tmp/$name" "$cache/src/$name"
+            rmdir "$cache/src/$name.tmp"
+            touch "$cache/src/$name/.unpacked"
+        fi
+    ) 9>"$cache/src/$name.lock"
+    echo "$cache/src/$name"
 }
