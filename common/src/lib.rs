@@ -5,12 +5,14 @@
 //! - [`console`]: the host side of the guest console (stdout or a capture buffer; stdin; raw tty).
 //! - [`bus`]: address ranges -> devices, used for x86 PIO, x86 MMIO and RISC-V MMIO alike.
 //! - [`devices`]: devices both backends can place on a bus.
+//! - [`irq`]: the interrupt line a device raises, whatever controller is behind it.
 //! - [`stats`]: per exit/trap kind counts and handling times, printed by `--stats`.
 pub mod bus;
 pub mod console;
 pub mod devices;
 pub mod error;
 pub mod image;
+pub mod irq;
 pub mod jail;
 pub mod stats;
 pub mod vm;
