@@ -12,12 +12,17 @@ fn guest(name: &str) -> String {
 
 /// Asserts the exit code and that stderr is exactly one line starting with `vmm: ` and containing `needle`.
 fn assert_one_line(out: &std::process::Output, code: i32, needle: &str) {
+    assert_one_line_with_stdout(out, code, needle);
+    assert_eq!(stdout(out), "", "{}", describe(out));
+}
+
+/// [`assert_one_line`] for a command that also prints a report on stdout.
+fn assert_one_line_with_stdout(out: &std::process::Output, code: i32, needle: &str) {
     assert_eq!(out.status.code(), Some(code), "{}", describe(out));
     let err = stderr(out);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "exactly one line expected: {}", describe(out));
     assert!(lines[0].starts_with("vmm: ") && lines[0].contains(needle), "{}", describe(out));
-    assert_eq!(stdout(out), "", "{}", describe(out));
 }
 
 #[test]
@@ -273,4 +278,28 @@ fn no_seccomp_lets_the_same_calls_through() {
         assert_eq!(stdout(&out), "Hello\n", "{thread}: {}", describe(&out));
         assert_eq!(stderr(&out), "", "{thread}: {}", describe(&out));
     }
+}
+
+/// With no /dev/kvm at all (a private mount namespace with an empty /dev), `vmm info` still
+/// reports the lab, which needs no KVM, then fails in one line; and `--lab` runs a guest there.
+#[test]
+fn without_dev_kvm_info_reports_the_lab_and_the_lab_still_runs() {
+    require_x86_lab();
+    let hide_kvm = |args: &[&str]| {
+        let script = "mount -t tmpfs none /dev && touch /dev/null && exec \"$0\" \"$@\"";
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", script, env!("CARGO_BIN_EXE_vmm")])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run unshare (util-linux)");
+        assert!(!stderr(&out).contains("unshare:"), "cannot hide /dev/kvm here: {}", describe(&out));
+        out
+    };
+    let out = hide_kvm(&["info"]);
+    assert_one_line_with_stdout(&out, 2, "no /dev/kvm: this host has no KVM");
+    assert!(stdout(&out).starts_with("x86 lab host (--lab): ready"), "{}", describe(&out));
+    let out = hide_kvm(&["run", "--arch", "x86", "--lab", &guest("hello.bin")]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(stdout(&out), "Hello\n", "{}", describe(&out));
 }
