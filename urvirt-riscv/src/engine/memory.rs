@@ -254,6 +254,19 @@ pub fn host_mappings_in_window(mem: &GuestMemory) -> Vec<String> {
     merged.into_iter().map(|(a, b, n)| format!("{a:#x}-{b:#x} {n}").trim_end().to_string()).collect()
 }
 
+/// Fails unless every device window in `windows` (base, size) lies inside one of the PROT_NONE
+/// reservations: a guest access there must fault, never reach a host mapping.
+pub fn check_device_windows(mem: &GuestMemory, windows: &[(u64, u64)]) -> Result<()> {
+    for &(base, size) in windows {
+        if !mem.reserved.iter().any(|&(a, l)| a <= base && base + size <= a + l) {
+            return Err(Error::bad_input(format!(
+                "a host mapping sits on the guest's device window {base:#x}+{size:#x}, so its accesses would not trap"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The executable mapping that holds `addr` (the monitor's code), as [start, end).
 pub fn code_range_of(addr: u64) -> Option<(u64, u64)> {
     mappings().into_iter().find(|m| m.perms.contains('x') && (m.start..m.end).contains(&addr)).map(|m| (m.start, m.end))
