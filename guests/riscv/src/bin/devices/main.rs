@@ -7,15 +7,9 @@
 #![no_std]
 #![no_main]
 
-mod hw;
-
-use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicUsize, Ordering};
-use hw::{plic, uart};
+use riscv_guests::hw::{plic, trap, uart};
 use riscv_guests::sbi;
-
-const SUPERVISOR_EXTERNAL: usize = (1 << 63) | 9;
-const SIE_SEIE: usize = 1 << 9;
 
 /// What the receive interrupts brought, and how much of it.
 static mut LINE: [u8; 64] = [0; 64];
@@ -23,38 +17,10 @@ static RECEIVED: AtomicUsize = AtomicUsize::new(0);
 /// Sources claimed other than the UART's (there should be none).
 static OTHER_SOURCES: AtomicUsize = AtomicUsize::new(0);
 
-// The trap entry: saves every register but sp on the interrupted stack, calls `on_trap`,
-// restores them and returns. Interrupts come only between `csrsi` and `csrci` below.
-global_asm!(
-    ".section .text",
-    ".balign 4",
-    ".globl trap_entry",
-    "trap_entry:",
-    "    addi sp, sp, -256",
-    ".irp n,1,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
-    "    sd x\\n, \\n*8(sp)",
-    ".endr",
-    "    call on_trap",
-    ".irp n,1,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
-    "    ld x\\n, \\n*8(sp)",
-    ".endr",
-    "    addi sp, sp, 256",
-    "    sret",
-);
-
-extern "C" {
-    fn trap_entry();
-}
-
 #[no_mangle]
 extern "C" fn on_trap() {
-    let scause: usize;
-    // SAFETY: reading scause has no side effects.
-    unsafe { asm!("csrr {}, scause", out(reg) scause) };
-    if scause != SUPERVISOR_EXTERNAL {
-        let sepc: usize;
-        // SAFETY: as above.
-        unsafe { asm!("csrr {}, sepc", out(reg) sepc) };
+    let (scause, sepc) = (trap::scause(), trap::sepc());
+    if scause != trap::SUPERVISOR_EXTERNAL {
         uart::println(format_args!("devices: unexpected trap scause {scause:#x} sepc {sepc:#x}"));
         sbi::system_reset(sbi::RESET_SHUTDOWN, sbi::REASON_SYSTEM_FAILURE);
     }
@@ -106,18 +72,11 @@ extern "C" fn guest_main(_hart: usize, _dtb: usize) -> ! {
     ));
     plic::set_priority(uart::IRQ + 1, 0);
 
-    // SAFETY: trap_entry is a valid direct-mode handler; SEIE lets the PLIC's output in.
-    unsafe {
-        asm!("csrw stvec, {}", in(reg) trap_entry as *const () as usize);
-        asm!("csrs sie, {}", in(reg) SIE_SEIE);
-    }
+    trap::install();
     uart::enable_receive_interrupt();
     uart::println(format_args!("devices: waiting for a key"));
-    // wfi wakes on a pending interrupt even with SIE off; the interrupt is taken between
-    // csrsi and csrci, so it can never slip in just before a wfi and leave it asleep.
     while !line().contains(&b'\n') {
-        // SAFETY: wfi and toggling SIE around one instruction.
-        unsafe { asm!("wfi", "csrsi sstatus, 2", "nop", "csrci sstatus, 2") };
+        trap::wait();
     }
     let text = core::str::from_utf8(line()).unwrap_or("(not UTF-8)").trim_end();
     uart::println(format_args!("devices: the UART's interrupt brought {text:?}"));

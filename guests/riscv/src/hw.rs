@@ -1,6 +1,71 @@
-//! The two devices, as a kernel drives them: volatile loads and stores at QEMU virt's
-//! addresses.
+//! QEMU virt's devices as a kernel drives them (volatile loads and stores at their physical
+//! addresses, satp Bare), and a trap entry for kernels that take interrupts.
 use core::ptr::{read_volatile, write_volatile};
+
+// The trap entry: saves every register but sp on the interrupted stack, calls the binary's
+// `extern "C" fn on_trap()`, restores them and returns with sret. `trap::install` points
+// stvec at it.
+core::arch::global_asm!(
+    ".section .text",
+    ".balign 4",
+    ".globl trap_entry",
+    // Weak: only binaries that install the trap entry define on_trap.
+    ".weak on_trap",
+    "trap_entry:",
+    "    addi sp, sp, -256",
+    ".irp n,1,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+    "    sd x\\n, \\n*8(sp)",
+    ".endr",
+    "    call on_trap",
+    ".irp n,1,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+    "    ld x\\n, \\n*8(sp)",
+    ".endr",
+    "    addi sp, sp, 256",
+    "    sret",
+);
+
+/// Interrupts for kernels that define `#[no_mangle] extern "C" fn on_trap()`.
+pub mod trap {
+    use core::arch::asm;
+
+    pub const SUPERVISOR_EXTERNAL: usize = (1 << 63) | 9;
+    const SIE_SEIE: usize = 1 << 9;
+
+    extern "C" {
+        fn trap_entry();
+    }
+
+    /// stvec = the trap entry (direct mode); sie.SEIE on. sstatus.SIE stays off.
+    pub fn install() {
+        // SAFETY: trap_entry is a valid direct-mode handler.
+        unsafe {
+            asm!("csrw stvec, {}", in(reg) trap_entry as *const () as usize);
+            asm!("csrs sie, {}", in(reg) SIE_SEIE);
+        }
+    }
+
+    /// Sleeps until an interrupt is pending, then takes it. wfi wakes on a pending interrupt
+    /// even with SIE off; the interrupt is taken between csrsi and csrci, so it can never slip
+    /// in just before a wfi and leave it asleep.
+    pub fn wait() {
+        // SAFETY: wfi and toggling SIE around one instruction.
+        unsafe { asm!("wfi", "csrsi sstatus, 2", "nop", "csrci sstatus, 2") };
+    }
+
+    pub fn scause() -> usize {
+        let v: usize;
+        // SAFETY: reading a CSR has no side effects.
+        unsafe { asm!("csrr {}, scause", out(reg) v) };
+        v
+    }
+
+    pub fn sepc() -> usize {
+        let v: usize;
+        // SAFETY: as above.
+        unsafe { asm!("csrr {}, sepc", out(reg) v) };
+        v
+    }
+}
 
 fn r8(a: usize) -> u8 {
     // SAFETY: a device register at a fixed physical address (satp is Bare).
@@ -79,6 +144,15 @@ pub mod uart {
         let _ = Uart.write_fmt(args);
         put(b'\n');
     }
+}
+
+/// A virtio-mmio slot's registers (32 bits each).
+pub fn mmio_read(base: usize, offset: usize) -> u32 {
+    r32(base + offset)
+}
+
+pub fn mmio_write(base: usize, offset: usize, v: u32) {
+    w32(base + offset, v)
 }
 
 /// The PLIC at 0x0c000000, context 1 (hart 0, S-mode).
