@@ -68,7 +68,7 @@ fn run(args: &RunArgs) -> Result<i32> {
         },
     };
     let timeout = args.timeout.as_deref().map(cli::parse_timeout).transpose()?;
-    let vm = VmConfig { mem_size, timeout, console: Console::stdout(), jail: !args.no_seccomp };
+    let vm = VmConfig { mem_size, timeout, console: Console::stdout(), jail: !args.no_seccomp, disks: Vec::new() };
     let image = Image::read(&args.image, mem_size)?;
     let mut machine = match args.arch {
         Arch::X86 => cli::x86_vm(args, vm)?,
@@ -127,6 +127,7 @@ fn riscv_bench(ecall: urvirt_riscv::EcallTrap) -> Result<i32> {
                 timeout: None,
                 console: Console::stdout(),
                 jail: true,
+                disks: Vec::new(),
             },
             ecall_trap: ecall,
             stats: false,
@@ -147,7 +148,7 @@ fn info(args: &InfoArgs) -> Result<i32> {
     #[cfg(target_arch = "x86_64")]
     {
         if args.lab {
-            let vm = VmConfig { mem_size: 0, timeout: None, console: Console::stdout(), jail: true };
+            let vm = VmConfig { mem_size: 0, timeout: None, console: Console::stdout(), jail: true, disks: Vec::new() };
             return Ok(vmm_x86::lab::run_inner(&vm, &["info".to_string()], &[])?.exit_code());
         }
         print_report(&vmm_x86::info()?);

@@ -165,7 +165,7 @@ mod tests {
 
     fn config(timeout: Option<Duration>, stats: bool) -> RiscvConfig {
         RiscvConfig {
-            vm: VmConfig { mem_size: 64 << 20, timeout, console: Console::capture(), jail: true },
+            vm: VmConfig { mem_size: 64 << 20, timeout, console: Console::capture(), jail: true, disks: Vec::new() },
             ecall_trap: crate::EcallTrap::Seccomp,
             stats,
         }

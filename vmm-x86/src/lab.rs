@@ -166,6 +166,7 @@ pub fn bench(root: &Path, linux_runs: Option<usize>) -> Result<Outcome> {
         timeout: None,
         console: common::console::Console::stdout(),
         jail: true,
+        disks: Vec::new(),
     };
     run_inner(&vm, &args, &files)
 }
@@ -321,6 +322,7 @@ mod tests {
             timeout: Some(Duration::from_secs(30)),
             console: Console::capture(),
             jail: false,
+            disks: Vec::new(),
         };
         X86Config { vm, mode, linux, stats: true }
     }
