@@ -68,7 +68,13 @@ fn run(args: &RunArgs) -> Result<i32> {
         },
     };
     let timeout = args.timeout.as_deref().map(cli::parse_timeout).transpose()?;
-    let vm = VmConfig { mem_size, timeout, console: Console::stdout(), jail: !args.no_seccomp, disks: Vec::new() };
+    let disks = args.disk.iter().map(|d| cli::parse_disk(d)).collect::<Result<Vec<_>>>()?;
+    // Open each disk once here, so a bad one is the same one-line error on every backend and
+    // before a lab host boots (there qemu opens the file).
+    for disk in &disks {
+        common::virtio::block::Block::open(disk)?;
+    }
+    let vm = VmConfig { mem_size, timeout, console: Console::stdout(), jail: !args.no_seccomp, disks };
     let image = Image::read(&args.image, mem_size)?;
     let mut machine = match args.arch {
         Arch::X86 => cli::x86_vm(args, vm)?,
