@@ -116,7 +116,11 @@ fn supervise() -> io::Result<InnerExit> {
         if fds[0].revents != 0 {
             // Keys typed at the outer terminal: for the inner vmm's stdin.
             match console_read(&mut buf) {
-                Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
+                Ok(n) if n > 0 => {
+                    pending.extend_from_slice(&buf[..n]);
+                    // Room on the console again: the outer side may send this many more.
+                    send(frame::CREDIT, n.to_string().as_bytes());
+                }
                 _ => console_open = false,
             }
         }

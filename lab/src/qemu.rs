@@ -4,6 +4,7 @@
 //! killed ourselves (PR_SET_PDEATHSIG).
 use super::frame::{Decoder, Event, InnerExit};
 use super::host::LabHost;
+use super::keys::InputWindow;
 use common::stats::Stats;
 use common::vm::{GuestExit, Outcome, VmConfig};
 use common::{Error, Result};
@@ -81,9 +82,12 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
     let mut qemu = Qemu(child);
     let (tx, rx) = mpsc::channel();
 
+    // Keys go to init only as it has room for them ([`super::keys::InputWindow`]).
+    let window = Arc::new(InputWindow::default());
     let mut serial_out = qemu.0.stdout.take().expect("piped stdout");
     let console = vm.console.clone();
     let events = tx.clone();
+    let credit = Arc::clone(&window);
     std::thread::spawn(move || {
         let mut decoder = Decoder::new();
         let mut buf = vec![0u8; 16384];
@@ -99,7 +103,11 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
                         let mut err = std::io::stderr().lock();
                         let _ = err.write_all(&bytes).and_then(|_| err.flush());
                     }
+                    Event::Credit(n) => credit.grant(n),
                     other => {
+                        if other == Event::Started {
+                            credit.grant(super::keys::WINDOW);
+                        }
                         let _ = events.send(Msg::Event(other));
                     }
                 }
@@ -117,10 +125,13 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
     // ([`super::keys`]) so the inner vmm ends the run itself and reports its stats and exit.
     let serial_in = Arc::new(Mutex::new(qemu.0.stdin.take().expect("piped stdin")));
     let keys_in = Arc::clone(&serial_in);
+    let keys_window = Arc::clone(&window);
     let quit = tx.clone();
     vm.console.start_input(
         move |bytes| {
-            let _ = keys_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(&super::keys::escape(bytes));
+            keys_window.send(bytes, |wire| {
+                let _ = keys_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(wire);
+            });
         },
         move || {
             let _ = quit.send(Msg::Quit);
@@ -155,7 +166,8 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
             // may be lost with the UART's FIFO): stop the lab host.
             Ok(Msg::Quit) if !started => break GuestExit::UserQuit,
             Ok(Msg::Quit) => {
-                // Pass the quit on; the inner vmm ends the run and reports stats and exit.
+                // Pass the quit on; the inner vmm ends the run and reports stats and exit. These
+                // two bytes go outside the credit window: init's tty has room beyond it.
                 let _ = serial_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(&super::keys::QUIT);
                 user_quit = true;
                 deadline = Instant::now().checked_add(QUIT_GRACE);
@@ -195,6 +207,7 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
             }
         }
     };
+    window.close();
     drop(initrd);
     Ok(Outcome { exit, stats: Stats::new() })
 }
