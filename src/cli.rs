@@ -148,7 +148,6 @@ pub fn parse_timeout(text: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(secs).ok().filter(|d| !d.is_zero()).ok_or_else(bad)
 }
 
-
 /// `--disk FILE[,ro]`. The file itself is checked when the device opens it.
 pub fn parse_disk(text: &str) -> Result<DiskConfig> {
     let (path, read_only) = match text.rsplit_once(',') {
