@@ -93,8 +93,8 @@ mod tests {
         assert_eq!(cmdline_option(0), "virtio_mmio.device=4K@0xd0000000:5");
         assert_eq!(cmdline_option(3), "virtio_mmio.device=4K@0xd0003000:9");
         // Above the largest guest RAM, below the I/O APIC.
-        assert!(DISK_MMIO_BASE >= crate::memory::MAX_MEM);
-        assert!(DISK_MMIO_BASE + DISK_IRQS.len() as u64 * MMIO_SIZE <= 0xfec0_0000);
+        const { assert!(DISK_MMIO_BASE >= crate::memory::MAX_MEM) };
+        const { assert!(DISK_MMIO_BASE + DISK_IRQS.len() as u64 * MMIO_SIZE <= 0xfec0_0000) };
         assert!(!DISK_IRQS.contains(&crate::linux::devices::COM1_IRQ) && !DISK_IRQS.contains(&8));
     }
 
@@ -116,7 +116,7 @@ mod tests {
         let announce = attach(None, &mut devices.mmio, &mem, &config).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(announce, "virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6");
-        let mut read = |addr: u64| {
+        let read = |addr: u64| {
             let mut data = [0u8; 4];
             let (kind, action) = dispatch(Exit::MmioRead { addr, data: &mut data });
             assert_eq!(kind, "mmio-read");
