@@ -12,12 +12,17 @@ fn guest(name: &str) -> String {
 
 /// Asserts the exit code and that stderr is exactly one line starting with `vmm: ` and containing `needle`.
 fn assert_one_line(out: &std::process::Output, code: i32, needle: &str) {
+    assert_one_line_with_stdout(out, code, needle);
+    assert_eq!(stdout(out), "", "{}", describe(out));
+}
+
+/// [`assert_one_line`] for a command that also prints a report on stdout.
+fn assert_one_line_with_stdout(out: &std::process::Output, code: i32, needle: &str) {
     assert_eq!(out.status.code(), Some(code), "{}", describe(out));
     let err = stderr(out);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "exactly one line expected: {}", describe(out));
     assert!(lines[0].starts_with("vmm: ") && lines[0].contains(needle), "{}", describe(out));
-    assert_eq!(stdout(out), "", "{}", describe(out));
 }
 
 #[test]
@@ -89,11 +94,39 @@ fn host_flavor() -> String {
     line.split_whitespace().next().unwrap_or("").to_string()
 }
 
-#[test]
-fn triple_fault_is_a_guest_failure() {
-    require_kvm();
-    let out = run_vmm(&["run", "--arch", "x86", "--mode", "long", &guest("triple.bin")], 30);
-    let flavor = host_flavor();
+/// Where a failing guest runs: on this host's KVM, or inside the x86 lab host, whose KVM is
+/// SVM on every machine. Each failure is checked on both, so the SVM branch always runs.
+#[derive(Clone, Copy)]
+enum On {
+    Host,
+    Lab,
+}
+
+/// Runs `vmm run --arch x86 ARGS` there; returns the output (the lab's notice line taken off
+/// stderr, after checking it came first) and the KVM flavor it ran on.
+fn run_failing(on: On, args: &[&str]) -> (std::process::Output, String) {
+    let mut full = vec!["run", "--arch", "x86"];
+    match on {
+        On::Host => {
+            require_kvm();
+            full.extend_from_slice(args);
+            (run_vmm(&full, 30), host_flavor())
+        }
+        On::Lab => {
+            require_x86_lab();
+            full.push("--lab");
+            full.extend_from_slice(args);
+            let mut out = run_vmm(&full, 300);
+            let err = stderr(&out);
+            assert!(err.starts_with(X86_LAB_NOTICE), "no lab notice first: {}", describe(&out));
+            out.stderr = err.split_once('\n').map_or("", |(_, rest)| rest).as_bytes().to_vec();
+            (out, "SVM".to_string())
+        }
+    }
+}
+
+fn triple_fault(on: On) {
+    let (out, flavor) = run_failing(on, &["--mode", "long", &guest("triple.bin")]);
     if flavor == "SVM" {
         // KVM on SVM resets the vCPU as it reports the shutdown: the fault's state is gone.
         assert_one_line(&out, 1, "guest triple fault (KVM_EXIT_SHUTDOWN); KVM reset the vCPU on shutdown");
@@ -105,26 +138,21 @@ fn triple_fault_is_a_guest_failure() {
     }
 }
 
-#[test]
-fn unknown_port_is_a_guest_failure() {
-    require_kvm();
-    let out = run_vmm(&["run", "--arch", "x86", &guest("badport.bin")], 30);
+fn unknown_port(on: On) {
+    let (out, _) = run_failing(on, &[&guest("badport.bin")]);
+    // The RIP reported differs by flavor (kvm-pvm: past the `out`), so only its presence is checked.
     assert_one_line(&out, 1, "guest write of unknown I/O port 0x99 (size 1) at RIP=0x");
 }
 
-#[test]
-fn unknown_port_string_read_is_reported_as_one_access() {
-    require_kvm();
+fn unknown_port_string_read(on: On) {
     // `rep insb` x4 from 0x99 arrives as one exit holding four 1-byte reads (KVM reads ahead).
-    let out = run_vmm(&["run", "--arch", "x86", &guest("badins.bin")], 30);
+    let (out, _) = run_failing(on, &[&guest("badins.bin")]);
     assert_one_line(&out, 1, "guest read of unknown I/O port 0x99 (size 1) at RIP=0x100a");
 }
 
-#[test]
-fn emulation_failure_names_the_instruction() {
-    require_kvm();
-    let out = run_vmm(&["run", "--arch", "x86", "--mode", "long", &guest("emufail.bin")], 30);
-    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+fn emulation_failure(on: On) {
+    let (out, flavor) = run_failing(on, &["--mode", "long", &guest("emufail.bin")]);
+    if flavor == "PVM" {
         // kvm-pvm runs guest instructions through KVM's emulator, which lacks xrstor.
         assert_one_line(&out, 1, "KVM internal error: emulation failure (suberror 1) at RIP=0x1004");
         assert!(stderr(&out).contains("instruction bytes: 0f ae 2c 25"), "{}", describe(&out));
@@ -134,14 +162,65 @@ fn emulation_failure_names_the_instruction() {
     }
 }
 
-#[test]
-fn runaway_guest_is_stopped_by_timeout() {
-    require_kvm();
+fn runaway_guest(on: On) {
     let start = Instant::now();
-    let out = run_vmm(&["run", "--arch", "x86", "--timeout", "1", &guest("loop.bin")], 20);
+    let (out, _) = run_failing(on, &["--timeout", "1", &guest("loop.bin")]);
     let took = start.elapsed();
     assert_one_line(&out, 1, "guest did not finish within 1 s (--timeout)");
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "took {took:?}");
+    // The lab adds its own boot; only on this host is the stop itself timed.
+    if matches!(on, On::Host) {
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "took {took:?}");
+    }
+}
+
+#[test]
+fn triple_fault_is_a_guest_failure() {
+    triple_fault(On::Host);
+}
+
+#[test]
+fn triple_fault_in_the_lab_is_reported_as_svm_does() {
+    triple_fault(On::Lab);
+}
+
+#[test]
+fn unknown_port_is_a_guest_failure() {
+    unknown_port(On::Host);
+}
+
+#[test]
+fn unknown_port_is_a_guest_failure_in_the_lab() {
+    unknown_port(On::Lab);
+}
+
+#[test]
+fn unknown_port_string_read_is_reported_as_one_access() {
+    unknown_port_string_read(On::Host);
+}
+
+#[test]
+fn unknown_port_string_read_is_one_access_in_the_lab() {
+    unknown_port_string_read(On::Lab);
+}
+
+#[test]
+fn emulation_failure_names_the_instruction() {
+    emulation_failure(On::Host);
+}
+
+#[test]
+fn xrstor_that_kvm_pvm_cannot_emulate_runs_in_the_lab() {
+    emulation_failure(On::Lab);
+}
+
+#[test]
+fn runaway_guest_is_stopped_by_timeout() {
+    runaway_guest(On::Host);
+}
+
+#[test]
+fn runaway_guest_is_stopped_by_timeout_in_the_lab() {
+    runaway_guest(On::Lab);
 }
 
 #[test]
@@ -199,4 +278,28 @@ fn no_seccomp_lets_the_same_calls_through() {
         assert_eq!(stdout(&out), "Hello\n", "{thread}: {}", describe(&out));
         assert_eq!(stderr(&out), "", "{thread}: {}", describe(&out));
     }
+}
+
+/// With no /dev/kvm at all (a private mount namespace with an empty /dev), `vmm info` still
+/// reports the lab, which needs no KVM, then fails in one line; and `--lab` runs a guest there.
+#[test]
+fn without_dev_kvm_info_reports_the_lab_and_the_lab_still_runs() {
+    require_x86_lab();
+    let hide_kvm = |args: &[&str]| {
+        let script = "mount -t tmpfs none /dev && touch /dev/null && exec \"$0\" \"$@\"";
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", script, env!("CARGO_BIN_EXE_vmm")])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run unshare (util-linux)");
+        assert!(!stderr(&out).contains("unshare:"), "cannot hide /dev/kvm here: {}", describe(&out));
+        out
+    };
+    let out = hide_kvm(&["info"]);
+    assert_one_line_with_stdout(&out, 2, "no /dev/kvm: this host has no KVM");
+    assert!(stdout(&out).starts_with("x86 lab host (--lab): ready"), "{}", describe(&out));
+    let out = hide_kvm(&["run", "--arch", "x86", "--lab", &guest("hello.bin")]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(stdout(&out), "Hello\n", "{}", describe(&out));
 }

@@ -11,42 +11,21 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::*;
 
-/// The one line `--lab` prints about the lab host before anything else.
-const NOTICE: &str = "vmm: running the static x86_64 build inside x86_64 Linux on an emulated AMD-V CPU";
+use support::X86_LAB_NOTICE as NOTICE;
 const MARKER: &str = "VMM-INIT-OK";
 /// Long enough for any boot here (about 6 s in the lab, more on a loaded machine); the inner
 /// vmm must end on its own well before it.
 const SAFETY_TIMEOUT: &str = "300";
-
-/// The lab kernel (set-up builds it) and a static x86_64 vmm built from the current sources,
-/// once per test process: plain `cargo test` builds only the normal vmm, and the lab would
-/// otherwise run whatever static vmm set-up left behind. The build is set-up's own step.
-fn require_lab() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    artifact("x86-lab/bzImage");
-    BUILT.get_or_init(|| {
-        let out = std::process::Command::new("bash")
-            .arg(root().join("scripts/build-x86-lab.sh"))
-            .arg("vmm")
-            .current_dir(root())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run scripts/build-x86-lab.sh");
-        assert!(out.status.success(), "cannot build the static x86_64 vmm for the lab: {}", describe(&out));
-    });
-    artifact("x86_64-unknown-linux-gnu/release/vmm");
-}
 
 fn guest(name: &str) -> PathBuf {
     artifact(&format!("guests/x86/{name}"))
 }
 
 fn lab_vmm(args: &[&str], limit_secs: u64) -> Output {
-    require_lab();
+    require_x86_lab();
     run_vmm(args, limit_secs)
 }
 
@@ -79,7 +58,7 @@ fn the_lab_hosts_kvm_is_svm() {
 #[test]
 fn vmm_info_names_the_lab_host() {
     require_kvm();
-    require_lab();
+    require_x86_lab();
     let out = run_vmm(&["info"], 30);
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("x86 lab host (--lab): ready"), "{}", describe(&out));
@@ -143,7 +122,7 @@ fn bzimage_boots_to_init_through_the_64bit_protocol() {
 /// `exit` ends the shell, init resets the guest and vmm ends with 0.
 #[test]
 fn a_shell_in_the_lab_answers_typed_commands() {
-    require_lab();
+    require_x86_lab();
     let kernel = guest("linux/bzImage");
     let initrd = guest("linux/initramfs.cpio.gz");
     let mut child = vmm()
@@ -238,7 +217,7 @@ fn lab_does_not_apply_to_riscv() {
 /// and the process is gone afterwards.
 #[test]
 fn a_lab_host_that_never_comes_up_times_out_clearly() {
-    require_lab();
+    require_x86_lab();
     let pid_file = std::env::temp_dir().join(format!("vmm-test-{}-fake-qemu.pid", std::process::id()));
     let script = format!("#!/bin/sh\necho $$ > {}\nexec sleep 600\n", pid_file.display());
     let fake = scratch_file("never-boots", "fake-qemu", script.as_bytes());
@@ -293,7 +272,7 @@ fn an_emulation_failure_on_kvm_pvm_points_to_the_lab() {
 /// vmm ends the run itself (its --stats table arrives) and vmm exits 0 with the terminal restored.
 #[test]
 fn a_shell_on_a_terminal_then_ctrl_a_x() {
-    require_lab();
+    require_x86_lab();
     let kernel = guest("linux/bzImage");
     let initrd = guest("linux/initramfs.cpio.gz");
     let (mut master, slave) = pty::pty();

@@ -6,7 +6,9 @@
 //!
 //! A frame is `ESC _ L A B`, a kind byte, the payload length as 4 hex digits, the payload.
 //! Kinds: `S` init has started (empty), `O` the inner vmm's stdout, `E` its stderr,
-//! `X` its exit (payload `code N` or `signal N`). The console is raw, so payloads are 8-bit clean.
+//! `X` its exit (payload `code N` or `signal N`), `C` credit (payload: how many input bytes init
+//! has taken from the console, in decimal; see [`super::keys::InputWindow`]). The console is raw,
+//! so payloads are 8-bit clean.
 
 const MAGIC: &[u8] = b"\x1b_LAB";
 const HEADER_LEN: usize = MAGIC.len() + 1 + 4;
@@ -17,6 +19,7 @@ pub const START: u8 = b'S';
 pub const STDOUT: u8 = b'O';
 pub const STDERR: u8 = b'E';
 pub const EXIT: u8 = b'X';
+pub const CREDIT: u8 = b'C';
 
 /// Appends the frames carrying `data` (split as needed) to `out`.
 pub fn encode(kind: u8, data: &[u8], out: &mut Vec<u8>) {
@@ -71,6 +74,8 @@ pub enum Event {
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
     Exit(InnerExit),
+    /// init took this many input bytes off the console: the outer side may send as many more.
+    Credit(usize),
 }
 
 /// Turns the serial byte stream back into events. Bytes outside frames are noise; the last
@@ -117,7 +122,7 @@ impl Decoder {
             let len = std::str::from_utf8(&self.pending[MAGIC.len() + 1..HEADER_LEN])
                 .ok()
                 .and_then(|s| usize::from_str_radix(s, 16).ok());
-            let Some(len) = len.filter(|_| matches!(kind, START | STDOUT | STDERR | EXIT)) else {
+            let Some(len) = len.filter(|_| matches!(kind, START | STDOUT | STDERR | EXIT | CREDIT)) else {
                 // Not a real frame: the magic byte itself is noise; look further on.
                 self.note_noise(1);
                 continue;
@@ -131,6 +136,9 @@ impl Decoder {
                 START => events.push(Event::Started),
                 STDOUT => events.push(Event::Stdout(payload)),
                 STDERR => events.push(Event::Stderr(payload)),
+                // A credit that does not parse grants nothing (the outer side then waits).
+                CREDIT => events
+                    .push(Event::Credit(std::str::from_utf8(&payload).ok().and_then(|t| t.parse().ok()).unwrap_or(0))),
                 _ => {
                     let exit = InnerExit::parse(&payload).unwrap_or(InnerExit::Code(1));
                     events.push(Event::Exit(exit));
@@ -178,6 +186,7 @@ mod tests {
         encode(START, b"", &mut s);
         encode(STDOUT, b"I wrote this with SBI calls\n", &mut s);
         encode(STDERR, b"vmm: stats\n", &mut s);
+        encode(CREDIT, b"300", &mut s);
         encode(STDOUT, b"\x1b_LAB fake magic inside data\n", &mut s);
         encode(EXIT, InnerExit::Code(3).to_payload().as_bytes(), &mut s);
         s.extend_from_slice(b"reboot: Power down\r\n");
@@ -189,6 +198,7 @@ mod tests {
             Event::Started,
             Event::Stdout(b"I wrote this with SBI calls\n".to_vec()),
             Event::Stderr(b"vmm: stats\n".to_vec()),
+            Event::Credit(300),
             Event::Stdout(b"\x1b_LAB fake magic inside data\n".to_vec()),
             Event::Exit(InnerExit::Code(3)),
         ]

@@ -4,8 +4,9 @@
 //! killed ourselves (PR_SET_PDEATHSIG).
 use super::frame::{Decoder, Event, InnerExit};
 use super::host::LabHost;
+use super::keys::InputWindow;
 use common::stats::Stats;
-use common::vm::{GuestExit, Outcome, VmConfig};
+use common::vm::{DiskConfig, GuestExit, Outcome, VmConfig};
 use common::{Error, Result};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -59,6 +60,7 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
         .arg(format!("/proc/self/fd/{}", initrd.as_raw_fd()))
         .arg("-append")
         .arg(&host.kernel_cmdline)
+        .args(disk_args(host, &vm.disks)?)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -81,9 +83,12 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
     let mut qemu = Qemu(child);
     let (tx, rx) = mpsc::channel();
 
+    // Keys go to init only as it has room for them ([`super::keys::InputWindow`]).
+    let window = Arc::new(InputWindow::default());
     let mut serial_out = qemu.0.stdout.take().expect("piped stdout");
     let console = vm.console.clone();
     let events = tx.clone();
+    let credit = Arc::clone(&window);
     std::thread::spawn(move || {
         let mut decoder = Decoder::new();
         let mut buf = vec![0u8; 16384];
@@ -99,7 +104,11 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
                         let mut err = std::io::stderr().lock();
                         let _ = err.write_all(&bytes).and_then(|_| err.flush());
                     }
+                    Event::Credit(n) => credit.grant(n),
                     other => {
+                        if other == Event::Started {
+                            credit.grant(super::keys::WINDOW);
+                        }
                         let _ = events.send(Msg::Event(other));
                     }
                 }
@@ -117,10 +126,13 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
     // ([`super::keys`]) so the inner vmm ends the run itself and reports its stats and exit.
     let serial_in = Arc::new(Mutex::new(qemu.0.stdin.take().expect("piped stdin")));
     let keys_in = Arc::clone(&serial_in);
+    let keys_window = Arc::clone(&window);
     let quit = tx.clone();
     vm.console.start_input(
         move |bytes| {
-            let _ = keys_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(&super::keys::escape(bytes));
+            keys_window.send(bytes, |wire| {
+                let _ = keys_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(wire);
+            });
         },
         move || {
             let _ = quit.send(Msg::Quit);
@@ -155,7 +167,8 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
             // may be lost with the UART's FIFO): stop the lab host.
             Ok(Msg::Quit) if !started => break GuestExit::UserQuit,
             Ok(Msg::Quit) => {
-                // Pass the quit on; the inner vmm ends the run and reports stats and exit.
+                // Pass the quit on; the inner vmm ends the run and reports stats and exit. These
+                // two bytes go outside the credit window: init's tty has room beyond it.
                 let _ = serial_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(&super::keys::QUIT);
                 user_quit = true;
                 deadline = Instant::now().checked_add(QUIT_GRACE);
@@ -195,8 +208,28 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
             }
         }
     };
+    window.close();
     drop(initrd);
     Ok(Outcome { exit, stats: Stats::new() })
+}
+
+/// Each `--disk` as a raw drive of the lab host (read-only for `ro`) on its virtio-blk device,
+/// with serial `vmm-disk<i>` so init can find it whatever the kernel names it.
+fn disk_args(host: &LabHost, disks: &[DiskConfig]) -> Result<Vec<String>> {
+    let mut args = Vec::new();
+    for (i, disk) in disks.iter().enumerate() {
+        let path = std::fs::canonicalize(&disk.path).map_err(|e| {
+            Error::bad_input(format!("--disk {}: {}", disk.path.display(), common::image::io_reason(&e)))
+        })?;
+        // QEMU's option syntax: a comma inside a value is written twice.
+        let file = path.to_string_lossy().replace(',', ",,");
+        let readonly = if disk.read_only { ",readonly=on" } else { "" };
+        args.push("-drive".into());
+        args.push(format!("file={file},format=raw,if=none,id=vmmdisk{i}{readonly}"));
+        args.push("-device".into());
+        args.push(format!("{},drive=vmmdisk{i},serial=vmm-disk{i}", host.disk_device));
+    }
+    Ok(args)
 }
 
 fn boot_limit() -> Result<Duration> {

@@ -138,3 +138,25 @@ pub fn require_riscv_lab() {
 pub fn row_count(stats: &str, row: &str) -> Option<u64> {
     stats.lines().find_map(|l| l.strip_prefix(row)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
 }
+
+/// The one line `--lab` prints about the x86 lab host before anything else.
+pub const X86_LAB_NOTICE: &str = "vmm: running the static x86_64 build inside x86_64 Linux on an emulated AMD-V CPU";
+
+/// The lab kernel (set-up builds it) and a static x86_64 vmm built from the current sources,
+/// once per test process: plain `cargo test` builds only the normal vmm, and the lab would
+/// otherwise run whatever static vmm set-up left behind. The build is set-up's own step.
+pub fn require_x86_lab() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    artifact("x86-lab/bzImage");
+    BUILT.get_or_init(|| {
+        let out = std::process::Command::new("bash")
+            .arg(root().join("scripts/build-x86-lab.sh"))
+            .arg("vmm")
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/build-x86-lab.sh");
+        assert!(out.status.success(), "cannot build the static x86_64 vmm for the lab: {}", describe(&out));
+    });
+    artifact("x86_64-unknown-linux-gnu/release/vmm");
+}
