@@ -1,8 +1,12 @@
 //! The guest's devices in the engine, and where their work runs.
 //!
-//! - The bus ([`common::bus::Bus`]) holds the PLIC, the 16550 UART and the virtio slots at
-//!   QEMU virt's addresses ([`crate::layout`]). Their windows stay PROT_NONE, so a guest
-//!   access faults; the SIGSEGV handler performs it ([`crate::mmio`]) on the guest thread.
+//! - The bus ([`common::bus::Bus`]) holds the PLIC, the 16550 UART and one virtio-mmio
+//!   transport per `--disk` at QEMU virt's addresses ([`crate::layout`]). Their windows stay
+//!   PROT_NONE, so a guest access faults; the SIGSEGV handler performs it ([`crate::mmio`]) on
+//!   the guest thread. Register accesses are quick; a virtio QueueNotify only writes the
+//!   worker's eventfd, and the disk I/O runs on that device's worker thread
+//!   ([`common::virtio`]), which reads and writes guest RAM through its own shared mapping of
+//!   the memfd ([`common::memory::from_fd`]) and raises the device's PLIC line.
 //! - The PLIC's S-mode output is an atomic flag: the guest thread copies it into `sip.SEIP`
 //!   at every trap and before every interrupt check, so the supervisor external interrupt is
 //!   delivered exactly as the timer's is ([`crate::trap::pending_interrupt`]).
@@ -18,11 +22,16 @@ use super::run::RunState;
 use super::signals;
 use crate::hart::{self, Handled};
 use crate::layout;
+use crate::loader::RAM_BASE;
 use common::bus::Bus;
 use common::console::Console;
 use common::devices::plic::{Plic, PlicLine, S_CONTEXT};
 use common::devices::serial::Serial;
+use common::virtio::block::Block;
+use common::virtio::{MmioTransport, Version, MMIO_SIZE};
+use common::vm::DiskConfig;
 use common::{Error, Result};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -68,11 +77,42 @@ impl Devices {
         Ok(Devices { bus, uart, plic, seip })
     }
 
-    /// The line a device in virtio slot `i` drives.
-    pub fn virtio_line(&self, i: usize) -> Arc<PlicLine> {
-        Arc::new(PlicLine { plic: self.plic.clone(), source: layout::VIRTIO_IRQ_BASE + i as u32 })
+    /// One legacy (version 1) virtio-blk transport per disk, in slot order: the interface
+    /// teaching kernels and their drivers speak (Linux speaks it too). `ram` is the memfd
+    /// behind guest RAM; `jail`: the workers run under their seccomp allowlist.
+    pub fn add_disks(&mut self, disks: &[DiskConfig], ram: (BorrowedFd<'_>, u64), jail: bool) -> Result<()> {
+        if disks.len() > layout::VIRTIO_SLOTS {
+            return Err(Error::bad_input(format!(
+                "{} disks given; RISC-V has {} virtio-mmio slots (QEMU virt's)",
+                disks.len(),
+                layout::VIRTIO_SLOTS
+            )));
+        }
+        if disks.is_empty() {
+            return Ok(());
+        }
+        let mem = common::memory::from_fd(ram.0, 0, RAM_BASE, ram.1)?;
+        for (i, disk) in disks.iter().enumerate() {
+            let block = Block::open(disk)?;
+            let line = Arc::new(PlicLine { plic: self.plic.clone(), source: layout::VIRTIO_IRQ_BASE + i as u32 });
+            // The worker starts with our signals blocked: they stay on the guest thread.
+            let transport = signals::with_handled_blocked(|| {
+                if jail {
+                    MmioTransport::jailed(block, mem.clone(), line, Version::Legacy, WORKER_LINE_SYSCALLS)
+                } else {
+                    MmioTransport::new(block, mem.clone(), line, Version::Legacy)
+                }
+            });
+            let slot = Arc::new(Mutex::new(transport?));
+            self.bus.insert(layout::virtio_slot(i), MMIO_SIZE, "virtio-blk", slot).map_err(bus_err)?;
+        }
+        Ok(())
     }
 }
+
+/// What a virtio worker's PLIC line needs beyond [`common::virtio::WORKER_SYSCALLS`]: the
+/// PLIC's lock and [`wake_guest`] (futex, and SIGALRM to the guest thread).
+const WORKER_LINE_SYSCALLS: &[i64] = &[libc::SYS_futex, libc::SYS_tgkill, libc::SYS_getpid, libc::SYS_gettid];
 
 /// Makes an interrupt raised now reach the guest thread promptly (see the module docs).
 pub fn wake_guest() {

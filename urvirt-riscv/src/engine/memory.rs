@@ -154,6 +154,12 @@ impl GuestMemory {
         self.fd.as_raw_fd()
     }
 
+    /// The memfd, for a device's own mapping of guest RAM.
+    pub fn memfd_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
     /// The PROT_NONE reservations as [start, end): where guest pages may be mapped.
     pub fn reserved_ranges(&self) -> Vec<(u64, u64)> {
         self.reserved.iter().map(|&(a, l)| (a, a + l)).collect()

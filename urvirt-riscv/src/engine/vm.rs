@@ -39,7 +39,8 @@ impl UrvirtVm {
     pub fn new(config: RiscvConfig) -> Result<Self> {
         let mem = GuestMemory::new(config.vm.mem_size)?;
         memory::check_device_windows(&mem, &crate::layout::device_windows(crate::layout::VIRTIO_SLOTS))?;
-        let devices = super::devices::Devices::new(&config.vm.console)?;
+        let mut devices = super::devices::Devices::new(&config.vm.console)?;
+        devices.add_disks(&config.vm.disks, (mem.memfd_fd(), mem.size), config.vm.jail)?;
         Ok(UrvirtVm { config, mem, boot: None, timebase: fdt::host_timebase_frequency() as u64, devices })
     }
 
@@ -82,7 +83,7 @@ impl VirtualMachine for UrvirtVm {
             mem_size: self.mem.size,
             timebase_frequency: self.timebase as u32,
             bootargs: BOOTARGS.into(),
-            virtio_slots: 0,
+            virtio_slots: self.config.vm.disks.len(),
         })?;
         self.mem.load(&kernel, fdt_addr, &blob);
         let mut hart = Hart::new(kernel.entry);
