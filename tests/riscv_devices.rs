@@ -1,7 +1,8 @@
 //! RISC-V devices at QEMU virt's addresses, end to end: the `devices` kernel
 //! (guests/riscv/src/bin/devices) prints through the MMIO 16550 and the SBI console, checks a
-//! UART register round trip and the PLIC's registers, and takes the UART's receive interrupt
-//! through the PLIC when the test types a line. It runs under `qemu-system-riscv64 -M virt
+//! UART register round trip and the PLIC's registers, takes the UART's receive interrupt
+//! through the PLIC when the test types a line, then turns Sv39 on and reaches the same
+//! devices through a guest virtual address (VA 0x4000_0000 maps physical 0). It runs under `qemu-system-riscv64 -M virt
 //! -bios default` (the reference) and under `vmm run --arch riscv` (through the riscv64 lab
 //! host), and both must print the same lines.
 //!
@@ -81,6 +82,8 @@ devices: plic priority 1 and 1 (9 written), enable word 0x400, threshold 0
 devices: waiting for a key
 devices: the UART's interrupt brought \"key\"
 devices: other sources claimed 0, left to claim 0
+devices: through Sv39, the UART at VA 0x50000000
+devices: through Sv39, PLIC source 10 priority 1, threshold written 3, at its physical address 3
 devices: done
 ";
     assert_eq!(text, want);

@@ -42,6 +42,54 @@ extern "C" fn on_trap() {
     }
 }
 
+/// An Sv39 root table of three gigapages.
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+static mut ROOT: Table = Table([0; 512]);
+/// Where the devices' gigapage (physical 0..1 GiB) appears with Sv39 on.
+const DEVICES_VA: usize = 0x4000_0000;
+
+/// The same devices through a guest virtual address: VA 0x4000_0000 maps physical 0 (so the
+/// UART is at VA 0x5000_0000), VA 0x8000_0000 maps RAM, where this kernel runs.
+fn sv39() {
+    const V: u64 = 1;
+    const R: u64 = 2;
+    const W: u64 = 4;
+    const X: u64 = 8;
+    const A: u64 = 1 << 6;
+    const D: u64 = 1 << 7;
+    // SAFETY: the table is ours; satp then points at it, and everything this kernel touches
+    // (its code, data and stack in RAM, the devices) is mapped.
+    unsafe {
+        let root = &mut *core::ptr::addr_of_mut!(ROOT);
+        root.0[1] = V | R | W | A | D; // PPN 0
+        root.0[2] = ((0x8000_0000u64 >> 12) << 10) | V | R | W | X | A | D;
+        let satp = (8usize << 60) | (root as *const Table as usize >> 12);
+        core::arch::asm!("csrw satp, {}", "sfence.vma", in(reg) satp);
+    }
+    let uart_va = DEVICES_VA + uart::BASE;
+    for b in b"devices: through Sv39, the UART at VA 0x50000000\n" {
+        // SAFETY: device registers through the mapping above.
+        unsafe {
+            while core::ptr::read_volatile((uart_va + 5) as *const u8) & 0x20 == 0 {}
+            core::ptr::write_volatile(uart_va as *mut u8, *b);
+        }
+    }
+    let plic_va = DEVICES_VA + 0x0c00_0000;
+    // SAFETY: as above: source 10's priority, and context 1's threshold.
+    let (priority, threshold) = unsafe {
+        core::ptr::write_volatile((plic_va + 0x20_1000) as *mut u32, 3);
+        (core::ptr::read_volatile((plic_va + 4 * 10) as *const u32), core::ptr::read_volatile((plic_va + 0x20_1000) as *const u32))
+    };
+    // SAFETY: back to Bare, where the kernel's physical addresses are its addresses.
+    unsafe { core::arch::asm!("csrw satp, zero", "sfence.vma") };
+    uart::println(format_args!(
+        "devices: through Sv39, PLIC source 10 priority {priority}, threshold written {threshold}, at its physical address {}",
+        plic::threshold()
+    ));
+    plic::set_threshold(0);
+}
+
 /// The received bytes so far.
 fn line() -> &'static [u8] {
     let n = RECEIVED.load(Ordering::SeqCst);
@@ -85,6 +133,7 @@ extern "C" fn guest_main(_hart: usize, _dtb: usize) -> ! {
         OTHER_SOURCES.load(Ordering::SeqCst),
         plic::claim()
     ));
+    sv39();
     riscv_guests::print("devices: done\n");
     sbi::system_reset(sbi::RESET_SHUTDOWN, sbi::REASON_NONE);
 }
