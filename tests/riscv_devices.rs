@@ -24,13 +24,17 @@ const FIRST_LINE: &str = "devices: hello through the MMIO UART at 0x10000000\n";
 /// The kernel says this once its receive interrupt is on; then the test types [`TYPED`].
 const READY: &str = "devices: waiting for a key\n";
 const TYPED: &[u8] = b"key\n";
+/// Then it polls the UART: the test types [`POLLED`].
+const POLLING: &str = "devices: polling for a key\n";
+const POLLED: &[u8] = b"polled\n";
 
 fn devices_bin() -> String {
     path_str(&artifact("guests/riscv/devices.bin")).to_string()
 }
 
-/// Runs `cmd` (under `timeout`), types [`TYPED`] once [`READY`] appears, and returns the
-/// output from [`FIRST_LINE`] on ('\r' removed) and the exit status.
+/// Runs `cmd` (under `timeout`), types [`TYPED`] once [`READY`] appears and [`POLLED`] once
+/// [`POLLING`] does, and returns the output from [`FIRST_LINE`] on ('\r' removed) and the
+/// exit status.
 fn run_typing(mut cmd: Command) -> (String, Option<i32>) {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -41,13 +45,14 @@ fn run_typing(mut cmd: Command) -> (String, Option<i32>) {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut seen = String::new();
     let mut line = String::new();
-    while out.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line.replace('\r', ""));
-        let ready = line.replace('\r', "") == READY;
+    let mut prompts = [(READY, TYPED), (POLLING, POLLED)].into_iter().peekable();
+    while prompts.peek().is_some() && out.read_line(&mut line).unwrap() > 0 {
+        let clean = line.replace('\r', "");
+        seen.push_str(&clean);
         line.clear();
-        if ready {
-            child.stdin.as_mut().unwrap().write_all(TYPED).unwrap();
-            break;
+        if let Some(&(_, keys)) = prompts.peek().filter(|(prompt, _)| clean == *prompt) {
+            child.stdin.as_mut().unwrap().write_all(keys).unwrap();
+            prompts.next();
         }
     }
     out.read_to_string(&mut line).unwrap();
@@ -82,6 +87,8 @@ devices: plic priority 1 and 1 (9 written), enable word 0x400, threshold 0
 devices: waiting for a key
 devices: the UART's interrupt brought \"key\"
 devices: other sources claimed 0, left to claim 0
+devices: polling for a key
+devices: polling the line status brought \"polled\"
 devices: through Sv39, the UART at VA 0x50000000
 devices: through Sv39, PLIC source 10 priority 1, threshold written 3, at its physical address 3
 devices: done
@@ -129,7 +136,12 @@ fn stats_count_mmio_by_device_and_the_interrupt() {
     while out.read_line(&mut line).unwrap() > 0 && line != READY {
         line.clear();
     }
+    line.clear();
     child.stdin.as_mut().unwrap().write_all(TYPED).unwrap();
+    while out.read_line(&mut line).unwrap() > 0 && line != POLLING {
+        line.clear();
+    }
+    child.stdin.as_mut().unwrap().write_all(POLLED).unwrap();
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     let mut err = String::new();

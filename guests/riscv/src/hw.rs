@@ -124,6 +124,10 @@ pub mod uart {
         w8(IER, 0x01);
     }
 
+    pub fn disable_interrupts() {
+        w8(IER, 0);
+    }
+
     /// Writes `v` to the scratch register and reads it back sign- and zero-extended.
     pub fn scratch_round_trip(v: u8) -> (i8, u8) {
         w8(SCR, v);

@@ -2,10 +2,9 @@
 //!
 //! The console's reader thread queues the keys ([`queue_input`]); the guest takes them either
 //! with the SBI (legacy getchar, DBCN read: [`take_input`]) or through the 16550's receive
-//! FIFO. Once the guest has touched the UART ([`ConsoleUart`]), the reader moves what fits
-//! into the FIFO (raising the UART's interrupt, so its PLIC line), and each read of the data
-//! register refills the FIFO from the queue; a guest that only uses the SBI never sees its
-//! keys in the UART. Lock order everywhere: the UART, then the queue.
+//! FIFO ([`ConsoleUart`]: filled from the queue when the guest reads the UART, and by the
+//! reader while the UART's receive interrupt is enabled, which raises its PLIC line). Lock
+//! order everywhere: the UART, then the queue.
 use super::signals;
 use common::bus::{BusDevice, DeviceRequest};
 use common::console::Console;
@@ -80,12 +79,12 @@ fn user_quit() {
     signals::poke(guest_tid());
 }
 
-/// The reader thread's sink: queue, then fill the UART's FIFO if the guest uses the UART.
+/// The reader thread's sink: queue, then fill the UART's FIFO if the guest takes its interrupt.
 fn deliver(bytes: &[u8]) {
     queue_input(bytes);
     let uart = UART.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Some(uart) = uart {
-        uart.lock().unwrap_or_else(|e| e.into_inner()).refill();
+        uart.lock().unwrap_or_else(|e| e.into_inner()).push();
     }
 }
 
@@ -126,27 +125,36 @@ pub fn take_input(dst: &mut [u8]) -> usize {
     n
 }
 
-/// The 16550 on the guest's bus, fed from the input queue once the guest uses it.
+/// The 16550 on the guest's bus, fed from the input queue when the guest reads from it.
+///
+/// Keys stay in the queue (where SBI getchar finds them) until the guest shows it reads the
+/// UART: a read of the line status or data register pulls queued keys into the receive FIFO
+/// first (a polling driver then sees "data ready"), and while the receive interrupt is enabled
+/// the reader thread pushes new keys in as they come (raising the interrupt). A kernel that
+/// only probes the UART and reads its console through the SBI (Linux with `console=hvc0`)
+/// keeps getting its keys there.
 pub struct ConsoleUart {
     serial: Serial<LineTrigger>,
-    /// The guest has accessed the UART: input goes to its FIFO from now on.
-    used: bool,
+    /// LCR.DLAB: offsets 0 and 1 are the divisor latch, not data and IER.
+    dlab: bool,
+    /// IER's received-data interrupt bit.
+    rx_interrupt: bool,
 }
 
 /// The receive FIFO's size in vm-superio's model: the most one refill moves.
 const FIFO: usize = 64;
+const DATA: u64 = 0;
+const IER: u64 = 1;
+const LCR: u64 = 3;
+const LSR: u64 = 5;
 
 impl ConsoleUart {
     pub fn new(serial: Serial<LineTrigger>) -> Self {
-        ConsoleUart { serial, used: false }
+        ConsoleUart { serial, dlab: false, rx_interrupt: false }
     }
 
-    /// Moves queued input into the receive FIFO, as much as fits (only once the guest uses
-    /// the UART).
+    /// Moves queued input into the receive FIFO, as much as fits.
     fn refill(&mut self) {
-        if !self.used {
-            return;
-        }
         let mut q = INPUT.lock().unwrap_or_else(|e| e.into_inner());
         let mut buf = [0u8; FIFO];
         let n = q.len().min(FIFO);
@@ -159,13 +167,10 @@ impl ConsoleUart {
             INPUT_TAKEN.notify_one();
         }
     }
-}
 
-impl ConsoleUart {
-    /// The first access: keys typed before the guest turned to the UART are in the queue.
-    fn note_use(&mut self) {
-        if !self.used {
-            self.used = true;
+    /// The reader thread's push: only to a guest that takes the receive interrupt.
+    fn push(&mut self) {
+        if self.rx_interrupt {
             self.refill();
         }
     }
@@ -173,15 +178,26 @@ impl ConsoleUart {
 
 impl BusDevice for ConsoleUart {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        self.note_use();
+        let receiving = offset == LSR || offset == DATA && !self.dlab;
+        if receiving {
+            self.refill();
+        }
         self.serial.read(offset, data);
-        if offset == 0 {
+        if receiving {
             self.refill();
         }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Option<DeviceRequest> {
-        self.note_use();
-        self.serial.write(offset, data)
+        let value = data.first().copied().unwrap_or(0);
+        match offset {
+            LCR => self.dlab = value & 0x80 != 0,
+            IER if !self.dlab => self.rx_interrupt = value & 1 != 0,
+            _ => {}
+        }
+        let r = self.serial.write(offset, data);
+        // Keys typed before the interrupt was enabled are waiting in the queue.
+        self.push();
+        r
     }
 }

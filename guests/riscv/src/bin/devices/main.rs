@@ -2,7 +2,8 @@
 //! through the SBI console, checks a UART register round trip and the PLIC's registers, and
 //! takes the UART's receive interrupt through the PLIC (S-mode context 1, source 10): the
 //! test types a line once it reads "waiting for a key"; the trap handler claims source 10,
-//! drains the FIFO and completes. Prints the same lines under URVirt and under
+//! drains the FIFO and completes; then it polls the UART for a second line, and reaches the
+//! devices through Sv39. Prints the same lines under URVirt and under
 //! `qemu-system-riscv64 -M virt -bios default`; shuts down with SRST.
 #![no_std]
 #![no_main]
@@ -133,6 +134,23 @@ extern "C" fn guest_main(_hart: usize, _dtb: usize) -> ! {
         OTHER_SOURCES.load(Ordering::SeqCst),
         plic::claim()
     ));
+
+    // The same UART polled, its interrupt off: a driver that reads the line status register.
+    uart::disable_interrupts();
+    uart::println(format_args!("devices: polling for a key"));
+    let mut polled = [0u8; 64];
+    let mut n = 0;
+    while n < polled.len() {
+        if let Some(b) = uart::try_read() {
+            polled[n] = b;
+            n += 1;
+            if b == b'\n' {
+                break;
+            }
+        }
+    }
+    let text = core::str::from_utf8(&polled[..n]).unwrap_or("(not UTF-8)").trim_end();
+    uart::println(format_args!("devices: polling the line status brought {text:?}"));
     sv39();
     riscv_guests::print("devices: done\n");
     sbi::system_reset(sbi::RESET_SHUTDOWN, sbi::REASON_NONE);
