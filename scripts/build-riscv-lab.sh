@@ -42,7 +42,7 @@ build_kernel_from() {
     # URVirt needs these: memfd for guest RAM, seccomp and (6.9+) syscall user dispatch for ecall.
     local want=(CONFIG_SECCOMP CONFIG_SECCOMP_FILTER CONFIG_MEMFD_CREATE CONFIG_BLK_DEV_INITRD
         CONFIG_SERIAL_8250_CONSOLE CONFIG_POWER_RESET_SYSCON_POWEROFF CONFIG_FPU CONFIG_PROC_SYSCTL
-        CONFIG_PROC_PAGE_MONITOR)
+        CONFIG_PROC_PAGE_MONITOR CONFIG_VIRTIO_MMIO CONFIG_VIRTIO_BLK)
     # 6.1 calls the QEMU virt platform SOC_VIRT and has no generic entry (so no SUD) on riscv.
     if [[ "$tarball" == *6.1.tar.xz ]]; then want+=(CONFIG_SOC_VIRT); else want+=(CONFIG_GENERIC_ENTRY); fi
     local opt

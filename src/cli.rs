@@ -1,6 +1,6 @@
 //! Command-line definitions. Exit codes are part of the interface: see `after_help`.
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use common::vm::{VirtualMachine, VmConfig};
+use common::vm::{DiskConfig, VirtualMachine, VmConfig};
 use common::{Error, Result};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -127,6 +127,10 @@ pub struct RunArgs {
     /// Linux boots fully on any x86_64 host (kvm-pvm, or no /dev/kvm)
     #[arg(long)]
     pub lab: bool,
+    /// A raw disk image the guest sees as a virtio-blk device (`,ro`: read-only); repeat for more
+    /// disks, which take consecutive slots. No commas in FILE.
+    #[arg(long, value_name = "FILE[,ro]")]
+    pub disk: Vec<String>,
     /// The guest image
     pub image: PathBuf,
 }
@@ -142,6 +146,23 @@ pub fn parse_timeout(text: &str) -> Result<Duration> {
         return Err(bad());
     }
     Duration::try_from_secs_f64(secs).ok().filter(|d| !d.is_zero()).ok_or_else(bad)
+}
+
+/// `--disk FILE[,ro]`. The file itself is checked when the device opens it.
+pub fn parse_disk(text: &str) -> Result<DiskConfig> {
+    let (path, read_only) = match text.rsplit_once(',') {
+        None => (text, false),
+        Some((path, "ro")) => (path, true),
+        Some((_, option)) => {
+            return Err(Error::bad_input(format!(
+                "bad --disk '{text}': unknown option '{option}' (give FILE or FILE,ro)"
+            )))
+        }
+    };
+    if path.is_empty() || path.contains(',') {
+        return Err(Error::bad_input(format!("bad --disk '{text}': give FILE or FILE,ro (FILE without commas)")));
+    }
+    Ok(DiskConfig { path: PathBuf::from(path), read_only })
 }
 
 /// Options that belong to one architecture are refused on the other instead of being ignored.
@@ -232,4 +253,21 @@ pub fn x86_default_mem() -> u64 {
 #[cfg(not(target_arch = "x86_64"))]
 pub fn x86_vm(_args: &RunArgs, _vm: VmConfig) -> Result<Box<dyn VirtualMachine>> {
     Err(Error::bad_input("--arch x86 needs an x86_64 host with /dev/kvm; this build is for another architecture"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_options() {
+        let d = |path: &str, read_only| DiskConfig { path: path.into(), read_only };
+        assert_eq!(parse_disk("a.img").unwrap(), d("a.img", false));
+        assert_eq!(parse_disk("/tmp/a.img,ro").unwrap(), d("/tmp/a.img", true));
+        for bad in ["f,rw2", "f,", "f,RO", "f,ro,ro", ",ro", ""] {
+            let e = parse_disk(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+            assert!(e.message.starts_with(&format!("bad --disk '{bad}': ")), "{}", e.message);
+        }
+    }
 }

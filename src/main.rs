@@ -68,7 +68,13 @@ fn run(args: &RunArgs) -> Result<i32> {
         },
     };
     let timeout = args.timeout.as_deref().map(cli::parse_timeout).transpose()?;
-    let vm = VmConfig { mem_size, timeout, console: Console::stdout(), jail: !args.no_seccomp };
+    let disks = args.disk.iter().map(|d| cli::parse_disk(d)).collect::<Result<Vec<_>>>()?;
+    // Open each disk once here, so a bad one is the same one-line error on every backend and
+    // before a lab host boots (there qemu opens the file).
+    for disk in &disks {
+        common::virtio::block::Block::open(disk)?;
+    }
+    let vm = VmConfig { mem_size, timeout, console: Console::stdout(), jail: !args.no_seccomp, disks };
     let image = Image::read(&args.image, mem_size)?;
     let mut machine = match args.arch {
         Arch::X86 => cli::x86_vm(args, vm)?,
@@ -129,6 +135,7 @@ fn riscv_bench(ecall: urvirt_riscv::EcallTrap) -> Result<i32> {
                 timeout: None,
                 console: Console::stdout(),
                 jail: true,
+                disks: Vec::new(),
             },
             ecall_trap: ecall,
             stats: false,
@@ -149,7 +156,7 @@ fn info(args: &InfoArgs) -> Result<i32> {
     #[cfg(target_arch = "x86_64")]
     {
         if args.lab {
-            let vm = VmConfig { mem_size: 0, timeout: None, console: Console::stdout(), jail: true };
+            let vm = VmConfig { mem_size: 0, timeout: None, console: Console::stdout(), jail: true, disks: Vec::new() };
             return Ok(vmm_x86::lab::run_inner(&vm, &["info".to_string()], &[])?.exit_code());
         }
         // A host without KVM still hears about the lab, which needs none: the report says what

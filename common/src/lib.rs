@@ -6,6 +6,8 @@
 //! - [`bus`]: address ranges -> devices, used for x86 PIO, x86 MMIO and RISC-V MMIO alike.
 //! - [`devices`]: devices both backends can place on a bus.
 //! - [`irq`]: the interrupt line a device raises, whatever controller is behind it.
+//! - [`memory`]: guest RAM as devices see it (vm-memory), for both backends.
+//! - [`virtio`]: the virtio-mmio transport and the virtio-blk device behind `--disk`.
 //! - [`stats`]: per exit/trap kind counts and handling times, printed by `--stats`.
 pub mod bus;
 pub mod console;
@@ -14,7 +16,9 @@ pub mod error;
 pub mod image;
 pub mod irq;
 pub mod jail;
+pub mod memory;
 pub mod stats;
+pub mod virtio;
 pub mod vm;
 
 pub use error::{Error, ErrorKind, Result};

@@ -4,7 +4,17 @@ use crate::error::{guest_status_exit_code, EXIT_GUEST_FAILURE, EXIT_OK};
 use crate::image::Image;
 use crate::stats::Stats;
 use crate::Result;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// One `--disk FILE[,ro]`: a raw image the guest sees as a virtio-blk device. Slot i (the
+/// i-th virtio-mmio window of the machine) is the i-th `--disk`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    /// `,ro`: the device offers VIRTIO_BLK_F_RO and fails writes; the file is opened read-only.
+    pub read_only: bool,
+}
 
 /// Options every backend understands. Backend-specific ones (x86 entry mode, kernel command
 /// line, ...) live in the backend's own config.
@@ -18,6 +28,8 @@ pub struct VmConfig {
     pub console: Console,
     /// Run the monitor's threads under their seccomp allowlists (`--no-seccomp` turns it off).
     pub jail: bool,
+    /// The guest's disks, in slot order.
+    pub disks: Vec<DiskConfig>,
 }
 
 /// How the guest ended.

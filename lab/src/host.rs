@@ -4,7 +4,7 @@
 use super::cpio::Cpio;
 use super::init::ARGS_FILE;
 use super::qemu;
-use common::vm::{Outcome, VmConfig};
+use common::vm::{DiskConfig, Outcome, VmConfig};
 use common::{Error, Result};
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -29,6 +29,9 @@ pub struct LabHost {
     pub ram_overhead_mib: u64,
     /// What to run when a part is missing, e.g. "run `scripts/setup.sh` (it builds ...)".
     pub setup_hint: &'static str,
+    /// The QEMU device that gives the lab host each `--disk` as a virtio-blk disk:
+    /// "virtio-blk-device" (virtio-mmio, riscv virt) or "virtio-blk-pci" (x86 pc).
+    pub disk_device: &'static str,
 }
 
 impl LabHost {
@@ -47,7 +50,8 @@ impl LabHost {
 
 /// The names the initramfs itself uses (lib: a dynamically linked inner vmm's loader and
 /// libraries); a guest file may not take them.
-const RESERVED: [&str; 7] = ["dev", "proc", "init", ARGS_FILE, "vmm-signal-storm", "vmm-jail-probe-handler", "lib"];
+const RESERVED: [&str; 8] =
+    ["dev", "proc", "sys", "init", ARGS_FILE, "vmm-signal-storm", "vmm-jail-probe-handler", "lib"];
 
 /// Runs the lab's vmm inside the lab host with `inner_args` (e.g. `run --arch riscv ...
 /// /guest.bin` or `bench --arch riscv`) and `files` (path inside, contents) in its initramfs.
@@ -59,6 +63,7 @@ pub fn run_inner(host: &LabHost, vm: &VmConfig, inner_args: &[String], files: &[
     cpio.dir("dev");
     cpio.char_dev("dev/console", 0o600, 5, 1);
     cpio.dir("proc");
+    cpio.dir("sys");
     cpio.file("init", 0o755, &vmm);
     let mut args = Vec::new();
     for a in inner_args {
@@ -90,6 +95,19 @@ pub fn run_inner(host: &LabHost, vm: &VmConfig, inner_args: &[String], files: &[
     common::console::say(&host.notice);
     qemu::boot(host, vm, &cpio.finish())
 }
+
+/// The inner vmm's `--disk` options: disk i is the lab host's virtio-blk disk with serial
+/// `vmm-disk<i>`, which init links as /dev/vmm-disk<i> (whatever /dev/vdX the kernel named it).
+pub fn inner_disk_args(disks: &[DiskConfig]) -> Vec<String> {
+    disks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| ["--disk".to_string(), format!("{}{i}{}", DISK_LINK, if d.read_only { ",ro" } else { "" })])
+        .collect()
+}
+
+/// Where init links the lab host's disk with serial `vmm-disk<i>`: this prefix and i.
+pub const DISK_LINK: &str = "/dev/vmm-disk";
 
 /// A user's file path as the inner vmm should see it, so that its messages name the file the
 /// user gave: the same path (the inner vmm runs in /), or `fallback` when that path cannot be
@@ -134,6 +152,17 @@ mod tests {
     }
 
     #[test]
+    fn disks_become_the_lab_hosts_disks_by_serial() {
+        let d = |p: &str, read_only| DiskConfig { path: p.into(), read_only };
+        assert_eq!(
+            inner_disk_args(&[d("a.img", false), d("/x/b.img", true)]).join(" "),
+            "--disk /dev/vmm-disk0 --disk /dev/vmm-disk1,ro"
+        );
+        assert!(inner_disk_args(&[]).is_empty());
+        assert_eq!(inner_path(Path::new("sys/x"), "/guest.bin"), "/guest.bin");
+    }
+
+    #[test]
     fn a_missing_part_is_named_with_the_setup_hint() {
         let host = LabHost {
             notice: "vmm: testing".into(),
@@ -144,6 +173,7 @@ mod tests {
             vmm: "/nonexistent/vmm".into(),
             ram_overhead_mib: 0,
             setup_hint: "run the set-up",
+            disk_device: "virtio-blk-device",
         };
         let err = host.check_parts("--arch test", &[("test kernel", Path::new("/nonexistent/Image"))]).unwrap_err();
         assert_eq!(err.exit_code(), 2);

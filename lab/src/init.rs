@@ -41,12 +41,14 @@ pub fn run_if_lab_init() {
             InnerExit::Code(1)
         }
     };
+    // What the inner vmm wrote to a --disk must reach QEMU (and so the user's file) before
+    // the exit frame: the outer vmm stops QEMU as soon as it has that frame.
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
     send(frame::EXIT, exit.to_payload().as_bytes());
-    // SAFETY: tcdrain waits for the console to send what we wrote; sync flushes nothing
-    // important (the initramfs is in RAM) but is the polite order before the machine ends.
+    // SAFETY: tcdrain waits for the console to send what we wrote; then the machine ends.
     unsafe {
         libc::tcdrain(CONSOLE_OUT);
-        libc::sync();
         libc::reboot(END_MACHINE);
     }
     // reboot only returns on failure; PID 1 must never exit, so wait to be killed.
@@ -59,6 +61,8 @@ pub fn run_if_lab_init() {
 fn supervise() -> io::Result<InnerExit> {
     mount("proc", "/proc", "proc");
     mount("devtmpfs", "/dev", "devtmpfs");
+    mount("sysfs", "/sys", "sysfs");
+    link_disks();
     make_console_raw();
     send(frame::START, b"");
 
@@ -159,6 +163,19 @@ fn supervise() -> io::Result<InnerExit> {
         (None, Some(sig)) => InnerExit::Signal(sig),
         (None, None) => InnerExit::Code(1),
     })
+}
+
+/// Links each virtio-blk disk whose serial is `vmm-disk<i>` (QEMU's -device ...,serial=) as
+/// /dev/vmm-disk<i>, the name the inner vmm's --disk options use ([`super::inner_disk_args`]).
+fn link_disks() {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let serial = std::fs::read_to_string(entry.path().join("serial")).unwrap_or_default();
+        if let Some(slot) = serial.trim().strip_prefix("vmm-disk") {
+            let _ = std::os::unix::fs::symlink(format!("/dev/{name}"), format!("{}{slot}", super::DISK_LINK));
+        }
+    }
 }
 
 /// A pipe we read from and poll.

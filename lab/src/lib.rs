@@ -15,7 +15,7 @@ mod init;
 pub mod keys;
 mod qemu;
 
-pub use host::{inner_path, run_inner, LabHost};
+pub use host::{inner_disk_args, inner_path, run_inner, LabHost, DISK_LINK};
 
 /// Tests only: with this variable set, the outer vmm adds [`SIGNAL_STORM_FILE`] to the
 /// initramfs, and init then sends the inner vmm a stream of process-directed SIGALRMs while

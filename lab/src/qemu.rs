@@ -6,7 +6,7 @@ use super::frame::{Decoder, Event, InnerExit};
 use super::host::LabHost;
 use super::keys::InputWindow;
 use common::stats::Stats;
-use common::vm::{GuestExit, Outcome, VmConfig};
+use common::vm::{DiskConfig, GuestExit, Outcome, VmConfig};
 use common::{Error, Result};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -60,6 +60,7 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
         .arg(format!("/proc/self/fd/{}", initrd.as_raw_fd()))
         .arg("-append")
         .arg(&host.kernel_cmdline)
+        .args(disk_args(host, &vm.disks)?)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -210,6 +211,25 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
     window.close();
     drop(initrd);
     Ok(Outcome { exit, stats: Stats::new() })
+}
+
+/// Each `--disk` as a raw drive of the lab host (read-only for `ro`) on its virtio-blk device,
+/// with serial `vmm-disk<i>` so init can find it whatever the kernel names it.
+fn disk_args(host: &LabHost, disks: &[DiskConfig]) -> Result<Vec<String>> {
+    let mut args = Vec::new();
+    for (i, disk) in disks.iter().enumerate() {
+        let path = std::fs::canonicalize(&disk.path).map_err(|e| {
+            Error::bad_input(format!("--disk {}: {}", disk.path.display(), common::image::io_reason(&e)))
+        })?;
+        // QEMU's option syntax: a comma inside a value is written twice.
+        let file = path.to_string_lossy().replace(',', ",,");
+        let readonly = if disk.read_only { ",readonly=on" } else { "" };
+        args.push("-drive".into());
+        args.push(format!("file={file},format=raw,if=none,id=vmmdisk{i}{readonly}"));
+        args.push("-device".into());
+        args.push(format!("{},drive=vmmdisk{i},serial=vmm-disk{i}", host.disk_device));
+    }
+    Ok(args)
 }
 
 fn boot_limit() -> Result<Duration> {

@@ -58,6 +58,7 @@ pub fn locate() -> Result<LabHost> {
         vmm: vmm.clone(),
         ram_overhead_mib: 96,
         setup_hint: SETUP_HINT,
+        disk_device: "virtio-blk-device",
     };
     host.check_parts(
         "--arch riscv on this host",
@@ -132,6 +133,7 @@ impl LabHostVm {
         if !c.vm.jail {
             args.push("--no-seccomp".into());
         }
+        args.extend(lab::inner_disk_args(&c.vm.disks));
         args.push(self.guest_path.clone());
         args
     }
@@ -165,7 +167,7 @@ mod tests {
 
     fn config(timeout: Option<Duration>, stats: bool) -> RiscvConfig {
         RiscvConfig {
-            vm: VmConfig { mem_size: 64 << 20, timeout, console: Console::capture(), jail: true },
+            vm: VmConfig { mem_size: 64 << 20, timeout, console: Console::capture(), jail: true, disks: Vec::new() },
             ecall_trap: crate::EcallTrap::Seccomp,
             stats,
         }

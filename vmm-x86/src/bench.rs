@@ -81,7 +81,7 @@ fn read_guest(opts: &BenchOptions, name: &str) -> Result<Image> {
 /// time vmm itself spent handling an `out` (from KVM_RUN's return to the next KVM_RUN).
 fn vmm_exit_round(image: &Image) -> Result<(f64, f64)> {
     let console = Console::capture();
-    let vm = VmConfig { mem_size: MEM, timeout: None, console: console.clone(), jail: true };
+    let vm = VmConfig { mem_size: MEM, timeout: None, console: console.clone(), jail: true, disks: Vec::new() };
     let mut x =
         X86Vm::new(X86Config { vm, mode: Some(EntryMode::Long), linux: LinuxOptions::default(), stats: false })?;
     x.load(image)?;

@@ -40,6 +40,7 @@ pub fn locate() -> Result<LabHost> {
         vmm: vmm.clone(),
         ram_overhead_mib: 128,
         setup_hint: SETUP_HINT,
+        disk_device: "virtio-blk-pci",
     };
     host.check_parts("--lab", &[("x86 lab kernel", &kernel), ("static x86_64 build of vmm", &vmm)])?;
     host.kernel_cmdline = kernel_cmdline(host_tsc_khz()?);
@@ -166,6 +167,7 @@ pub fn bench(root: &Path, linux_runs: Option<usize>) -> Result<Outcome> {
         timeout: None,
         console: common::console::Console::stdout(),
         jail: true,
+        disks: Vec::new(),
     };
     run_inner(&vm, &args, &files)
 }
@@ -279,6 +281,7 @@ impl LabVm {
         if let Some((initrd, _)) = self.files.get(1) {
             args.extend(["--initrd".into(), initrd.clone()]);
         }
+        args.extend(lab::inner_disk_args(&c.vm.disks));
         args.push(self.files.first().map_or(FALLBACK_IMAGE.into(), |(path, _)| path.clone()));
         args
     }
@@ -321,6 +324,7 @@ mod tests {
             timeout: Some(Duration::from_secs(30)),
             console: Console::capture(),
             jail: false,
+            disks: Vec::new(),
         };
         X86Config { vm, mode, linux, stats: true }
     }
@@ -334,6 +338,19 @@ mod tests {
             vm.inner_args().join(" "),
             "run --arch x86 --mem 268435456 --mode long --timeout 30 --stats --no-seccomp target/guests/x86/hello64.bin"
         );
+    }
+
+    #[test]
+    fn disks_go_in_as_the_lab_hosts_disks() {
+        let mut c = config(None, LinuxOptions::default());
+        c.vm.disks = vec![
+            common::vm::DiskConfig { path: "a.img".into(), read_only: false },
+            common::vm::DiskConfig { path: "b.img".into(), read_only: true },
+        ];
+        let mut vm = LabVm::new(c);
+        vm.load(&Image { path: "bzImage".into(), bytes: vec![1] }).unwrap();
+        let args = vm.inner_args().join(" ");
+        assert!(args.ends_with("--disk /dev/vmm-disk0 --disk /dev/vmm-disk1,ro bzImage"), "{args}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`memory`] - guest RAM (vm-memory) registered with KVM.
 //! - [`modes`] - flat binaries at 0x1000 in real, protected or long mode; GDT and page-table helpers.
 //! - [`exits`] - pure exit dispatch, and applying its result to the PIO/MMIO buses.
+//! - [`disks`] - `--disk`: virtio-blk over virtio-mmio, irqfd, announced on the command line.
 //! - [`diag`] - one-line diagnostics for dead guests (RIP, instruction bytes).
 //! - [`watchdog`] - kicking the vCPU out of KVM_RUN: --timeout and Ctrl-A x.
 //! - [`jail`] - the seccomp allowlists of the vCPU and console threads.
@@ -15,6 +16,7 @@
 pub mod bench;
 pub mod config;
 pub mod diag;
+pub mod disks;
 pub mod exits;
 pub mod info;
 pub mod jail;

@@ -1,10 +1,11 @@
-//! Guest RAM: one anonymous mapping (vm-memory) registered with KVM as memory slot 0, so
-//! guest physical address 0 is the first byte of the mapping.
+//! Guest RAM: one anonymous mapping ([`common::memory::anonymous`], the vm-memory type every
+//! device uses) registered with KVM as memory slot 0, so guest physical address 0 is the first
+//! byte of the mapping.
 use common::image::human_size;
 use common::{Error, Result};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
 /// The smallest RAM a flat guest can have: the page at 0 (GDT, result at 0x400) and one for code.
 pub const MIN_MEM: u64 = 0x2000;
@@ -24,8 +25,7 @@ pub fn create(vm: &VmFd, size: u64) -> Result<GuestMemoryMmap> {
     if size & 0xfff != 0 {
         return Err(Error::bad_input(format!("bad --mem {size}: guest RAM must be a multiple of 4 KiB")));
     }
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), size as usize)])
-        .map_err(|e| Error::bad_input(format!("cannot map {} of guest RAM: {e}", human_size(size))))?;
+    let mem = common::memory::anonymous(0, size)?;
     let region = kvm_userspace_memory_region {
         slot: 0,
         flags: 0,
@@ -42,5 +42,5 @@ pub fn create(vm: &VmFd, size: u64) -> Result<GuestMemoryMmap> {
 
 /// The host address of guest physical 0: what `rss_excluding` must skip.
 pub fn host_address(mem: &GuestMemoryMmap) -> u64 {
-    mem.get_host_address(GuestAddress(0)).map(|p| p as u64).unwrap_or(0)
+    common::memory::host_address(mem, 0)
 }

@@ -8,7 +8,7 @@ use crate::config::{EntryMode, X86Config};
 use crate::diag::{self, CodeView};
 use crate::exits::{self, Action, Applied, Devices, Exit, Failure};
 use crate::watchdog::{self, Kicker, Watchdog};
-use crate::{info, jail, kvm, linux, memory, modes};
+use crate::{disks, info, jail, kvm, linux, memory, modes};
 use common::bus::{Bus, DeviceRequest};
 use common::devices::debug_port::{BOCHS_PORT, HELLO_PORT};
 use common::devices::DebugPort;
@@ -338,8 +338,9 @@ impl VirtualMachine for X86Vm {
             }
             // The in-kernel irqchip must exist before the vCPU, so Linux set-up comes first.
             self.input = Some(linux::setup_vm(&self.vm, &mut self.devices.pio, &self.config.vm.console)?);
+            let announce = disks::attach(Some(&self.vm), &mut self.devices.mmio, &self.mem, &self.config.vm)?;
             let vcpu = self.create_vcpu()?;
-            linux::load(&self.vm, &vcpu, &self.kvm, &self.mem, image, &self.config.linux)?;
+            linux::load(&self.vm, &vcpu, &self.kvm, &self.mem, image, &self.config.linux, &announce)?;
             self.vcpu = Some(vcpu);
             // Linux probes ports that do not exist: count those, do not fail.
             self.devices.strict = false;
@@ -354,6 +355,7 @@ impl VirtualMachine for X86Vm {
                 image.path.display()
             )));
         }
+        disks::attach(None, &mut self.devices.mmio, &self.mem, &self.config.vm)?;
         let vcpu = self.create_vcpu()?;
         let mut sregs = vcpu.get_sregs().map_err(|e| kvm::setup_error("KVM_GET_SREGS", e))?;
         let mode = self.config.mode.unwrap_or_default();

@@ -62,12 +62,15 @@ pub fn load(
     mem: &GuestMemoryMmap,
     image: &Image,
     opts: &LinuxOptions,
+    devices_cmdline: &str,
 ) -> Result<()> {
     let mem_size = mem.last_addr().0 + 1;
     let e820 = boot_params::e820_map(mem_size)?;
     let kernel = loader::load_kernel(mem, image, mem_size)?;
+    // The devices' announcements (virtio_mmio.device=...) go after the user's or default line.
     let cmdline = opts.cmdline.as_deref().unwrap_or(DEFAULT_CMDLINE);
-    let mut info = boot_params::write_cmdline(mem, cmdline, kernel.cmdline_max)?;
+    let cmdline = [cmdline, devices_cmdline].join(" ");
+    let mut info = boot_params::write_cmdline(mem, cmdline.trim_end(), kernel.cmdline_max)?;
     if let Some(path) = &opts.initrd {
         info.initrd = Some(loader::load_initrd(mem, path, &kernel, mem_size)?);
     }
