@@ -31,10 +31,12 @@ fn main() {
         Command::Bench(args) => bench(&args),
     }
     .unwrap_or_else(|e| {
+        common::stdout_buffer::flush();
         restore_terminal();
         say(&format!("vmm: {e}"));
         e.exit_code()
     });
+    common::stdout_buffer::flush();
     restore_terminal();
     std::process::exit(code);
 }
@@ -76,6 +78,7 @@ fn run(args: &RunArgs) -> Result<i32> {
     }
     let vm = VmConfig { mem_size, timeout, console: Console::stdout(), jail: !args.no_seccomp, disks };
     let image = Image::read(&args.image, mem_size)?;
+    common::stdout_buffer::start(vm.jail)?;
     let mut machine = match args.arch {
         Arch::X86 => cli::x86_vm(args, vm)?,
         Arch::Riscv => urvirt_riscv::new_vm(urvirt_riscv::RiscvConfig {
@@ -88,6 +91,8 @@ fn run(args: &RunArgs) -> Result<i32> {
     // The image is in guest RAM now; a 12 MB vmlinux must not stay in the monitor's RSS.
     drop(image);
     let outcome = machine.run()?;
+    // All the guest printed comes before vmm's own lines.
+    common::stdout_buffer::flush();
     restore_terminal();
     if args.stats && (outcome.stats.total_count() > 0 || !outcome.stats.notes.is_empty()) {
         say(outcome.stats.table().trim_end());

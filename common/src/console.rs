@@ -1,12 +1,12 @@
 //! The host side of the guest console.
 //!
-//! Output goes to stdout (unbuffered: guests print a byte at a time and a user wants to see
-//! it now) or to a capture buffer that tests read back. Input comes from stdin on a thread of
+//! Output goes to stdout (coalesced for at most a few milliseconds by [`crate::stdout_buffer`]:
+//! guests print a byte at a time and a user wants to see it now) or to a capture buffer that tests read back. Input comes from stdin on a thread of
 //! its own. When stdin is a terminal it is put in raw mode so keys reach the guest as typed,
 //! and Ctrl-A x quits, as in QEMU's -nographic; the terminal is restored on every exit path
 //! through [`restore_terminal`] (called by `main` and by the panic hook).
 use crate::{Error, Result};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -33,11 +33,7 @@ impl Console {
 
     pub fn write(&self, bytes: &[u8]) {
         match &*self.out {
-            Output::Stdout => {
-                let mut out = std::io::stdout().lock();
-                // A closed stdout (e.g. `| head`) must not kill the guest: drop the bytes.
-                let _ = out.write_all(bytes).and_then(|_| out.flush());
-            }
+            Output::Stdout => crate::stdout_buffer::push(bytes),
             Output::Capture(buf) => buf.lock().unwrap().extend_from_slice(bytes),
         }
     }
@@ -255,6 +251,8 @@ pub fn keep_fatal_signals_off_this_thread() {
 /// any exit path, and from a signal handler. The flag is cleared only after the terminal is
 /// restored, so a signal arriving in between still finds it set and restores it too.
 pub fn restore_terminal() {
+    // What the guest printed last goes out before whatever ends the process says why.
+    crate::stdout_buffer::try_flush();
     if RAW_ACTIVE.load(Ordering::SeqCst) {
         if let Some(t) = SAVED_TERMIOS.get() {
             // One TCSETS ioctl, not tcsetattr: glibc's also reads the settings before and

@@ -8,6 +8,7 @@
 //! - [`irq`]: the interrupt line a device raises, whatever controller is behind it.
 //! - [`memory`]: guest RAM as devices see it (vm-memory), for both backends.
 //! - [`virtio`]: the virtio-mmio transport and the virtio-blk device behind `--disk`.
+//! - [`stdout_buffer`]: guest console output coalesced into few writes.
 //! - [`stats`]: per exit/trap kind counts and handling times, printed by `--stats`.
 pub mod bus;
 pub mod console;
@@ -18,6 +19,7 @@ pub mod irq;
 pub mod jail;
 pub mod memory;
 pub mod stats;
+pub mod stdout_buffer;
 pub mod virtio;
 pub mod vm;
 
