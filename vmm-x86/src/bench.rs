@@ -9,6 +9,8 @@
 //!     program (benches/baseline/kvm_hello.c, compiled here with gcc) that does the least
 //!     KVM needs to run the same guest. "To HLT" is spawn to the newline the guest prints
 //!     just before its `hlt`; "to exit" adds VM tear-down and process exit.
+//! (c) Disk: sequential 4 KiB reads and writes through virtio-blk against the host process's
+//!     own pread/pwrite ([`common::virtio::bench`]).
 use crate::config::{EntryMode, LinuxOptions, X86Config};
 use crate::vm::{self, X86Vm};
 use crate::{kvm, memory, modes};
@@ -229,8 +231,9 @@ pub fn run(opts: &BenchOptions) -> Result<String> {
         format!("  {label:<44} {be:8.3} {be_min:8.3} ms"),
         format!("  {:<44} {:8.3} {:8.3}", "ratio vmm/baseline", ve / be, ve_min / be_min),
     ];
-    let s = rows.join("\n");
-    Ok(s)
+    // (c) The disk device, shared with RISC-V: see common::virtio::bench.
+    let disk = common::virtio::bench::run(&opts.build_dir)?;
+    Ok(format!("{}\n{disk}", rows.join("\n")))
 }
 
 fn short(p: &Path) -> String {
