@@ -6,42 +6,12 @@
 	.text
 	.globl _start
 
-	.set MMIO, 0xd0000000
-	.set DESC, 0x10000          # descriptor table (3 used)
-	.set AVAIL, 0x11000
-	.set USED, 0x12000
-	.set HDR, 0x20000           # type, reserved, sector
-	.set DATA, 0x21000          # one sector
-	.set STATUS, 0x22000
-
-	.macro reg off, value
-	movl \value, MMIO + \off
-	.endm
-
 _start:
-	cmpl $0x74726976, MMIO      # "virt"
-	jne no_device
-	reg 0x70, $0                # Status: reset
-	reg 0x70, $1                # ACKNOWLEDGE
-	reg 0x70, $3                # DRIVER
-	reg 0x24, $1                # DriverFeaturesSel 1: accept VIRTIO_F_VERSION_1 (bit 32) only
-	reg 0x20, $1
-	reg 0x24, $0
-	reg 0x20, $0
-	reg 0x70, $0xb              # FEATURES_OK
-	testl $8, MMIO + 0x70
-	jz no_device
-	reg 0x30, $0                # QueueSel 0
-	reg 0x38, $8                # QueueNum
-	reg 0x80, $DESC
-	reg 0x84, $0
-	reg 0x90, $AVAIL
-	reg 0x94, $0
-	reg 0xa0, $USED
-	reg 0xa4, $0
-	reg 0x44, $1                # QueueReady
-	reg 0x70, $0xf              # DRIVER_OK
+	jmp main                    # the driver's code comes first in the image; enter past it
+	.include "virtio-driver.inc"
 
+main:
+	call virtio_init
 	# The chain: header (readable) -> data -> status (writable).
 	movl $HDR, DESC
 	movl $16, DESC + 8
@@ -89,21 +59,6 @@ _start:
 	mov $msg_flush, %esi
 	call print
 	hlt
-
-# Puts chain 0 in the avail ring, notifies, polls the used ring, prints the status byte.
-submit:
-	movb $0xff, STATUS
-	movzwl AVAIL + 2, %ecx
-	mov %ecx, %eax
-	and $7, %eax
-	movw $0, AVAIL + 4(,%eax,2)
-	inc %ecx
-	movw %cx, AVAIL + 2
-	reg 0x50, $0                # QueueNotify
-3:	pause
-	cmpw %cx, USED + 2
-	jne 3b
-	ret
 
 # Prints the string at %esi, then "status N" and a newline.
 print:
