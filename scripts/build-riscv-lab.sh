@@ -5,7 +5,8 @@
 #   2. a second lab host with Linux 6.1 (same fragment), whose riscv64 entry code predates syscall
 #      user dispatch: target/riscv-lab-6.1/{Image,vmm}, for tests/riscv_lab_61.rs (VMM_RISCV_LAB);
 #   3. a check of qemu-system-riscv64 (>= 10 wanted: 7.2 makes every host signal ~8x slower);
-#   4. the riscv64 build of vmm (static), target/riscv64gc-unknown-linux-gnu/release/vmm.
+#   4. the riscv64 build of vmm (a dynamically linked PIE, placed above 2^38 by the lab kernels),
+#      target/riscv64gc-unknown-linux-gnu/release/vmm.
 # Usage: scripts/build-riscv-lab.sh [kernel|kernel-6.1|qemu|vmm]...   (no argument: all four, in order)
 # Idempotent: a cached kernel is reused; cargo rebuilds only what changed.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -234,7 +235,7 @@ build_vmm() {
         die "riscv64-linux-gnu-gcc is missing (apt-get install gcc-riscv64-linux-gnu)"
     rustup target list --installed 2>/dev/null | grep -qx riscv64gc-unknown-linux-gnu ||
         rustup target add riscv64gc-unknown-linux-gnu
-    quietly "cargo build --release --target riscv64gc-unknown-linux-gnu (static riscv64 vmm)" \
+    quietly "cargo build --release --target riscv64gc-unknown-linux-gnu (riscv64 vmm, PIE)" \
         bash -c "cd '$ROOT' && cargo build -j$JOBS --release --target riscv64gc-unknown-linux-gnu --bin vmm"
     log "riscv64 vmm ready: $ROOT/target/riscv64gc-unknown-linux-gnu/release/vmm"
 }

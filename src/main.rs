@@ -85,6 +85,8 @@ fn run(args: &RunArgs) -> Result<i32> {
         })?,
     };
     machine.load(&image)?;
+    // The image is in guest RAM now; a 12 MB vmlinux must not stay in the monitor's RSS.
+    drop(image);
     let outcome = machine.run()?;
     restore_terminal();
     if args.stats && (outcome.stats.total_count() > 0 || !outcome.stats.notes.is_empty()) {

@@ -35,6 +35,17 @@ impl Image {
         read_whole(file, path, what, len, limit)
     }
 
+    /// Opens `path` for a caller that reads it straight into guest RAM (no copy in our heap):
+    /// the same checks as [`Image::read_limited`] (a non-empty regular file of at most `limit`
+    /// bytes), returning the file and its length.
+    pub fn open_limited(path: &Path, what: &str, limit: u64) -> Result<(File, u64)> {
+        let (file, len) = open_regular(path, what)?;
+        if len > limit {
+            return Err(too_big(what, path, len, limit));
+        }
+        Ok((file, len))
+    }
+
     /// Checks that `len` bytes placed at `offset` fit in `mem_size` bytes of guest RAM.
     pub fn check_fits(&self, what: &str, offset: u64, mem_size: u64) -> Result<()> {
         let end = offset.checked_add(self.bytes.len() as u64);

@@ -71,9 +71,11 @@ pub fn run_inner(host: &LabHost, vm: &VmConfig, inner_args: &[String], files: &[
         args.push(0);
     }
     cpio.file(ARGS_FILE, 0o644, &args);
-    for (env, file) in
-        [(crate::SIGNAL_STORM_ENV, crate::SIGNAL_STORM_FILE), (crate::JAIL_PROBE_ENV, crate::JAIL_PROBE_FILE)]
-    {
+    for (env, file) in [
+        (crate::SIGNAL_STORM_ENV, crate::SIGNAL_STORM_FILE),
+        (crate::JAIL_PROBE_ENV, crate::JAIL_PROBE_FILE),
+        (crate::MONITOR_ECALL_ENV, crate::MONITOR_ECALL_FILE),
+    ] {
         if std::env::var_os(env).is_some() {
             cpio.file(file.trim_start_matches('/'), 0o644, b"");
         }

@@ -27,6 +27,11 @@ pub const SIGNAL_STORM_FILE: &str = "/vmm-signal-storm";
 /// inside a handler too).
 pub const JAIL_PROBE_ENV: &str = "VMM_LAB_TEST_JAIL_PROBE_HANDLER";
 pub const JAIL_PROBE_FILE: &str = "/vmm-jail-probe-handler";
+/// Tests only: with this variable set, the outer vmm adds [`MONITOR_ECALL_FILE`], and URVirt
+/// starts the guest with a2 = an address in the monitor's own code just before an `ecall`
+/// (its signal-return stub), so a guest can jump into monitor code wherever the loader put it.
+pub const MONITOR_ECALL_ENV: &str = "VMM_LAB_TEST_MONITOR_ECALL";
+pub const MONITOR_ECALL_FILE: &str = "/vmm-monitor-ecall";
 
 /// When this binary is PID 1 of a lab host's Linux, act as its init (runs the guest, reports
 /// the exit status, ends the machine) and never return. Otherwise return at once.

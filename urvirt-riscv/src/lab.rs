@@ -10,7 +10,7 @@ use lab::LabHost;
 use std::path::{Path, PathBuf};
 
 /// The lab's test hooks, under the names the RISC-V lab tests and the engine use.
-pub use lab::{JAIL_PROBE_ENV, JAIL_PROBE_FILE, SIGNAL_STORM_ENV};
+pub use lab::{JAIL_PROBE_ENV, JAIL_PROBE_FILE, MONITOR_ECALL_ENV, MONITOR_ECALL_FILE, SIGNAL_STORM_ENV};
 
 const SETUP_HINT: &str = "run `scripts/setup.sh` (it builds the riscv64 kernel and vmm for the lab host)";
 const DEFAULT_FIRMWARE: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";

@@ -9,15 +9,12 @@
 //! timers' threads) can appear at an address the guest might take for a device: a guest
 //! access there faults and becomes an access fault, not a read of monitor memory.
 //!
-//! The monitor itself: the riscv64 `vmm` is static (.cargo/config.toml), linked at 0x10000
-//! with its brk heap after it, inside the window and reachable by a guest that ignores its
-//! device tree; `--stats` lists whatever of ours lies there ([`host_mappings_in_window`]).
-//! With Sv39, guest pages there are interpreted ([`super::paging`]), never mapped over the
-//! monitor. Built as a dynamically linked PIE instead (drop `+crt-static`; the lab then
-//! carries ld.so and the libraries), the lab kernels place the whole monitor above 2^38 and
-//! the guest's lower half is all its own (tested: tests/riscv_paged and tests/riscv_lab pass
-//! that way); the one test that needs the monitor's code at a known address is
-//! riscv_engine's jail test.
+//! The monitor itself: the riscv64 `vmm` is a dynamically linked PIE (see .cargo/config.toml),
+//! which the lab kernels place entirely above 2^38 (binary, heap, stacks, libraries, vDSO), so
+//! the guest's Sv39 lower half is free. Where a kernel puts some of it lower (an Sv39-only
+//! host), `--stats` lists whatever of ours lies in the window through
+//! [`host_mappings_in_window`], and guest pages there are interpreted ([`super::paging`]),
+//! never mapped over the monitor.
 use crate::loader::{Kernel, RAM_BASE};
 use common::{Error, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -53,7 +53,7 @@ pub fn setup_vm(vm: &VmFd, pio: &mut Bus, console: &Console) -> Result<InputSink
     vm.register_irqfd(&irq, COM1_IRQ).map_err(|e| setup_error("KVM_IRQFD", e))?;
     let serial = Arc::new(Mutex::new(Serial::new(IrqFd(irq), console.clone())));
     pio_insert(pio, COM1_BASE, SERIAL_REGS, "serial-0x3f8", serial.clone())?;
-    pio_insert(pio, I8042_BASE, I8042_PORTS, "i8042", Arc::new(Mutex::new(I8042::new())))?;
+    pio_insert(pio, I8042_BASE, I8042_PORTS, "i8042", Arc::new(Mutex::new(I8042::default())))?;
     pio_insert(pio, CMOS_BASE, CMOS_PORTS, "cmos-rtc", Arc::new(Mutex::new(Cmos::new())))?;
     pio_insert(pio, POST_PORT, 1, "post-0x80", Arc::new(Mutex::new(FixedPort(0))))?;
     pio_insert(pio, PCI_CONFIG_BASE, PCI_CONFIG_PORTS, "pci-config", Arc::new(Mutex::new(FixedPort(PCI_ABSENT))))?;

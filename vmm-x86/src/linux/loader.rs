@@ -287,18 +287,18 @@ pub fn initrd_room(kernel_end: u64, addr_max: u64, mem_size: u64) -> u64 {
     mem_size.min(addr_max.saturating_add(1)).saturating_sub(kernel_end.next_multiple_of(PAGE))
 }
 
-/// Reads the initramfs at `path` and places it; returns (address, size). A device, a FIFO or a
-/// file larger than the room above the kernel is refused before anything is read.
+/// Reads the initramfs at `path` straight into guest RAM (never a copy in our heap: a large
+/// initramfs would stay in the monitor's RSS) and returns (address, size). A device, a FIFO or
+/// a file larger than the room above the kernel is refused before anything is read.
 pub fn load_initrd(mem: &GuestMemoryMmap, path: &Path, kernel: &LoadedKernel, mem_size: u64) -> Result<(u64, u64)> {
     let room = initrd_room(kernel.end, kernel.initrd_addr_max, mem_size);
-    let initrd = Image::read_limited(path, "initrd", room).map_err(|mut e| {
+    let (mut file, size) = Image::open_limited(path, "initrd", room).map_err(|mut e| {
         // "... does not fit in N of guest RAM": say which RAM, and what to do about it.
         if e.message.ends_with("of guest RAM") {
             e.message += &format!(" above the kernel (which ends at {:#x}): use a larger --mem", kernel.end);
         }
         e
     })?;
-    let size = initrd.bytes.len() as u64;
     let addr = place_initrd(size, kernel.end, kernel.initrd_addr_max, mem_size).ok_or_else(|| {
         Error::bad_input(format!(
             "initrd {} is {size} bytes; it does not fit in the {} of guest RAM above the kernel (which ends at {:#x}): use a larger --mem",
@@ -307,8 +307,9 @@ pub fn load_initrd(mem: &GuestMemoryMmap, path: &Path, kernel: &LoadedKernel, me
             kernel.end
         ))
     })?;
-    mem.write_slice(&initrd.bytes, GuestAddress(addr))
-        .map_err(|e| Error::bad_input(format!("cannot copy initrd {} into guest RAM: {e}", path.display())))?;
+    // A file that shrank since it was opened ends the read early: an error, not a short initrd.
+    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, size as usize)
+        .map_err(|e| Error::bad_input(format!("cannot read initrd {} into guest RAM: {e}", path.display())))?;
     Ok((addr, size))
 }
 
