@@ -34,6 +34,28 @@ fn riscv_lab_hands_each_disk_to_the_inner_vmm() {
     assert_eq!((std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()), before);
 }
 
+#[test]
+fn x86_lab_hands_the_disk_to_a_flat_guest() {
+    // The flat virtio guest inside the x86 lab host: its reads and writes go guest -> inner
+    // vmm -> the lab host's /dev/vda (virtio-blk-pci) -> QEMU -> the user's file.
+    require_x86_lab();
+    let a = disk("x86lab-flat", 8);
+    let guest = artifact("guests/x86/virtio.bin");
+    let args = ["run", "--arch", "x86", "--lab", "--mode", "protected", "--timeout", "60", "--disk", path_str(&a)];
+    let mut all = args.to_vec();
+    all.push(path_str(&guest));
+    let out = run_vmm(&all, 300);
+    assert_exit(&out, 0);
+    assert_eq!(
+        stdout(&out),
+        "virtio-blk read status 0\nsector 0 of the vmm test disk\nvirtio-blk write status 0\nvirtio-blk flush status 0\n",
+        "{}",
+        describe(&out)
+    );
+    let after = std::fs::read(&a).unwrap();
+    assert!(after[512..].starts_with(b"written by the flat x86 guest\n\0"), "{:?}", &after[512..560]);
+}
+
 /// An initramfs for the project's x86 Linux guest whose /init reports what it finds on its
 /// two disks, writes sector 1 of the first (and tries the read-only second), then ends the VM.
 fn disk_initramfs(test: &str) -> PathBuf {
