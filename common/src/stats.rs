@@ -112,6 +112,13 @@ fn row_name_is(name: &str, kind: &str, device: &str) -> bool {
     }
 }
 
+/// The median of benchmark samples (the upper one of an even count); 0 for none. The one
+/// median every benchmark uses.
+pub fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples.get(samples.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// Resident memory of this process in bytes, not counting mappings that start at any of
 /// `exclude` (the guest RAM mappings): what the monitor itself costs.
 pub fn rss_excluding(exclude: &[u64]) -> Option<u64> {
@@ -186,5 +193,12 @@ mod tests {
     fn rss_is_measured() {
         let all = rss_excluding(&[]).unwrap();
         assert!(all > 0);
+    }
+
+    #[test]
+    fn median_of_odd_even_and_no_samples() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 3.0);
+        assert_eq!(median(Vec::new()), 0.0);
     }
 }

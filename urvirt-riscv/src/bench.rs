@@ -9,6 +9,7 @@
 //!
 //! (c) Sv39 ([`paged`]): a U-mode system call round trip through a paged guest kernel, in
 //!     microseconds and signals, against (a)'s raw SIGSYS round trip; a first-touch page fault.
+//! (d) MMIO ([`mmio`]): one guest load from a device register, against (a).
 //!
 //! The guests time themselves with `rdtime` and leave the tick count at guest physical
 //! 0x80100000, so VM set-up and tear-down are not counted. The compute loop runs once untimed
@@ -28,6 +29,7 @@ use common::{Error, Result};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+mod mmio;
 mod paged;
 
 const SBI_CALLS: u64 = 1_000;
@@ -230,5 +232,6 @@ pub fn run_benchmarks(ecall_trap: EcallTrap) -> Result<String> {
         native_best as f64 / guest_best.max(1) as f64
     );
     paged::report(ecall_trap, raw_us, &mut out)?;
+    mmio::report(ecall_trap, sbi_us, raw_us, &mut out)?;
     Ok(out)
 }

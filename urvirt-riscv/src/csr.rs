@@ -54,7 +54,7 @@ pub const SIP_STIP: u64 = 1 << IRQ_STI;
 pub const SIP_SEIP: u64 = 1 << IRQ_SEI;
 const SIE_WRITABLE: u64 = SIP_SSIP | SIP_STIP | SIP_SEIP;
 /// Only the software interrupt is pending by guest write; STIP follows the SBI timer and
-/// SEIP an (absent) interrupt controller.
+/// SEIP the PLIC (`trap::set_external`).
 const SIP_WRITABLE: u64 = SIP_SSIP;
 
 const SATP_MODE_SHIFT: u32 = 60;

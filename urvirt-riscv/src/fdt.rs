@@ -1,9 +1,11 @@
 //! The device tree handed to the guest in a1, built with vm-fdt.
 //!
-//! It describes what URVirt offers and nothing more: RAM at 0x80000000, one hart, and the
-//! host's timebase. The console is the SBI console only (legacy putchar/getchar and DBCN,
-//! `hvc0` in Linux): there is no UART node, so /chosen has no `stdout-path` (it could only
-//! name a device node); its `bootargs` point Linux at the SBI console instead.
+//! It describes what URVirt offers and nothing more: RAM at 0x80000000, one hart, the host's
+//! timebase, and under /soc the devices at QEMU virt's addresses ([`crate::layout`]): the
+//! PLIC (`interrupts-extended` = the hart's M and S external interrupts, 11 and 9, as QEMU
+//! has it), the 16550 (`ns16550a`, PLIC source 10) and one `virtio,mmio` node per disk. The
+//! console is both the SBI console (legacy putchar/getchar and DBCN, `hvc0` in Linux, which
+//! `bootargs` names) and the UART; both reach the one host console.
 //!
 //! `mmu-type` is "riscv,none": this issue implements satp Bare only, and a device tree that
 //! promised Sv39 would send a kernel into paging that we would silently ignore. When mmu.rs
@@ -25,7 +27,15 @@ pub struct FdtParams {
     pub mem_size: u64,
     pub timebase_frequency: u32,
     pub bootargs: String,
+    /// virtio-mmio slots in use (one per `--disk`).
+    pub virtio_slots: usize,
 }
+
+const CPU_INTC_PHANDLE: u32 = 1;
+const PLIC_PHANDLE: u32 = 2;
+/// The hart's local interrupt numbers the PLIC's contexts drive: M-mode and S-mode external.
+const IRQ_M_EXT: u32 = 11;
+const IRQ_S_EXT: u32 = 9;
 
 /// Where the tree goes: the last FDT_MAX_SIZE bytes of RAM (8-byte aligned for any page
 /// multiple). Saturating, so a size [`crate::config::check_mem`] would refuse can never
@@ -84,10 +94,11 @@ pub fn build(p: &FdtParams) -> Result<Vec<u8>> {
     fdt.property_u32("#interrupt-cells", 1).map_err(fdt_err)?;
     fdt.property_null("interrupt-controller").map_err(fdt_err)?;
     fdt.property_string("compatible", "riscv,cpu-intc").map_err(fdt_err)?;
-    fdt.property_phandle(1).map_err(fdt_err)?;
+    fdt.property_phandle(CPU_INTC_PHANDLE).map_err(fdt_err)?;
     fdt.end_node(intc).map_err(fdt_err)?;
     fdt.end_node(cpu).map_err(fdt_err)?;
     fdt.end_node(cpus).map_err(fdt_err)?;
+    soc(&mut fdt, p.virtio_slots).map_err(fdt_err)?;
 
     fdt.end_node(root).map_err(fdt_err)?;
     let blob = fdt.finish().map_err(fdt_err)?;
@@ -98,6 +109,45 @@ pub fn build(p: &FdtParams) -> Result<Vec<u8>> {
         )));
     }
     Ok(blob)
+}
+
+/// /soc: the PLIC, the UART and the virtio-mmio slots.
+fn soc(fdt: &mut FdtWriter, virtio_slots: usize) -> std::result::Result<(), vm_fdt::Error> {
+    use crate::layout::*;
+    let soc = fdt.begin_node("soc")?;
+    fdt.property_u32("#address-cells", 2)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_string("compatible", "simple-bus")?;
+    fdt.property_null("ranges")?;
+
+    let plic = fdt.begin_node(&format!("plic@{PLIC_BASE:x}"))?;
+    fdt.property_string_list("compatible", vec!["sifive,plic-1.0.0".into(), "riscv,plic0".into()])?;
+    fdt.property_array_u64("reg", &[PLIC_BASE, PLIC_SIZE])?;
+    fdt.property_u32("#interrupt-cells", 1)?;
+    fdt.property_u32("#address-cells", 0)?;
+    fdt.property_null("interrupt-controller")?;
+    fdt.property_u32("riscv,ndev", PLIC_NDEV)?;
+    fdt.property_array_u32("interrupts-extended", &[CPU_INTC_PHANDLE, IRQ_M_EXT, CPU_INTC_PHANDLE, IRQ_S_EXT])?;
+    fdt.property_phandle(PLIC_PHANDLE)?;
+    fdt.end_node(plic)?;
+
+    let uart = fdt.begin_node(&format!("serial@{UART_BASE:x}"))?;
+    fdt.property_string("compatible", "ns16550a")?;
+    fdt.property_array_u64("reg", &[UART_BASE, UART_SIZE])?;
+    fdt.property_u32("clock-frequency", UART_CLOCK)?;
+    fdt.property_u32("interrupt-parent", PLIC_PHANDLE)?;
+    fdt.property_u32("interrupts", UART_IRQ)?;
+    fdt.end_node(uart)?;
+
+    for i in 0..virtio_slots.min(VIRTIO_SLOTS) {
+        let node = fdt.begin_node(&format!("virtio_mmio@{:x}", virtio_slot(i)))?;
+        fdt.property_string("compatible", "virtio,mmio")?;
+        fdt.property_array_u64("reg", &[virtio_slot(i), VIRTIO_STRIDE])?;
+        fdt.property_u32("interrupt-parent", PLIC_PHANDLE)?;
+        fdt.property_u32("interrupts", VIRTIO_IRQ_BASE + i as u32)?;
+        fdt.end_node(node)?;
+    }
+    fdt.end_node(soc)
 }
 
 #[cfg(test)]
@@ -115,6 +165,7 @@ mod tests {
             mem_size: 128 << 20,
             timebase_frequency: 10_000_000,
             bootargs: "console=hvc0".into(),
+            virtio_slots: 2,
         };
         let blob = build(&p).unwrap();
         assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed], "FDT magic");
@@ -126,6 +177,17 @@ mod tests {
         assert!(contains(&blob, b"rv64imafdc\0"));
         assert!(contains(&blob, b"console=hvc0\0"));
         assert!(contains(&blob, &10_000_000u32.to_be_bytes()));
+        // The devices, at QEMU virt's addresses, with their PLIC sources.
+        for name in ["plic@c000000\0", "serial@10000000\0", "virtio_mmio@10001000\0", "virtio_mmio@10002000\0"] {
+            assert!(contains(&blob, name.as_bytes()), "{name}");
+        }
+        assert!(!contains(&blob, b"virtio_mmio@10003000\0"), "one node per disk");
+        assert!(
+            contains(&blob, b"ns16550a\0") && contains(&blob, b"virtio,mmio\0") && contains(&blob, b"riscv,plic0\0")
+        );
+        // interrupts-extended = <&intc 11 &intc 9>; the UART's reg = <0 0x10000000 0 0x100>.
+        assert!(contains(&blob, &[0, 0, 0, 1, 0, 0, 0, 11, 0, 0, 0, 1, 0, 0, 0, 9]));
+        assert!(contains(&blob, &[0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]));
     }
 
     #[test]

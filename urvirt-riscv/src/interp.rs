@@ -131,7 +131,7 @@ pub fn next_needs_interpreter(h: &Hart, raw: u32, len: u64) -> (bool, Option<u64
 /// Interprets the one instruction at `hart.pc`, with guest memory from `platform`.
 pub fn step(h: &mut Hart, platform: &mut dyn Platform, st: &mut Interp) -> Step {
     let regime = mmu::Regime::of(h);
-    let fetched = fetch(h, &mut Virt { ram: platform.guest_ram(), regime });
+    let fetched = fetch(h, &mut Virt::of(platform, regime));
     let (raw, len) = match fetched {
         Ok(x) => x,
         Err(f) => return exception(h, f),
@@ -140,7 +140,7 @@ pub fn step(h: &mut Hart, platform: &mut dyn Platform, st: &mut Interp) -> Step 
     if w & 0x7f == 0x73 {
         return Step::Handled(system(h, w, raw, len, platform, st));
     }
-    match exec(h, w, len, &mut Virt { ram: platform.guest_ram(), regime }, st) {
+    match exec(h, w, len, &mut Virt::of(platform, regime), st) {
         Ok(step) => step,
         Err(f) => exception(h, f),
     }
@@ -171,7 +171,7 @@ pub fn run_until_native(
     native: impl Fn(u64) -> bool,
 ) -> (Stop, usize) {
     for n in 0..budget {
-        let fetched = fetch(h, &mut Virt { ram: platform.guest_ram(), regime: mmu::Regime::of(h) });
+        let fetched = fetch(h, &mut Virt::of(platform, mmu::Regime::of(h)));
         let raw = match fetched {
             Ok((raw, len)) => {
                 let (system, data) = next_needs_interpreter(h, raw, len);

@@ -146,7 +146,7 @@ fn a_fetch_crossing_into_an_unmapped_page_faults_on_the_second_half() {
     put(&mut t, RAM + 0x10_0ffe, &[0x13, 0x00]); // the low half of a 4-byte nop
     let mut h = Hart::new(0x10ffe);
     h.csrs.satp = t.satp();
-    let mut v = Virt { ram: t.ram(), regime: Regime::of(&h) };
+    let mut v = Virt { ram: t.ram(), devices: None, regime: Regime::of(&h) };
     assert_eq!(fetch(&h, &mut v), Err(Fault { cause: 12, tval: 0x11000 }));
 }
 

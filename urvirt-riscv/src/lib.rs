@@ -14,6 +14,8 @@
 //! - [`platform`]: what those handlers need from the host, as a trait;
 //! - [`guest_timer`]: when to arm the host timer for the SBI deadline; [`stuck`]: a guest retrying a fault forever;
 //! - [`fdt`]: the guest's device tree; [`loader`]: raw and ELF kernels; [`bpf`]: the seccomp program.
+//! - Devices: [`layout`], the physical map (QEMU virt's); [`mmio`], a guest load or store to a
+//!   device performed on the `common::bus::Bus`.
 //! - Sv39: [`mmu`], the page-table walk; [`tlb`], what the software TLB maps and what each
 //!   satp write, sfence.vma and mode switch takes away; [`interp`] (with [`rvc`]), the
 //!   interpreter for what cannot run natively; [`vmem`], the one translate-then-access path.
@@ -33,7 +35,9 @@ pub mod guest_timer;
 pub mod hart;
 pub mod interp;
 pub mod lab;
+pub mod layout;
 pub mod loader;
+pub mod mmio;
 pub mod mmu;
 pub mod platform;
 pub mod rvc;

@@ -27,6 +27,11 @@ pub trait Platform {
     fn guest_ram(&mut self) -> GuestRam<'_> {
         GuestRam { base: 0, bytes: &mut [] }
     }
+    /// Guest physical memory for translated accesses: RAM, and the devices (MMIO) behind
+    /// the addresses that are not RAM. A platform without devices has only RAM.
+    fn guest_phys(&mut self) -> (GuestRam<'_>, Option<&common::bus::Bus>) {
+        (self.guest_ram(), None)
+    }
 }
 
 /// Guest RAM as a byte slice placed at a guest physical base: bounds checks shared by the
@@ -63,6 +68,8 @@ pub mod fake {
         pub now: u64,
         pub output: Vec<u8>,
         pub input: std::collections::VecDeque<u8>,
+        /// Devices at physical addresses outside RAM (empty unless a test adds some).
+        pub devices: common::bus::Bus,
     }
 
     impl Default for FakePlatform {
@@ -79,6 +86,7 @@ pub mod fake {
                 now: 1000,
                 output: Vec::new(),
                 input: Default::default(),
+                devices: common::bus::Bus::new(),
             }
         }
     }
@@ -124,6 +132,9 @@ pub mod fake {
         }
         fn guest_ram(&mut self) -> GuestRam<'_> {
             GuestRam { base: self.ram_base, bytes: &mut self.ram }
+        }
+        fn guest_phys(&mut self) -> (GuestRam<'_>, Option<&common::bus::Bus>) {
+            (GuestRam { base: self.ram_base, bytes: &mut self.ram }, Some(&self.devices))
         }
     }
 }

@@ -84,6 +84,16 @@ pub fn update_timer(hart: &mut Hart, now: u64) {
     }
 }
 
+/// Sets sip.SEIP to the interrupt controller's output for this hart's S-mode context (the
+/// PLIC's): the guest cannot write SEIP, it follows the controller.
+pub fn set_external(hart: &mut Hart, pending: bool) {
+    if pending {
+        hart.csrs.sip |= SIP_SEIP;
+    } else {
+        hart.csrs.sip &= !SIP_SEIP;
+    }
+}
+
 /// The interrupt to take now, if any: pending and enabled in sie, and globally enabled
 /// (always in U-mode; in S-mode only with sstatus.SIE). Priority: external, software, timer.
 pub fn pending_interrupt(hart: &Hart) -> Option<u64> {
@@ -178,6 +188,27 @@ mod tests {
         h.csrs.sip |= SIP_SSIP;
         h.csrs.sie |= SIP_SSIP;
         assert_eq!(pending_interrupt(&h), Some(SUPERVISOR_SOFTWARE_INTERRUPT), "software before timer");
+    }
+
+    #[test]
+    fn external_interrupt_follows_the_controller_and_goes_first() {
+        let mut h = hart();
+        h.csrs.sie = SIP_SEIP | SIP_STIP;
+        h.csrs.sip = SIP_STIP;
+        h.csrs.sstatus |= SSTATUS_SIE;
+        set_external(&mut h, true);
+        assert_eq!(pending_interrupt(&h), Some(SUPERVISOR_EXTERNAL_INTERRUPT), "external before timer");
+        set_external(&mut h, false);
+        assert_eq!(h.csrs.sip, SIP_STIP);
+        assert_eq!(pending_interrupt(&h), Some(SUPERVISOR_TIMER_INTERRUPT));
+        h.csrs.sie = SIP_SEIP;
+        set_external(&mut h, true);
+        h.csrs.sstatus &= !SSTATUS_SIE;
+        assert!(wfi_should_wake(&h) && pending_interrupt(&h).is_none(), "wfi wakes; SIE off delivers nothing");
+        h.csrs.stvec = 0x8020_1001;
+        h.csrs.sstatus |= SSTATUS_SIE;
+        deliver(&mut h, SUPERVISOR_EXTERNAL_INTERRUPT, 0);
+        assert_eq!(h.pc, 0x8020_1000 + 4 * 9, "vectored: BASE + 4 x 9");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 pub mod cmos;
 pub mod debug_port;
 pub mod i8042;
+pub mod plic;
 pub mod serial;
 pub mod stubs;
 

@@ -1,10 +1,12 @@
 //! The 16550A UART, vm-superio's model, as a bus device.
 //!
-//! The same device sits at port 0x3f8 on x86 and can sit at an MMIO address on RISC-V: only
-//! the bus and the interrupt differ. The interrupt is vm-superio's [`Trigger`], so each
-//! backend passes its own way to raise the line (on x86 an irqfd EventFd registered for GSI 4).
+//! The same device sits at port 0x3f8 on x86 and at MMIO 0x10000000 on RISC-V: only the bus
+//! and the interrupt differ. The interrupt is vm-superio's [`Trigger`], so each backend passes
+//! its own way to raise the line: on x86 an irqfd EventFd registered for GSI 4 (an edge), on
+//! RISC-V a PLIC input ([`Serial::with_line`]), which is a level and must also fall.
 use crate::bus::{BusDevice, DeviceRequest};
 use crate::console::Console;
+use crate::irq::SharedLine;
 use std::io;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -30,13 +32,58 @@ impl io::Write for ConsoleWriter {
     }
 }
 
+/// Raises an [`crate::irq::InterruptLine`] when vm-superio raises its interrupt.
+pub struct LineTrigger(pub SharedLine);
+
+impl Trigger for LineTrigger {
+    type E = ();
+    fn trigger(&self) -> Result<(), ()> {
+        self.0.set_level(true);
+        Ok(())
+    }
+}
+
+const DATA: u64 = 0;
+const IER: u64 = 1;
+const IIR: u64 = 2;
+/// IIR's "no interrupt pending" bit and its two causes in vm-superio's model.
+const IIR_NONE: u8 = 0x01;
+const IIR_THR_EMPTY: u8 = 0x02;
+const IIR_RDA: u8 = 0x04;
+
 pub struct Serial<T: Trigger> {
     uart: Uart<T, NoEvents, ConsoleWriter>,
+    /// A level line to lower when the UART stops asking (None: an edge trigger, x86's irqfd).
+    line: Option<SharedLine>,
+}
+
+impl Serial<LineTrigger> {
+    /// A UART whose interrupt output is the level `line`: high while an enabled interrupt is
+    /// identified, low once the guest has read it away (IIR, the data) or disabled it (IER).
+    pub fn with_line(line: SharedLine, console: Console) -> Self {
+        Serial { uart: Uart::new(LineTrigger(line.clone()), ConsoleWriter(console)), line: Some(line) }
+    }
 }
 
 impl<T: Trigger> Serial<T> {
     pub fn new(interrupt: T, console: Console) -> Self {
-        Serial { uart: Uart::new(interrupt, ConsoleWriter(console)) }
+        Serial { uart: Uart::new(interrupt, ConsoleWriter(console)), line: None }
+    }
+
+    /// Drives the level line from what the UART identifies and has enabled. vm-superio only
+    /// raises its trigger, and not again for a cause it still holds: reading IIR or the data
+    /// and writing IER are what change the level otherwise.
+    fn drive_line(&self, offset: u64) {
+        let Some(line) = &self.line else { return };
+        if !matches!(offset, DATA | IER | IIR) {
+            return;
+        }
+        // state() copies the small receive FIFO: only on these three registers.
+        let st = self.uart.state();
+        let (iir, ier) = (st.interrupt_identification, st.interrupt_enable);
+        let asking =
+            iir & IIR_NONE == 0 && (iir & IIR_RDA != 0 && ier & 1 != 0 || iir & IIR_THR_EMPTY != 0 && ier & 2 != 0);
+        line.set_level(asking);
     }
 
     /// Puts as many of `bytes` as fit into the receive FIFO (raising the interrupt);
@@ -73,6 +120,7 @@ impl<T: Trigger + Send> BusDevice for Serial<T> {
         data.fill(0);
         if let (Some(first), Ok(reg)) = (data.first_mut(), u8::try_from(offset)) {
             *first = self.uart.read(reg);
+            self.drive_line(offset);
         }
     }
 
@@ -81,6 +129,7 @@ impl<T: Trigger + Send> BusDevice for Serial<T> {
             // A failed console write or interrupt cannot be reported to the guest; the UART
             // model already counts the byte as sent, as a real line would lose it.
             let _ = self.uart.write(reg, value);
+            self.drive_line(offset);
         }
         None
     }
@@ -103,8 +152,6 @@ mod tests {
         }
     }
 
-    const IER: u64 = 1;
-    const IIR: u64 = 2;
     const LSR: u64 = 5;
 
     #[test]
@@ -163,5 +210,39 @@ mod tests {
         assert_eq!(&wide[1..], &[0, 0, 0]);
         assert_eq!(s.write(u64::MAX, &[1]), None);
         assert_eq!(s.write(0, &[]), None);
+    }
+
+    /// Records the level of a line.
+    #[derive(Default)]
+    struct Level(std::sync::atomic::AtomicBool);
+    impl crate::irq::InterruptLine for Level {
+        fn set_level(&self, high: bool) {
+            self.0.store(high, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_level_line_rises_with_input_and_falls_when_read() {
+        let level = Arc::new(Level::default());
+        let high = || level.0.load(Ordering::SeqCst);
+        let mut s = Serial::with_line(level.clone(), Console::capture());
+        assert_eq!(s.enqueue(b"k"), 1);
+        assert!(!high(), "the receive interrupt is not enabled");
+        s.write(IER, &[0x01]);
+        assert!(high(), "enabling it with data waiting raises the line");
+        let mut b = [0u8; 1];
+        s.read(IIR, &mut b);
+        assert_eq!(b[0] & 0x0f, 0x04, "received data identified");
+        assert!(!high(), "read away");
+        s.enqueue(b"j");
+        assert!(high());
+        s.write(IER, &[0x00]);
+        assert!(!high(), "disabled");
+        s.write(IER, &[0x01]);
+        assert!(high(), "enabled again with the data still waiting");
+        s.read(DATA, &mut b);
+        s.read(DATA, &mut b);
+        assert_eq!(b[0], b'j');
+        assert!(!high(), "the data is read");
     }
 }

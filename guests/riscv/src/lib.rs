@@ -1,7 +1,9 @@
 //! What every RISC-V test guest shares: the entry point, the panic handler, console output and
-//! the SBI calls ([`sbi`]). A guest binary defines `guest_main` and nothing else.
+//! the SBI calls ([`sbi`]), QEMU virt's devices and a trap entry ([`hw`]). A guest binary
+//! defines `guest_main` (and `on_trap` if it installs [`hw::trap`]).
 #![no_std]
 
+pub mod hw;
 pub mod sbi;
 
 use core::fmt::{self, Write};

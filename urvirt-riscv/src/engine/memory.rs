@@ -151,6 +151,12 @@ impl GuestMemory {
         self.fd.as_raw_fd()
     }
 
+    /// The memfd, for a device's own mapping of guest RAM.
+    pub fn memfd_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
     /// The PROT_NONE reservations as [start, end): where guest pages may be mapped.
     pub fn reserved_ranges(&self) -> Vec<(u64, u64)> {
         self.reserved.iter().map(|&(a, l)| (a, a + l)).collect()
@@ -249,6 +255,19 @@ pub fn host_mappings_in_window(mem: &GuestMemory) -> Vec<String> {
         }
     }
     merged.into_iter().map(|(a, b, n)| format!("{a:#x}-{b:#x} {n}").trim_end().to_string()).collect()
+}
+
+/// Fails unless every device window in `windows` (base, size) lies inside one of the PROT_NONE
+/// reservations: a guest access there must fault, never reach a host mapping.
+pub fn check_device_windows(mem: &GuestMemory, windows: &[(u64, u64)]) -> Result<()> {
+    for &(base, size) in windows {
+        if !mem.reserved.iter().any(|&(a, l)| a <= base && base + size <= a + l) {
+            return Err(Error::bad_input(format!(
+                "a host mapping sits on the guest's device window {base:#x}+{size:#x}, so its accesses would not trap"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The executable mapping that holds `addr` (the monitor's code), as [start, end).

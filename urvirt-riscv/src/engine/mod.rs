@@ -5,7 +5,8 @@
 //! - SIGILL: privileged instructions (CSR access, sret, wfi, sfence.vma) -> [`crate::hart`];
 //! - SIGSYS: `ecall`, made to trap by syscall user dispatch ([`sud`]) or a seccomp filter on
 //!   the instruction pointer ([`seccomp`]) -> the SBI in [`crate::sbi`];
-//! - SIGSEGV/SIGBUS: accesses outside guest RAM -> access faults for the guest;
+//! - SIGSEGV/SIGBUS: accesses outside guest RAM -> a device on the bus ([`devices`]) or an
+//!   access fault for the guest;
 //! - SIGALRM: the SBI timer and `--timeout`.
 //!
 //! The guest runs on a thread made for each run, under a seccomp allowlist of the monitor's
@@ -25,6 +26,8 @@
 //! return through its sigreturn trampoline). The 32-bit physical window outside RAM is
 //! reserved PROT_NONE so no host mapping appears there.
 pub mod context;
+pub mod devices;
+pub mod input;
 pub mod jail;
 pub mod memory;
 pub mod paging;

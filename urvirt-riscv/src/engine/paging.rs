@@ -215,7 +215,7 @@ impl Paging {
 
     /// A native access to `addr` faulted with paging on. Maps the page if the guest's tables
     /// allow the access, delivers the page fault if they do not; `None` means the address
-    /// cannot be mapped natively and the access must be interpreted.
+    /// cannot be mapped natively (or is a device's) and the access must be interpreted.
     pub fn on_fault(&mut self, hart: &mut Hart, ram: &mut GuestRam, addr: u64, access: Access) -> Option<Handled> {
         if !self.native(addr) {
             if addr < 1 << 38 {
@@ -226,6 +226,10 @@ impl Paging {
         let regime = Regime::of(hart);
         match mmu::translate(ram, &regime, addr, access) {
             Err(f) => Some(mmu::raise(hart, f, FAULT_KIND)),
+            // A load or store to a device (MMIO through a guest mapping): never mapped, each
+            // access is interpreted onto the device bus, which also turns an address no device
+            // claims into the access fault.
+            Ok(t) if ram.range(t.pa, 1).is_none() && access != Access::Fetch => None,
             Ok(t) if ram.range(t.pa, 1).is_none() => {
                 Some(mmu::raise(hart, mmu::access_fault(access, addr), FAULT_KIND))
             }
@@ -245,8 +249,7 @@ impl Paging {
     /// would otherwise come straight back.
     pub fn step_one(&mut self, hart: &mut Hart, platform: &mut dyn Platform) -> Option<Handled> {
         let before = Regime::of(hart);
-        let raw = interp::fetch(hart, &mut crate::vmem::Virt { ram: platform.guest_ram(), regime: before })
-            .map_or(0, |(raw, _)| raw);
+        let raw = interp::fetch(hart, &mut crate::vmem::Virt::of(platform, before)).map_or(0, |(raw, _)| raw);
         self.interpreted += 1;
         match interp::step(hart, platform, &mut self.interp) {
             interp::Step::Done => None,

@@ -16,6 +16,7 @@
 //! Console input is started by [`start_input`] before the guest is entered, never from a
 //! handler (it spawns a thread and may put the terminal in raw mode).
 use super::context::{self, SavedRegs};
+use super::input::{take_input, QUIT};
 use super::paging::Paging;
 use super::signals;
 use super::sud;
@@ -25,12 +26,11 @@ use crate::hart::{self, Access, Action, Handled, Hart, Mode};
 use crate::mmu::Regime;
 use crate::platform::{GuestRam, Platform};
 use crate::stuck::StuckDetector;
+use common::bus::Bus;
 use common::console::Console;
 use common::stats::Stats;
 use common::vm::GuestExit;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
-use std::sync::{Condvar, Mutex, Once};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::time::{Duration, Instant};
 
 const SYS_SECCOMP: i32 = 1;
@@ -61,63 +61,14 @@ pub struct RunState {
     pub timebase: u64,
     /// Counts a fault the guest retries without progress.
     pub stuck: StuckDetector,
+    /// The device bus and the PLIC's output for this hart ([`super::devices`]).
+    pub devices: super::devices::Devices,
 }
 
 static STATE: AtomicPtr<RunState> = AtomicPtr::new(std::ptr::null_mut());
-/// Set by the console thread on Ctrl-A x.
-pub static QUIT: AtomicBool = AtomicBool::new(false);
-/// Keys typed for the guest, queued by the console's reader thread.
-static INPUT: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
-/// Signalled when the guest takes input, for a reader waiting on a full queue.
-static INPUT_TAKEN: Condvar = Condvar::new();
-/// The most input queued for the guest. Like a UART FIFO with flow control, a full queue
-/// makes the reader thread wait (it stops reading stdin) until the guest reads, for at most
-/// [`INPUT_PATIENCE`]: `yes | vmm ...` holds at most this much, not all of memory.
-pub const INPUT_LIMIT: usize = 64 << 10;
-/// How long the reader waits for room before it drops what it holds and reads on.
-const INPUT_PATIENCE: Duration = Duration::from_secs(2);
 /// Test hook ([`crate::lab::JAIL_PROBE_FILE`]): the next SBI call's handler makes a call
 /// outside the jail.
 pub static JAIL_PROBE: AtomicBool = AtomicBool::new(false);
-/// The thread that runs the guest: Ctrl-A x wakes it with SIGALRM.
-static GUEST_TID: AtomicI32 = AtomicI32::new(0);
-static INPUT_STARTED: Once = Once::new();
-
-/// Starts the console's stdin reader (once per process) and aims Ctrl-A x at the calling
-/// thread, which is about to run the guest. Called by the monitor before entering the guest,
-/// never from a handler.
-pub fn start_input(console: &Console) {
-    // SAFETY: gettid has no preconditions.
-    GUEST_TID.store(unsafe { libc::gettid() }, Ordering::SeqCst);
-    INPUT_STARTED.call_once(|| {
-        if std::env::var_os(::lab::keys::ENV).is_some() {
-            // Inside the lab host: the outer vmm sends the user's Ctrl-A x in band.
-            let mut keys = common::console::EscapeState::default();
-            console.start_input(
-                move |b| {
-                    let (bytes, quit) = keys.feed(b);
-                    if quit {
-                        // The run ends: keys typed just before do not matter, and queueing
-                        // them could wait on a full queue forever.
-                        user_quit();
-                    } else {
-                        queue_input(&bytes);
-                    }
-                },
-                || {},
-            )
-        } else {
-            console.start_input(queue_input, user_quit)
-        }
-    });
-}
-
-/// Ctrl-A x: end the run, waking the guest thread. After a run the thread keeps SIGALRM
-/// blocked, so a late quit leaves the signal pending instead of killing us.
-fn user_quit() {
-    QUIT.store(true, Ordering::SeqCst);
-    signals::poke(GUEST_TID.load(Ordering::SeqCst));
-}
 
 /// Makes `st` the state the handlers use (null: none).
 pub fn set_state(st: *mut RunState) {
@@ -125,46 +76,10 @@ pub fn set_state(st: *mut RunState) {
 }
 
 /// The host side of the guest's world inside a handler.
-struct EnginePlatform<'a> {
+pub(super) struct EnginePlatform<'a> {
     ram: GuestRam<'a>,
     console: &'a Console,
-}
-
-/// The reader thread's sink: queues `bytes`, waiting while the queue is full. A wait is
-/// bounded ([`INPUT_PATIENCE`]) and a quit ends it, so the reader always gets back to stdin
-/// and a Ctrl-A x typed behind a guest that reads nothing is still seen; what did not fit by
-/// then is dropped, as a UART overruns.
-fn queue_input(mut bytes: &[u8]) {
-    let mut q = INPUT.lock().unwrap_or_else(|e| e.into_inner());
-    let give_up = Instant::now() + INPUT_PATIENCE;
-    while !bytes.is_empty() {
-        let room = INPUT_LIMIT.saturating_sub(q.len());
-        if room == 0 {
-            let left = give_up.saturating_duration_since(Instant::now());
-            if left.is_zero() || QUIT.load(Ordering::SeqCst) {
-                return;
-            }
-            q = INPUT_TAKEN.wait_timeout(q, left.min(Duration::from_millis(100))).unwrap_or_else(|e| e.into_inner()).0;
-            continue;
-        }
-        let n = room.min(bytes.len());
-        q.extend(&bytes[..n]);
-        bytes = &bytes[n..];
-    }
-}
-
-/// Moves up to `dst.len()` queued input bytes into `dst`; returns how many. Called in a
-/// handler on the guest thread, which holds the lock nowhere else.
-fn take_input(dst: &mut [u8]) -> usize {
-    let mut q = INPUT.lock().unwrap_or_else(|e| e.into_inner());
-    let n = dst.len().min(q.len());
-    for (d, s) in dst.iter_mut().zip(q.drain(..n)) {
-        *d = s;
-    }
-    if n > 0 {
-        INPUT_TAKEN.notify_one();
-    }
-    n
+    devices: &'a Bus,
 }
 
 impl Platform for EnginePlatform<'_> {
@@ -200,14 +115,17 @@ impl Platform for EnginePlatform<'_> {
     fn guest_ram(&mut self) -> GuestRam<'_> {
         GuestRam { base: self.ram.base, bytes: &mut *self.ram.bytes }
     }
+    fn guest_phys(&mut self) -> (GuestRam<'_>, Option<&Bus>) {
+        (GuestRam { base: self.ram.base, bytes: &mut *self.ram.bytes }, Some(self.devices))
+    }
 }
 
 /// The platform over the monitor's view of RAM.
-fn engine_platform(base: u64, view: u64, size: u64, console: &Console) -> EnginePlatform<'_> {
+fn engine_platform<'a>(base: u64, view: u64, size: u64, console: &'a Console, devices: &'a Bus) -> EnginePlatform<'a> {
     // SAFETY: the guest is stopped in a handler, and the caller makes this the only view of
     // RAM for as long as the platform lives.
     let bytes = unsafe { std::slice::from_raw_parts_mut(view as *mut u8, size as usize) };
-    EnginePlatform { ram: GuestRam { base, bytes }, console }
+    EnginePlatform { ram: GuestRam { base, bytes }, console, devices }
 }
 
 impl RunState {
@@ -221,7 +139,7 @@ impl RunState {
         if self.paging_on() {
             let regime = Regime::of(&self.hart);
             let (_, p) = self.platform();
-            let mut bus = crate::vmem::Virt { ram: p.ram, regime };
+            let mut bus = crate::vmem::Virt { ram: p.ram, devices: None, regime };
             return crate::interp::fetch(&Hart { pc, ..Hart::new(pc) }, &mut bus).ok().map(|(raw, _)| raw);
         }
         if !self.in_ram(pc) || !self.in_ram(pc + 1) {
@@ -240,8 +158,8 @@ impl RunState {
         Regime::of(&self.hart).paging()
     }
 
-    fn platform(&mut self) -> (&mut Hart, EnginePlatform<'_>) {
-        let p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console);
+    pub(super) fn platform(&mut self) -> (&mut Hart, EnginePlatform<'_>) {
+        let p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console, &self.devices.bus);
         (&mut self.hart, p)
     }
 
@@ -251,6 +169,9 @@ impl RunState {
 
     /// `wfi`: sleep until the timer deadline, the timeout or a short while, whichever is first.
     fn wait_for_interrupt(&mut self) {
+        // Read before looking at SEIP, so an interrupt raised in between ends the wait at once.
+        let seen = super::devices::wake_count();
+        self.refresh_external();
         if crate::trap::wfi_should_wake(&self.hart) {
             return;
         }
@@ -262,7 +183,7 @@ impl RunState {
         if let Some((at, _)) = self.timeout {
             nap = nap.min(at.saturating_duration_since(Instant::now()));
         }
-        timer::sleep(nap);
+        super::devices::wait(seen, nap);
     }
 
     /// Points the host timer at the guest's SBI deadline ([`crate::guest_timer::plan`]);
@@ -296,7 +217,8 @@ impl RunState {
             return None;
         }
         // A TLB fill or an interpreted access is not an exception the guest sees.
-        let native_fault = matches!(handled.kind, "sigsegv tlb fill" | "sigsegv interpreted");
+        let native_fault =
+            matches!(handled.kind, "sigsegv tlb fill" | "sigsegv interpreted") || handled.kind.starts_with("mmio ");
         let exception = matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGTRAP) && !native_fault
             || handled.kind == "sigill illegal";
         if exception {
@@ -346,6 +268,9 @@ impl RunState {
                     return self.paged_fault(addr);
                 }
                 let fetch = addr == pc || !self.in_ram(pc);
+                if !fetch && !misaligned && crate::layout::mmio_kind(addr) != "mmio unmapped" {
+                    return self.mmio(addr);
+                }
                 let raw = if fetch { 0 } else { self.fetch(pc).unwrap_or(0) };
                 hart::on_fault(&mut self.hart, addr, raw, fetch, misaligned)
             }
@@ -391,7 +316,7 @@ impl RunState {
                 _ => Access::Load,
             }
         };
-        let mut p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console);
+        let mut p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console, &self.devices.bus);
         if let Some(h) = self.paging.on_fault(&mut self.hart, &mut p.guest_ram(), addr, access) {
             return h;
         }
@@ -411,7 +336,7 @@ impl RunState {
     fn interpret(&mut self) -> Option<Handled> {
         let mut last = None;
         loop {
-            let mut p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console);
+            let mut p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console, &self.devices.bus);
             if let Some(h) = self.paging.interpret(&mut self.hart, &mut p) {
                 match h.action {
                     Action::Resume => {}
@@ -430,8 +355,7 @@ impl RunState {
                 return last;
             }
             let before = Regime::of(&self.hart);
-            if hart::on_interrupt_check(&mut self.hart, timer::rdtime()).is_some() {
-                self.stats.record("interrupt delivered", Duration::ZERO);
+            if self.check_interrupts() {
                 self.paging.sync(&before, 0, &self.hart);
             }
             self.rearm_guest_timer(false);
@@ -495,6 +419,7 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     }
     // SAFETY: `uc` is this handler's live ucontext.
     unsafe { context::load(&mut st.hart, uc) };
+    st.refresh_external();
     let pc = st.hart.pc;
     let before = Regime::of(&st.hart);
     st.stats.record(if st.hart.mode == Mode::User { "trap from u-mode" } else { "trap from s-mode" }, Duration::ZERO);
@@ -519,9 +444,7 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
         st.stats.record(handled.kind, start.elapsed());
         return;
     }
-    if hart::on_interrupt_check(&mut st.hart, timer::rdtime()).is_some() {
-        st.stats.record("interrupt delivered", Duration::ZERO);
-    }
+    st.check_interrupts();
     if before.paging() || st.paging_on() {
         let raw = std::mem::take(&mut st.last_raw);
         st.paging.sync(&before, raw, &st.hart);

@@ -105,6 +105,24 @@ pub fn block_handled() {
     mask(libc::SIG_BLOCK, &HANDLED);
 }
 
+/// Runs `f` (which spawns threads) with every signal URVirt handles blocked, then puts the
+/// calling thread's mask back as it was: the new threads keep them blocked.
+pub fn with_handled_blocked<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset/pthread_sigmask; only this
+    // thread's mask changes, and it is restored below.
+    unsafe {
+        let (mut set, mut old): (libc::sigset_t, libc::sigset_t) = (std::mem::zeroed(), std::mem::zeroed());
+        libc::sigemptyset(&mut set);
+        for &s in &HANDLED {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        let r = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
+    }
+}
+
 /// The address of the stub: inside the monitor's executable mapping.
 pub fn entry_address() -> u64 {
     urvirt_signal_entry as *const () as u64

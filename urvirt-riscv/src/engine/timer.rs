@@ -55,10 +55,3 @@ impl Drop for HostTimer {
         unsafe { libc::timer_delete(self.id) };
     }
 }
-
-/// Sleeps for `d` (used by `wfi`; signals are blocked in the handler, so this is one call).
-pub fn sleep(d: Duration) {
-    let ts = libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
-    // SAFETY: a valid timespec; no remainder wanted.
-    unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, 0, &ts, std::ptr::null_mut()) };
-}

@@ -1,4 +1,5 @@
 //! [`UrvirtVm`]: the URVirt engine behind the common `VirtualMachine` trait.
+use super::input;
 use super::memory::{self, GuestMemory};
 use super::run::{self, RunState};
 use super::signals::{self, AltStack, Handlers};
@@ -24,6 +25,7 @@ pub struct UrvirtVm {
     /// The boot hart, ready to enter the guest (set by `load`).
     boot: Option<Hart>,
     timebase: u64,
+    devices: super::devices::Devices,
 }
 
 /// The ecall-trap mechanism that is actually in use.
@@ -36,7 +38,10 @@ pub enum Mechanism {
 impl UrvirtVm {
     pub fn new(config: RiscvConfig) -> Result<Self> {
         let mem = GuestMemory::new(config.vm.mem_size)?;
-        Ok(UrvirtVm { config, mem, boot: None, timebase: fdt::host_timebase_frequency() as u64 })
+        memory::check_device_windows(&mem, &crate::layout::device_windows(crate::layout::VIRTIO_SLOTS))?;
+        let mut devices = super::devices::Devices::new(&config.vm.console)?;
+        devices.add_disks(&config.vm.disks, (mem.memfd_fd(), mem.size), config.vm.jail)?;
+        Ok(UrvirtVm { config, mem, boot: None, timebase: fdt::host_timebase_frequency() as u64, devices })
     }
 
     /// Guest RAM, for the benchmarks, while the guest is not running.
@@ -78,6 +83,7 @@ impl VirtualMachine for UrvirtVm {
             mem_size: self.mem.size,
             timebase_frequency: self.timebase as u32,
             bootargs: BOOTARGS.into(),
+            virtio_slots: self.config.vm.disks.len(),
         })?;
         self.mem.load(&kernel, fdt_addr, &blob);
         let mut hart = Hart::new(kernel.entry);
@@ -166,17 +172,18 @@ impl UrvirtVm {
             armed_deadline: u64::MAX,
             timebase: self.timebase,
             stuck: Default::default(),
+            devices: self.devices.clone(),
         });
         let _alt = AltStack::install().map_err(|e| host_err("cannot set up the signal stack", e))?;
         let handlers = Handlers::install().map_err(|e| host_err("cannot install signal handlers", e))?;
         signals::capture_monitor_registers();
         // Console input starts here, outside any handler. Before the ecall trap, so the reader
         // thread inherits no seccomp filter (both mechanisms only catch guest-RAM ecalls anyway).
-        run::QUIT.store(false, Ordering::SeqCst);
+        input::QUIT.store(false, Ordering::SeqCst);
         // The reader thread inherits this thread's mask: with our signals blocked there, a
         // process-directed SIGALRM can only land on this thread.
         signals::block_handled();
-        run::start_input(&self.config.vm.console);
+        input::start_input(&self.config.vm.console, &self.devices.uart);
         signals::mask(libc::SIG_UNBLOCK, &signals::HANDLED);
         // This thread is about to run guest code: the console's terminal-restoring handlers
         // must run on the reader thread instead, never on the guest's stack and registers.
@@ -199,6 +206,7 @@ impl UrvirtVm {
         signals::enter_guest();
         compiler_fence(Ordering::SeqCst);
         run::set_state(std::ptr::null_mut());
+        input::stop_input();
         st.paging.finish();
         timeout_timer.arm(None);
         st.guest_timer.arm(None);
