@@ -9,18 +9,22 @@
 //!     program (benches/baseline/kvm_hello.c, compiled here with gcc) that does the least
 //!     KVM needs to run the same guest. "To HLT" is spawn to the newline the guest prints
 //!     just before its `hlt`; "to exit" adds VM tear-down and process exit.
+//! (c) Disk: sequential 4 KiB reads and writes through virtio-blk against the host process's
+//!     own pread/pwrite ([`common::virtio::bench`]).
 use crate::config::{EntryMode, LinuxOptions, X86Config};
 use crate::vm::{self, X86Vm};
 use crate::{kvm, memory, modes};
 use common::console::Console;
 use common::image::Image;
-use common::vm::{GuestExit, VirtualMachine, VmConfig};
+use common::virtio::bench::GuestFigures;
+use common::vm::{DiskConfig, GuestExit, VirtualMachine, VmConfig};
 use common::{Error, Result};
 use kvm_ioctls::VcpuExit;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
+use vm_memory::{Bytes, GuestAddress};
 
 /// How many `out`s outs.bin does.
 pub const OUTS: u64 = 100_000;
@@ -94,6 +98,36 @@ fn vmm_exit_round(image: &Image) -> Result<(f64, f64)> {
     let handling =
         outcome.stats.get(&format!("io-out {}", vm::HELLO_DEVICE)).map(|e| e.mean().as_secs_f64() * 1e6).unwrap_or(0.0);
     Ok((took.as_secs_f64() * 1e6 / outcome.stats.total_count() as f64, handling))
+}
+
+/// Requests each phase of virtio-bench.bin makes (its REQUESTS).
+const GUEST_DISK_REQUESTS: u64 = 4096;
+
+/// (c) virtio-bench.bin on a 16 MiB scratch disk through X86Vm (jail on): seconds per request
+/// of its reads and of its writes, from the TSC ticks it leaves at 0x400 and 0x408.
+fn guest_disk_round(opts: &BenchOptions) -> Result<GuestFigures> {
+    let image = read_guest(opts, "virtio-bench.bin")?;
+    let path = opts.build_dir.join("guest-disk-bench.img");
+    let bad = |e: std::io::Error| Error::bad_input(format!("disk benchmark: {}: {e}", path.display()));
+    std::fs::create_dir_all(&opts.build_dir).map_err(bad)?;
+    std::fs::write(&path, vec![0u8; (GUEST_DISK_REQUESTS * 4096) as usize]).map_err(bad)?;
+    let console = Console::capture();
+    let disks = vec![DiskConfig { path: path.clone(), read_only: false }];
+    let vm = VmConfig { mem_size: MEM, timeout: None, console: console.clone(), jail: true, disks };
+    let mut x =
+        X86Vm::new(X86Config { vm, mode: Some(EntryMode::Protected), linux: LinuxOptions::default(), stats: false })?;
+    x.load(&image)?;
+    let outcome = x.run()?;
+    if outcome.exit != GuestExit::Halted || console.captured() != b"virtio-bench done\n" {
+        let said = String::from_utf8_lossy(&console.captured()).into_owned();
+        return Err(Error::guest(format!("virtio-bench guest misbehaved: {:?}: {said}", outcome.exit)));
+    }
+    let ticks = |at: u64| x.guest_memory().read_obj::<u64>(GuestAddress(at)).unwrap_or(0) as f64;
+    let (read, write) = (ticks(0x400), ticks(0x408));
+    drop(x);
+    let _ = std::fs::remove_file(&path);
+    let per_request = (crate::lab::host_tsc_khz()? as f64 * 1e3) * GUEST_DISK_REQUESTS as f64;
+    Ok(GuestFigures { label: "virtio-bench.bin, polling", read: read / per_request, write: write / per_request })
 }
 
 /// One run of outs.bin with nothing but KVM_RUN in a loop; returns microseconds per exit.
@@ -229,8 +263,10 @@ pub fn run(opts: &BenchOptions) -> Result<String> {
         format!("  {label:<44} {be:8.3} {be_min:8.3} ms"),
         format!("  {:<44} {:8.3} {:8.3}", "ratio vmm/baseline", ve / be, ve_min / be_min),
     ];
-    let s = rows.join("\n");
-    Ok(s)
+    // (c) The disk device, shared with RISC-V (common::virtio::bench), with a guest driving it.
+    let guest = guest_disk_round(opts)?;
+    let disk = common::virtio::bench::run(&opts.build_dir, Some(guest))?;
+    Ok(format!("{}\n{disk}", rows.join("\n")))
 }
 
 fn short(p: &Path) -> String {

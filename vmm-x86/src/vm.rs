@@ -79,6 +79,11 @@ impl X86Vm {
         self.vm.create_vcpu(0).map_err(|e| kvm::setup_error("KVM_CREATE_VCPU", e))
     }
 
+    /// Guest RAM, e.g. for a benchmark guest's results after the run.
+    pub fn guest_memory(&self) -> &GuestMemoryMmap {
+        &self.mem
+    }
+
     /// The CPU state for diagnostics; a failed ioctl gives an empty view rather than hiding the
     /// real error behind it.
     fn code_view(vcpu: &VcpuFd) -> CodeView {

@@ -8,7 +8,9 @@
 //! (pread/pwrite/fsync on the disk file, straight into guest RAM), writes the used ring, sets
 //! InterruptStatus and raises the device's [`crate::irq::SharedLine`]. Disk I/O never runs on
 //! the vCPU thread or in a signal handler.
+pub mod bench;
 pub mod block;
+pub mod driver;
 pub mod mmio;
 mod worker;
 

@@ -2,10 +2,10 @@
 //! register writes through the BusDevice interface, hand-built descriptor chains in the split
 //! ring (legacy and modern layouts), and the disk a temporary file checked afterwards.
 use super::block::Block;
-use super::{MmioTransport, Version};
+use super::driver::*;
+use super::Version;
 use crate::bus::BusDevice;
 use crate::irq::InterruptLine;
-use crate::memory::{self, GuestRam};
 use crate::vm::DiskConfig;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -14,16 +14,11 @@ use std::time::{Duration, Instant};
 use virtio_bindings::virtio_blk::*;
 use virtio_bindings::virtio_config::*;
 use virtio_bindings::virtio_mmio::*;
-use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use vm_memory::{Bytes, GuestAddress};
 
-const RAM: u64 = 1 << 20;
-const RING: u64 = 0x1_0000;
-const SIZE: u16 = 16;
-/// Where requests' headers, data and status bytes go.
-const HDR: u64 = 0x4_0000;
-const DATA: u64 = 0x5_0000;
-const STATUS: u64 = 0x6_0000;
+fn driver(disk: &DiskConfig, version: Version) -> Driver<Line> {
+    Driver::new(disk, version, Arc::new(Line::default()), false).unwrap()
+}
 
 /// An interrupt line that remembers its level and counts rises.
 #[derive(Default)]
@@ -71,152 +66,6 @@ fn pattern(s: u64) -> Vec<u8> {
     (0..512u64).map(|i| (s * 7 + i) as u8).collect()
 }
 
-/// A guest driver for one device: the queue at RING, requests submitted one at a time.
-struct Driver {
-    dev: MmioTransport,
-    mem: GuestRam,
-    line: Arc<Line>,
-    version: Version,
-    desc: u64,
-    avail: u64,
-    used: u64,
-    next_avail: u16,
-}
-
-impl Driver {
-    fn new(disk: &DiskConfig, version: Version) -> Driver {
-        let mem = memory::anonymous(0, RAM).unwrap();
-        let line = Arc::new(Line::default());
-        let block = Block::open(disk).unwrap();
-        let dev = MmioTransport::new(block, mem.clone(), line.clone(), version).unwrap();
-        Driver { dev, mem, line, version, desc: 0, avail: 0, used: 0, next_avail: 0 }
-    }
-
-    fn read(&mut self, reg: u32) -> u32 {
-        let mut b = [0u8; 4];
-        self.dev.read(reg as u64, &mut b);
-        u32::from_le_bytes(b)
-    }
-    fn write(&mut self, reg: u32, value: u32) {
-        self.dev.write(reg as u64, &value.to_le_bytes());
-    }
-    fn features(&mut self) -> u64 {
-        self.write(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
-        let high = self.read(VIRTIO_MMIO_DEVICE_FEATURES) as u64;
-        self.write(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
-        (high << 32) | self.read(VIRTIO_MMIO_DEVICE_FEATURES) as u64
-    }
-
-    /// The Linux order: reset, ACKNOWLEDGE, DRIVER, features, (FEATURES_OK), queue, DRIVER_OK.
-    fn init(&mut self, accept: u64, queue_size: u32) {
-        self.write(VIRTIO_MMIO_STATUS, 0);
-        self.write(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
-        self.write(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-        let offered = self.features();
-        self.write(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-        self.write(VIRTIO_MMIO_DRIVER_FEATURES, (offered & accept) as u32);
-        self.write(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-        self.write(VIRTIO_MMIO_DRIVER_FEATURES, ((offered & accept) >> 32) as u32);
-        let mut status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
-        if self.version == Version::Modern {
-            status |= VIRTIO_CONFIG_S_FEATURES_OK;
-            self.write(VIRTIO_MMIO_STATUS, status);
-        }
-        self.write(VIRTIO_MMIO_QUEUE_SEL, 0);
-        assert_eq!(self.read(VIRTIO_MMIO_QUEUE_NUM_MAX), 256);
-        self.write(VIRTIO_MMIO_QUEUE_NUM, queue_size);
-        let n = queue_size as u64;
-        match self.version {
-            Version::Legacy => {
-                self.write(VIRTIO_MMIO_GUEST_PAGE_SIZE, 4096);
-                self.write(VIRTIO_MMIO_QUEUE_ALIGN, 4096);
-                self.write(VIRTIO_MMIO_QUEUE_PFN, (RING / 4096) as u32);
-                (self.desc, self.avail) = (RING, RING + 16 * n);
-                self.used = (self.avail + 6 + 2 * n).div_ceil(4096) * 4096;
-            }
-            Version::Modern => {
-                (self.desc, self.avail, self.used) = (RING, RING + 0x1000, RING + 0x2000);
-                for (low, value) in [
-                    (VIRTIO_MMIO_QUEUE_DESC_LOW, self.desc),
-                    (VIRTIO_MMIO_QUEUE_AVAIL_LOW, self.avail),
-                    (VIRTIO_MMIO_QUEUE_USED_LOW, self.used),
-                ] {
-                    self.write(low, value as u32);
-                    self.write(low + 4, (value >> 32) as u32);
-                }
-                self.write(VIRTIO_MMIO_QUEUE_READY, 1);
-            }
-        }
-        self.write(VIRTIO_MMIO_STATUS, status | VIRTIO_CONFIG_S_DRIVER_OK);
-        self.next_avail = 0;
-    }
-
-    fn used_idx(&self) -> u16 {
-        self.mem.read_obj(GuestAddress(self.used + 2)).unwrap()
-    }
-
-    /// Puts `chain` (address, length, device-writable) in the ring and notifies.
-    fn submit(&mut self, chain: &[(u64, u32, bool)]) {
-        let head = (self.next_avail % (SIZE / 4)) * 4;
-        for (i, &(addr, len, writable)) in chain.iter().enumerate() {
-            let index = head + i as u16;
-            let last = i + 1 == chain.len();
-            let flags = (if writable { VRING_DESC_F_WRITE } else { 0 }) | (if last { 0 } else { VRING_DESC_F_NEXT });
-            let at = self.desc + 16 * index as u64;
-            self.mem.write_obj(addr, GuestAddress(at)).unwrap();
-            self.mem.write_obj(len, GuestAddress(at + 8)).unwrap();
-            self.mem.write_obj(flags as u16, GuestAddress(at + 12)).unwrap();
-            self.mem.write_obj(index + 1, GuestAddress(at + 14)).unwrap();
-        }
-        let slot = self.avail + 4 + 2 * (self.next_avail % SIZE) as u64;
-        self.mem.write_obj(head, GuestAddress(slot)).unwrap();
-        self.next_avail = self.next_avail.wrapping_add(1);
-        self.mem.write_obj(self.next_avail, GuestAddress(self.avail + 2)).unwrap();
-        self.write(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
-    }
-
-    /// Waits (at most 5 s: a test never hangs) for the used ring to reach `next_avail`; returns
-    /// the last used element's length.
-    fn complete(&mut self) -> u32 {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.used_idx() != self.next_avail {
-            assert!(Instant::now() < deadline, "request never completed");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let elem = self.used + 4 + 8 * ((self.next_avail.wrapping_sub(1)) % SIZE) as u64;
-        self.mem.read_obj(GuestAddress(elem + 4)).unwrap()
-    }
-
-    fn header(&self, kind: u32, sector: u64) {
-        self.mem.write_obj(kind, GuestAddress(HDR)).unwrap();
-        self.mem.write_obj(0u32, GuestAddress(HDR + 4)).unwrap();
-        self.mem.write_obj(sector, GuestAddress(HDR + 8)).unwrap();
-        self.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
-    }
-
-    /// A three-buffer request (header, data, status) as every driver builds one.
-    fn request(&mut self, kind: u32, sector: u64, data_len: u32) -> (u8, u32) {
-        self.header(kind, sector);
-        let data_writable = kind != VIRTIO_BLK_T_OUT;
-        if data_len == 0 {
-            self.submit(&[(HDR, 16, false), (STATUS, 1, true)]);
-        } else {
-            self.submit(&[(HDR, 16, false), (DATA, data_len, data_writable), (STATUS, 1, true)]);
-        }
-        let len = self.complete();
-        (self.status(), len)
-    }
-
-    fn status(&self) -> u8 {
-        self.mem.read_obj(GuestAddress(STATUS)).unwrap()
-    }
-    fn data(&self, len: usize) -> Vec<u8> {
-        let mut buf = vec![0u8; len];
-        self.mem.read_slice(&mut buf, GuestAddress(DATA)).unwrap();
-        buf
-    }
-}
-
 const ALL: u64 = u64::MAX;
 const OK: u8 = VIRTIO_BLK_S_OK as u8;
 const IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
@@ -225,7 +74,7 @@ const IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
 fn identifies_itself_in_both_layouts() {
     let disk = TempDisk::new("ident", 8);
     for version in [Version::Legacy, Version::Modern] {
-        let mut d = Driver::new(&disk.config(false), version);
+        let mut d = driver(&disk.config(false), version);
         assert_eq!(d.read(VIRTIO_MMIO_MAGIC_VALUE), 0x7472_6976);
         assert_eq!(d.read(VIRTIO_MMIO_VERSION), version as u32);
         assert_eq!(d.read(VIRTIO_MMIO_DEVICE_ID), 2);
@@ -245,13 +94,13 @@ fn identifies_itself_in_both_layouts() {
         assert_eq!(byte, [0]);
         assert_eq!(d.read(0xf0), 0);
     }
-    let mut ro = Driver::new(&disk.config(true), Version::Legacy);
+    let mut ro = driver(&disk.config(true), Version::Legacy);
     assert_ne!(ro.features() & (1 << VIRTIO_BLK_F_RO), 0);
 }
 
 fn read_write_roundtrip(version: Version) {
     let disk = TempDisk::new(&format!("rw-{version:?}"), 16);
-    let mut d = Driver::new(&disk.config(false), version);
+    let mut d = driver(&disk.config(false), version);
     d.init(ALL, SIZE as u32);
     assert_eq!(d.read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
     // Read sectors 3 and 4.
@@ -290,7 +139,7 @@ fn modern_reads_and_writes_sectors() {
 fn one_buffer_with_header_and_data_and_status() {
     // Any layout: header, data and status in one readable and one writable buffer.
     let disk = TempDisk::new("layout", 4);
-    let mut d = Driver::new(&disk.config(false), Version::Modern);
+    let mut d = driver(&disk.config(false), Version::Modern);
     d.init(ALL, SIZE as u32);
     d.header(VIRTIO_BLK_T_IN, 2);
     d.submit(&[(HDR, 16, false), (DATA, 513, true)]);
@@ -304,7 +153,7 @@ fn bad_requests_fail_with_a_status_and_leave_the_file_alone() {
     let disk = TempDisk::new("bad", 8);
     let before = std::fs::read(&disk.0).unwrap();
     for version in [Version::Legacy, Version::Modern] {
-        let mut d = Driver::new(&disk.config(false), version);
+        let mut d = driver(&disk.config(false), version);
         d.init(ALL, SIZE as u32);
         d.mem.write_slice(&[0xee; 1024], GuestAddress(DATA)).unwrap();
         // Past the end, and straddling it.
@@ -354,7 +203,7 @@ fn bad_requests_fail_with_a_status_and_leave_the_file_alone() {
 #[test]
 fn a_read_only_disk_refuses_writes() {
     let disk = TempDisk::new("ro", 4);
-    let mut d = Driver::new(&disk.config(true), Version::Legacy);
+    let mut d = driver(&disk.config(true), Version::Legacy);
     d.init(ALL, SIZE as u32);
     d.mem.write_slice(&[0x11; 512], GuestAddress(DATA)).unwrap();
     assert_eq!(d.request(VIRTIO_BLK_T_OUT, 0, 512), (IOERR, 1));
@@ -366,7 +215,7 @@ fn a_read_only_disk_refuses_writes() {
 #[test]
 fn reset_stops_the_queue_and_clears_the_interrupt() {
     let disk = TempDisk::new("reset", 4);
-    let mut d = Driver::new(&disk.config(false), Version::Modern);
+    let mut d = driver(&disk.config(false), Version::Modern);
     d.init(ALL, SIZE as u32);
     assert_eq!(d.request(VIRTIO_BLK_T_IN, 0, 512).0, OK);
     assert!(d.line.high.load(Ordering::SeqCst));
@@ -391,16 +240,16 @@ fn reset_stops_the_queue_and_clears_the_interrupt() {
 fn misprogrammed_queues_need_a_reset_and_never_hang() {
     let disk = TempDisk::new("mis", 4);
     // Modern without VIRTIO_F_VERSION_1: FEATURES_OK does not stick, the queue stays unused.
-    let mut d = Driver::new(&disk.config(false), Version::Modern);
+    let mut d = driver(&disk.config(false), Version::Modern);
     d.init(ALL & !(1 << VIRTIO_F_VERSION_1), SIZE as u32);
     assert_eq!(d.read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK, 0);
     assert_ne!(d.read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
     // A queue size that is not a power of two.
-    let mut d = Driver::new(&disk.config(false), Version::Legacy);
+    let mut d = driver(&disk.config(false), Version::Legacy);
     d.init(ALL, 3);
     assert_ne!(d.read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
     // Rings outside guest RAM (legacy PFN past the end).
-    let mut d = Driver::new(&disk.config(false), Version::Legacy);
+    let mut d = driver(&disk.config(false), Version::Legacy);
     d.init(ALL, SIZE as u32);
     d.write(VIRTIO_MMIO_STATUS, 0);
     d.write(VIRTIO_MMIO_QUEUE_NUM, SIZE as u32);
@@ -409,7 +258,7 @@ fn misprogrammed_queues_need_a_reset_and_never_hang() {
     assert_ne!(d.read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
     // An avail index far ahead of the ring: the device gives up on the queue, says so with a
     // config interrupt, and a reset brings it back.
-    let mut d = Driver::new(&disk.config(false), Version::Modern);
+    let mut d = driver(&disk.config(false), Version::Modern);
     d.init(ALL, SIZE as u32);
     d.mem.write_obj(1000u16, GuestAddress(d.avail + 2)).unwrap();
     d.write(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
@@ -429,11 +278,7 @@ fn the_worker_runs_under_its_own_jail() {
     // The filter is the worker thread's alone; a call missing from WORKER_SYSCALLS would kill
     // this test process with SIGSYS.
     let disk = TempDisk::new("jail", 4);
-    let mem = memory::anonymous(0, RAM).unwrap();
-    let line = Arc::new(Line::default());
-    let block = Block::open(&disk.config(false)).unwrap();
-    let dev = MmioTransport::jailed(block, mem.clone(), line.clone(), Version::Legacy, &[]).unwrap();
-    let mut d = Driver { dev, mem, line, version: Version::Legacy, desc: 0, avail: 0, used: 0, next_avail: 0 };
+    let mut d = Driver::new(&disk.config(false), Version::Legacy, Arc::new(Line::default()), true).unwrap();
     d.init(ALL, SIZE as u32);
     d.mem.write_slice(&[0x77; 512], GuestAddress(DATA)).unwrap();
     assert_eq!(d.request(VIRTIO_BLK_T_OUT, 1, 512), (OK, 1));
