@@ -81,11 +81,6 @@ fn host_pass(file: &std::fs::File, write: bool) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// Runs the benchmark on a scratch file in `dir` and returns its report, with `guest`'s
 /// figures beside it if there are any.
 pub fn run(dir: &Path, guest: Option<GuestFigures>) -> Result<String> {
@@ -112,7 +107,7 @@ pub fn run(dir: &Path, guest: Option<GuestFigures>) -> Result<String> {
             host.push(host_pass(&file, write)?);
         }
         let by_guest = guest.as_ref().map(|g| (g.label, if write { g.write } else { g.read } * REQUESTS as f64));
-        rows.push((name, median(dev), by_guest, median(host)));
+        rows.push((name, crate::stats::median(dev), by_guest, crate::stats::median(host)));
     }
     drop(d);
     let _ = std::fs::remove_file(&path);
