@@ -8,20 +8,10 @@ mod support;
 use std::path::PathBuf;
 use support::*;
 
-/// A disk whose sector s starts with the line "sector s of the vmm test disk".
-fn disk(test: &str, sectors: usize) -> PathBuf {
-    let mut bytes = vec![0u8; sectors * 512];
-    for (s, sector) in bytes.chunks_mut(512).enumerate() {
-        let line = format!("sector {s} of the vmm test disk\n");
-        sector[..line.len()].copy_from_slice(line.as_bytes());
-    }
-    scratch_file(test, "disk.img", &bytes)
-}
-
 #[test]
 fn riscv_lab_hands_each_disk_to_the_inner_vmm() {
     require_riscv_lab();
-    let (a, b) = (disk("rvlab-a", 8), disk("rvlab-b", 4));
+    let (a, b) = (test_disk("rvlab-a", 8), test_disk("rvlab-b", 4));
     let before = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     let hello = artifact("guests/riscv/hello.bin");
     let ro = format!("{},ro", b.display());
@@ -39,7 +29,7 @@ fn x86_lab_hands_the_disk_to_a_flat_guest() {
     // The flat virtio guest inside the x86 lab host: its reads and writes go guest -> inner
     // vmm -> the lab host's /dev/vda (virtio-blk-pci) -> QEMU -> the user's file.
     require_x86_lab();
-    let a = disk("x86lab-flat", 8);
+    let a = test_disk("x86lab-flat", 8);
     let guest = artifact("guests/x86/virtio.bin");
     let args = ["run", "--arch", "x86", "--lab", "--mode", "protected", "--timeout", "60", "--disk", path_str(&a)];
     let mut all = args.to_vec();
@@ -48,7 +38,7 @@ fn x86_lab_hands_the_disk_to_a_flat_guest() {
     assert_exit(&out, 0);
     assert_eq!(
         stdout(&out),
-        "virtio-blk read status 0\nsector 0 of the vmm test disk\nvirtio-blk write status 0\nvirtio-blk flush status 0\n",
+        X86_VIRTIO_GUEST_LINES,
         "{}",
         describe(&out)
     );
@@ -89,7 +79,7 @@ fn x86_linux_in_the_lab_reads_and_writes_its_disks() {
     require_x86_lab();
     let kernel = artifact("guests/x86/linux/bzImage");
     let initrd = disk_initramfs("x86lab-disk");
-    let (a, b) = (disk("x86lab-a", 64), disk("x86lab-b", 16));
+    let (a, b) = (test_disk("x86lab-a", 64), test_disk("x86lab-b", 16));
     let b_before = std::fs::read(&b).unwrap();
     let ro = format!("{},ro", b.display());
     let args = [

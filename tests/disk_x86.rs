@@ -7,15 +7,6 @@ mod support;
 
 use support::*;
 
-fn disk(test: &str) -> std::path::PathBuf {
-    let mut bytes = vec![0u8; 8 * 512];
-    for (s, sector) in bytes.chunks_mut(512).enumerate() {
-        let line = format!("sector {s} of the vmm test disk\n");
-        sector[..line.len()].copy_from_slice(line.as_bytes());
-    }
-    scratch_file(test, "disk.img", &bytes)
-}
-
 fn run_guest(disk_arg: &str) -> std::process::Output {
     require_kvm();
     let guest = artifact("guests/x86/virtio.bin");
@@ -27,12 +18,12 @@ fn run_guest(disk_arg: &str) -> std::process::Output {
 
 #[test]
 fn a_flat_guest_reads_writes_and_flushes_through_the_device() {
-    let d = disk("x86-virtio-rw");
+    let d = test_disk("x86-virtio-rw", 8);
     let out = run_guest(path_str(&d));
     assert_exit(&out, 0);
     assert_eq!(
         stdout(&out),
-        "virtio-blk read status 0\nsector 0 of the vmm test disk\nvirtio-blk write status 0\nvirtio-blk flush status 0\n",
+        X86_VIRTIO_GUEST_LINES,
         "{}",
         describe(&out)
     );
@@ -45,7 +36,7 @@ fn a_flat_guest_reads_writes_and_flushes_through_the_device() {
 
 #[test]
 fn a_read_only_disk_fails_the_write_with_ioerr() {
-    let d = disk("x86-virtio-ro");
+    let d = test_disk("x86-virtio-ro", 8);
     let before = std::fs::read(&d).unwrap();
     let out = run_guest(&format!("{},ro", d.display()));
     assert_exit(&out, 0);

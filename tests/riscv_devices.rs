@@ -160,16 +160,6 @@ fn blk_bin() -> String {
     path_str(&artifact("guests/riscv/blk.bin")).to_string()
 }
 
-/// A disk of `sectors` whose sector s starts with the line "sector s of the vmm test disk".
-fn disk(test: &str, sectors: usize) -> PathBuf {
-    let mut bytes = vec![0u8; sectors * 512];
-    for (s, sector) in bytes.chunks_mut(512).enumerate() {
-        let line = format!("sector {s} of the vmm test disk\n");
-        sector[..line.len()].copy_from_slice(line.as_bytes());
-    }
-    scratch_file(test, "disk.img", &bytes)
-}
-
 /// What the guest writes into sector 1 (the rest of the sector is zeros).
 const WRITTEN: &[u8] = b"sector 1 as the guest wrote it through legacy virtio-blk\n";
 
@@ -218,17 +208,17 @@ blk: done
 
 #[test]
 fn blk_kernel_reads_and_writes_under_qemu() {
-    let d = disk("blk-qemu", 8);
+    let d = test_disk("blk-qemu", 8);
     assert_eq!(blk_under_qemu(&d, false), blk_reference(false));
     assert_eq!(&sector(&d, 1)[..WRITTEN.len()], WRITTEN);
 }
 
 fn blk_same_as_qemu(ecall: &str) {
-    let q = disk(&format!("blk-q-{ecall}"), 8);
+    let q = test_disk(&format!("blk-q-{ecall}"), 8);
     let reference = blk_under_qemu(&q, false);
     assert_eq!(reference, blk_reference(false));
     support::require_riscv_lab();
-    let d = disk(&format!("blk-v-{ecall}"), 8);
+    let d = test_disk(&format!("blk-v-{ecall}"), 8);
     let out = support::run_vmm(
         &["run", "--arch", "riscv", "--ecall", ecall, "--timeout", "60", "--disk", path_str(&d), &blk_bin()],
         LIMIT,
@@ -255,11 +245,11 @@ fn blk_kernel_prints_the_same_lines_as_qemu_and_the_file_holds_its_write_seccomp
 /// A read-only disk: the write completes with an I/O error on both, and the file is unchanged.
 #[test]
 fn blk_kernel_on_a_read_only_disk_matches_qemu_and_changes_nothing() {
-    let q = disk("blk-ro-q", 8);
+    let q = test_disk("blk-ro-q", 8);
     let reference = blk_under_qemu(&q, true);
     assert_eq!(reference, blk_reference(true));
     support::require_riscv_lab();
-    let d = disk("blk-ro-v", 8);
+    let d = test_disk("blk-ro-v", 8);
     let before = std::fs::read(&d).unwrap();
     let ro = format!("{},ro", d.display());
     let out = support::run_vmm(&["run", "--arch", "riscv", "--timeout", "60", "--disk", &ro, &blk_bin()], LIMIT);

@@ -247,6 +247,22 @@ pub fn keep_fatal_signals_off_this_thread() {
     }
 }
 
+/// For helper threads (console output, device workers): blocks every signal but the
+/// synchronous ones (a fault, and the jail's SIGSYS, which must reach its reporter), so a
+/// process-directed signal (URVirt's SIGALRM, SIGTERM) is always taken by a thread that
+/// handles it, never by a helper whose default action would end the process.
+pub fn block_async_signals_on_this_thread() {
+    // SAFETY: a sigset we own, filled, trimmed and passed to pthread_sigmask for this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        for sig in [libc::SIGSYS, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGTRAP] {
+            libc::sigdelset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Restores the terminal if raw mode was entered. Safe to call any number of times, from
 /// any exit path, and from a signal handler. The flag is cleared only after the terminal is
 /// restored, so a signal arriving in between still finds it set and restores it too.

@@ -56,6 +56,7 @@ pub fn start(jail: bool) -> crate::Result<()> {
     std::thread::Builder::new()
         .name("console-out".into())
         .spawn(move || {
+            crate::console::block_async_signals_on_this_thread();
             let jailed = if jail { crate::jail::apply("console output", JAIL) } else { Ok(()) };
             let ok = jailed.is_ok();
             let _ = tx.send(jailed);

@@ -160,3 +160,17 @@ pub fn require_x86_lab() {
     });
     artifact("x86_64-unknown-linux-gnu/release/vmm");
 }
+
+/// A scratch disk of `sectors` whose sector s starts with the line "sector s of the vmm test disk".
+pub fn test_disk(test: &str, sectors: usize) -> PathBuf {
+    let mut bytes = vec![0u8; sectors * 512];
+    for (s, sector) in bytes.chunks_mut(512).enumerate() {
+        let line = format!("sector {s} of the vmm test disk\n");
+        sector[..line.len()].copy_from_slice(line.as_bytes());
+    }
+    scratch_file(test, "disk.img", &bytes)
+}
+
+/// What guests/x86/virtio.bin prints on a writable disk made by [`test_disk`].
+pub const X86_VIRTIO_GUEST_LINES: &str =
+    "virtio-blk read status 0\nsector 0 of the vmm test disk\nvirtio-blk write status 0\nvirtio-blk flush status 0\n";

@@ -125,7 +125,8 @@ pub(crate) fn spawn<D: VirtioDevice>(
     let thread = std::thread::Builder::new()
         .name("virtio-worker".into())
         .spawn(move || {
-            block_async_signals();
+            // Process-directed signals belong to the vCPU and main threads.
+            crate::console::block_async_signals_on_this_thread();
             let jailed = match jail {
                 Some(extra) => crate::jail::apply("virtio worker", &[WORKER_SYSCALLS, extra].concat()),
                 None => Ok(()),
@@ -150,16 +151,6 @@ impl Drop for Worker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// Process-directed signals (URVirt's timers, SIGTERM) belong to the vCPU and main threads.
-fn block_async_signals() {
-    // SAFETY: a sigset we own, filled and passed to pthread_sigmask for this thread only.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
     }
 }
 
