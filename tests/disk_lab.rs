@@ -36,12 +36,7 @@ fn x86_lab_hands_the_disk_to_a_flat_guest() {
     all.push(path_str(&guest));
     let out = run_vmm(&all, 300);
     assert_exit(&out, 0);
-    assert_eq!(
-        stdout(&out),
-        X86_VIRTIO_GUEST_LINES,
-        "{}",
-        describe(&out)
-    );
+    assert_eq!(stdout(&out), X86_VIRTIO_GUEST_LINES, "{}", describe(&out));
     let after = std::fs::read(&a).unwrap();
     assert!(after[512..].starts_with(b"written by the flat x86 guest\n\0"), "{:?}", &after[512..560]);
 }

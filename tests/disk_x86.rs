@@ -21,12 +21,7 @@ fn a_flat_guest_reads_writes_and_flushes_through_the_device() {
     let d = test_disk("x86-virtio-rw", 8);
     let out = run_guest(path_str(&d));
     assert_exit(&out, 0);
-    assert_eq!(
-        stdout(&out),
-        X86_VIRTIO_GUEST_LINES,
-        "{}",
-        describe(&out)
-    );
+    assert_eq!(stdout(&out), X86_VIRTIO_GUEST_LINES, "{}", describe(&out));
     // The guest's register accesses are MMIO exits to the device.
     assert!(row_count(&stderr(&out), "mmio-write virtio-blk").is_some_and(|n| n > 20), "{}", describe(&out));
     let after = std::fs::read(&d).unwrap();

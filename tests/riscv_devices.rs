@@ -13,9 +13,9 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use support::{artifact, describe, path_str, scratch_file, stdout};
+use support::{artifact, describe, path_str, stdout, test_disk};
 
 /// Wall-clock limit per run, generous for a busy machine.
 const LIMIT: u64 = 120;
