@@ -82,8 +82,14 @@ impl InputWindow {
 
     /// Sends the guest's input `bytes` escaped through `write`, as credit allows, waiting at most
     /// [`PATIENCE`] in all; what is left then is dropped. `write` runs without the lock held.
-    pub fn send(&self, mut bytes: &[u8], mut write: impl FnMut(&[u8])) {
-        let give_up = Instant::now() + PATIENCE;
+    pub fn send(&self, bytes: &[u8], write: impl FnMut(&[u8])) {
+        self.send_within(bytes, PATIENCE, write)
+    }
+
+    /// [`InputWindow::send`] with its own patience (tests give a long one, so a slow machine
+    /// cannot drop bytes they count).
+    fn send_within(&self, mut bytes: &[u8], patience: Duration, mut write: impl FnMut(&[u8])) {
+        let give_up = Instant::now() + patience;
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         while !bytes.is_empty() && !s.closed {
             let (wire, used) = escape_within(bytes, s.credit);
@@ -118,31 +124,34 @@ mod tests {
         assert_eq!(escape_within(b"abc", 0), (Vec::new(), 0));
     }
 
+    /// Waits for `done`, failing (not hanging) if it never comes.
+    fn wait_until(done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "the sender never got there");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn nothing_is_sent_before_credit_and_never_more_than_granted() {
         let window = Arc::new(InputWindow::default());
         let sent = Arc::new(Mutex::new(Vec::new()));
         let (w, out) = (Arc::clone(&window), Arc::clone(&sent));
         let sender = std::thread::spawn(move || {
-            w.send(&[b'y'; 3000], |wire| out.lock().unwrap().extend_from_slice(wire));
+            w.send_within(&[b'y'; 3000], Duration::from_secs(600), |wire| out.lock().unwrap().extend_from_slice(wire));
         });
         std::thread::sleep(Duration::from_millis(50));
         assert!(sent.lock().unwrap().is_empty(), "no credit yet, nothing may go");
         window.grant(WINDOW);
-        while sent.lock().unwrap().len() < WINDOW {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(|| sent.lock().unwrap().len() >= WINDOW);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(sent.lock().unwrap().len(), WINDOW, "stops at the window until init takes some");
         window.grant(500);
-        while sent.lock().unwrap().len() < WINDOW + 500 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(|| sent.lock().unwrap().len() >= WINDOW + 500);
         // Credit never piles up beyond one window, however much init reports.
         window.grant(5 * WINDOW);
-        while sent.lock().unwrap().len() < 2 * WINDOW + 500 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(|| sent.lock().unwrap().len() >= 2 * WINDOW + 500);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(sent.lock().unwrap().len(), 2 * WINDOW + 500, "credit must not pile up");
         window.grant(WINDOW);

@@ -26,6 +26,9 @@ const BOOT_LIMIT_VAR: &str = "VMM_LAB_BOOT_TIMEOUT";
 const RUN_SLACK: Duration = Duration::from_secs(20);
 /// How long the inner vmm may take to stop after Ctrl-A x before we stop the lab host.
 const QUIT_GRACE: Duration = Duration::from_secs(5);
+/// The same with disks: the inner vmm fsyncs them and init syncs before reporting, through
+/// emulated virtio-blk; killing qemu sooner could lose what the guest wrote.
+const QUIT_GRACE_WITH_DISKS: Duration = Duration::from_secs(120);
 
 enum Msg {
     Event(Event),
@@ -101,6 +104,8 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
                 match event {
                     Event::Stdout(bytes) => console.write(&bytes),
                     Event::Stderr(bytes) => {
+                        // The guest's output so far comes before the inner vmm's own lines.
+                        common::stdout_buffer::flush();
                         let mut err = std::io::stderr().lock();
                         let _ = err.write_all(&bytes).and_then(|_| err.flush());
                     }
@@ -171,7 +176,8 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
                 // two bytes go outside the credit window: init's tty has room beyond it.
                 let _ = serial_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(&super::keys::QUIT);
                 user_quit = true;
-                deadline = Instant::now().checked_add(QUIT_GRACE);
+                let grace = if vm.disks.is_empty() { QUIT_GRACE } else { QUIT_GRACE_WITH_DISKS };
+                deadline = Instant::now().checked_add(grace);
             }
             Ok(Msg::Ended(noise)) => {
                 // qemu stopped without the exit frame: a kernel panic, qemu failing, init dying.

@@ -4,49 +4,20 @@
 //! or device tree here, so each device is announced on its command line, as Firecracker does:
 //! `virtio_mmio.device=4K@0xd0000000:5`. A flat guest gets the same windows and polls
 //! (no irqchip, so no interrupt).
-use crate::kvm::setup_error;
+use crate::irq::IrqFdLine;
 use common::bus::Bus;
-use common::irq::{InterruptLine, NoLine, SharedLine};
+use common::irq::{NoLine, SharedLine};
 use common::memory::GuestRam;
 use common::virtio::block::Block;
 use common::virtio::{MmioTransport, Version, MMIO_SIZE};
 use common::vm::VmConfig;
 use common::{Error, Result};
 use kvm_ioctls::VmFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use vmm_sys_util::eventfd::EventFd;
 
 pub const DISK_MMIO_BASE: u64 = 0xd000_0000;
-/// ISA IRQs no device of ours uses (4 is COM1, 8 the RTC's): one per disk.
-pub const DISK_IRQS: [u32; 10] = [5, 6, 7, 9, 10, 11, 12, 13, 14, 15];
-
-/// An I/O APIC input driven through an irqfd. KVM's irqfd (without a resample fd) delivers an
-/// edge per write, so only a rise of the level writes; the edge-triggered ISA pin does the rest.
-pub struct IrqFdLine {
-    fd: EventFd,
-    high: AtomicBool,
-}
-
-impl IrqFdLine {
-    /// An eventfd registered as GSI `irq` of `vm`.
-    pub fn register(vm: &VmFd, irq: u32) -> Result<IrqFdLine> {
-        let fd = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
-            .map_err(|e| Error::bad_input(format!("eventfd for IRQ {irq}: {e}")))?;
-        vm.register_irqfd(&fd, irq).map_err(|e| setup_error("KVM_IRQFD", e))?;
-        Ok(IrqFdLine { fd, high: AtomicBool::new(false) })
-    }
-}
-
-impl InterruptLine for IrqFdLine {
-    fn set_level(&self, high: bool) {
-        if high && !self.high.swap(true, Ordering::SeqCst) {
-            let _ = self.fd.write(1);
-        } else if !high {
-            self.high.store(false, Ordering::SeqCst);
-        }
-    }
-}
+/// ISA IRQs no device of ours uses (1 and 12 are the i8042's, 4 COM1's, 8 the RTC's): one per disk.
+pub const DISK_IRQS: [u32; 9] = [5, 6, 7, 9, 10, 11, 13, 14, 15];
 
 /// The `virtio_mmio.device=` option announcing disk `slot`.
 pub fn cmdline_option(slot: usize) -> String {
@@ -96,6 +67,10 @@ mod tests {
         const { assert!(DISK_MMIO_BASE >= crate::memory::MAX_MEM) };
         const { assert!(DISK_MMIO_BASE + DISK_IRQS.len() as u64 * MMIO_SIZE <= 0xfec0_0000) };
         assert!(!DISK_IRQS.contains(&crate::linux::devices::COM1_IRQ) && !DISK_IRQS.contains(&8));
+        assert!(
+            !DISK_IRQS.contains(&common::devices::i8042::KBD_IRQ)
+                && !DISK_IRQS.contains(&common::devices::i8042::AUX_IRQ)
+        );
     }
 
     #[test]
@@ -146,6 +121,6 @@ mod tests {
         };
         let mem = common::memory::anonymous(0, 1 << 20).unwrap();
         let err = attach(None, &mut Bus::new(), &mem, &config).unwrap_err();
-        assert_eq!((err.exit_code(), err.message.as_str()), (2, "11 --disk options: x86 has room for 10"));
+        assert_eq!((err.exit_code(), err.message.as_str()), (2, "11 --disk options: x86 has room for 9"));
     }
 }

@@ -19,6 +19,7 @@ pub mod diag;
 pub mod disks;
 pub mod exits;
 pub mod info;
+pub mod irq;
 pub mod jail;
 pub mod kvm;
 pub mod lab;

@@ -239,7 +239,8 @@ impl MmioTransport {
         }
     }
 
-    /// Status 0: back to the state after power-on (the worker drops a request in flight).
+    /// Status 0: back to the state after power-on. A request being served finishes its I/O
+    /// first and is then dropped, never completed.
     fn reset(&mut self) {
         self.status = 0;
         self.features_sel = 0;
@@ -251,7 +252,7 @@ impl MmioTransport {
         self.queue_pfn = 0;
         self.size_ok = true;
         {
-            let mut slot = self.worker.shared.slot();
+            let mut slot = self.worker.shared.idle_slot();
             slot.queue.reset();
             slot.live = false;
             slot.broken = false;

@@ -6,7 +6,7 @@ use crate::irq::SharedLine;
 use crate::memory::GuestRam;
 use crate::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
@@ -47,6 +47,9 @@ pub(crate) struct QueueSlot {
     pub generation: u64,
     /// The worker found the queue unusable (a bad avail index): the device needs a reset.
     pub broken: bool,
+    /// The worker is doing a request's I/O on guest buffers: a reset waits for it to end
+    /// (after a reset the device must not touch the driver's buffers, virtio 1.2 §2.4).
+    pub in_service: bool,
 }
 
 /// InterruptStatus and the line it drives: the line is high exactly while a bit is set.
@@ -75,6 +78,8 @@ impl Interrupt {
 /// Between the transport (vCPU thread) and the worker.
 pub(crate) struct Shared {
     pub slot: Mutex<QueueSlot>,
+    /// Signalled when a request's I/O ends (`in_service` falls).
+    idle: Condvar,
     pub interrupt: Interrupt,
     kick: EventFd,
     stop: AtomicBool,
@@ -87,6 +92,15 @@ impl Shared {
     }
     pub fn slot(&self) -> MutexGuard<'_, QueueSlot> {
         lock(&self.slot)
+    }
+
+    /// The slot once no request is being served (at most one request's I/O away).
+    pub fn idle_slot(&self) -> MutexGuard<'_, QueueSlot> {
+        let mut slot = self.slot();
+        while slot.in_service {
+            slot = self.idle.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+        slot
     }
 }
 
@@ -115,7 +129,8 @@ pub(crate) fn spawn<D: VirtioDevice>(
     let queue = Queue::new(queue_size).map_err(|e| fail("queue", &e))?;
     let kick = EventFd::new(libc::EFD_CLOEXEC).map_err(|e| fail("eventfd", &e))?;
     let shared = Arc::new(Shared {
-        slot: Mutex::new(QueueSlot { queue, live: false, generation: 0, broken: false }),
+        idle: Condvar::new(),
+        slot: Mutex::new(QueueSlot { queue, live: false, generation: 0, broken: false, in_service: false }),
         interrupt: Interrupt { status: Mutex::new(0), line },
         kick,
         stop: AtomicBool::new(false),
@@ -189,15 +204,21 @@ fn serve_one<D: VirtioDevice>(device: &mut D, mem: &GuestRam, shared: &Shared) -
         let head = popped.head_index();
         let chain: Vec<Buffer> =
             popped.map(|d| Buffer { addr: d.addr().0, len: d.len(), writable: d.is_write_only() }).collect();
+        slot.in_service = true;
         (head, chain, slot.generation)
     };
     let written = device.serve(mem, &chain);
     let mut slot = shared.slot();
+    slot.in_service = false;
+    shared.idle.notify_all();
     if slot.generation != generation || !slot.live {
         return false; // reset meanwhile: the guest no longer expects this completion
     }
     if slot.queue.add_used(mem, head, written).is_err() {
+        // The used ring moved out of guest RAM: say the device needs a reset, as above.
         slot.broken = true;
+        drop(slot);
+        shared.interrupt.raise(VIRTIO_MMIO_INT_CONFIG);
         return false;
     }
     drop(slot);
