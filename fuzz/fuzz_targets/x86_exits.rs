@@ -80,7 +80,7 @@ fn devices(strict: bool, console: &Console, recorder: &Arc<Mutex<Recorder>>) -> 
     pio.insert(HELLO_PORT, 1, "debug-0xf1", shared(DebugPort::new(console.clone()))).unwrap();
     pio.insert(BOCHS_PORT, 1, "debug-0xe9", shared(DebugPort::new(console.clone()))).unwrap();
     pio.insert(COM1_BASE, SERIAL_REGS, "serial-0x3f8", shared(Serial::new(NoIrq, console.clone()))).unwrap();
-    pio.insert(I8042_BASE, I8042_PORTS, "i8042", shared(I8042::new())).unwrap();
+    pio.insert(I8042_BASE, I8042_PORTS, "i8042", shared(I8042::default())).unwrap();
     pio.insert(CMOS_BASE, CMOS_PORTS, "cmos-rtc", shared(Cmos::new())).unwrap();
     pio.insert(POST_PORT, 1, "post-0x80", shared(FixedPort(0))).unwrap();
     pio.insert(PCI_CONFIG_BASE, PCI_CONFIG_PORTS, "pci-config", shared(FixedPort(PCI_ABSENT))).unwrap();
