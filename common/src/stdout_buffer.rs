@@ -25,6 +25,7 @@ static QUEUED: Condvar = Condvar::new();
 /// The bytes being written, swapped with the queue (so neither ever reallocates). Its lock
 /// is held while they are written, so the flusher and a direct flush never reorder output.
 static WRITING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// The flusher runs (jailed if asked): pushes queue for it.
 static STARTED: AtomicBool = AtomicBool::new(false);
 
 /// What the flusher thread may call once its jail is on: waiting (futex, nanosleep, the
@@ -45,28 +46,30 @@ const JAIL: &[i64] = &[
     libc::SYS_exit,
 ];
 
-/// Starts the flusher thread (once), under its seccomp allowlist if `jail`.
+/// Starts the flusher thread (once), under its seccomp allowlist if `jail`. Returns at once:
+/// the guest's first instruction need not wait for it. Until the thread is ready (or for good,
+/// if its jail cannot go on, which is then said in one line) output goes straight to stdout.
 pub fn start(jail: bool) -> crate::Result<()> {
-    if STARTED.load(Ordering::SeqCst) {
+    static SPAWNED: AtomicBool = AtomicBool::new(false);
+    if SPAWNED.swap(true, Ordering::SeqCst) {
         return Ok(());
     }
     QUEUE.lock().unwrap_or_else(|e| e.into_inner()).reserve(2 * FLUSH_AT);
     WRITING.lock().unwrap_or_else(|e| e.into_inner()).reserve(2 * FLUSH_AT);
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("console-out".into())
         .spawn(move || {
             crate::console::block_async_signals_on_this_thread();
-            let jailed = if jail { crate::jail::apply("console output", JAIL) } else { Ok(()) };
-            let ok = jailed.is_ok();
-            let _ = tx.send(jailed);
-            if ok {
-                flusher();
+            if jail {
+                if let Err(e) = crate::jail::apply("console output", JAIL) {
+                    crate::console::say(&format!("vmm: {e}; guest output is written unbuffered"));
+                    return;
+                }
             }
+            STARTED.store(true, Ordering::SeqCst);
+            flusher();
         })
         .map_err(|e| crate::Error::bad_input(format!("cannot start the console output thread: {e}")))?;
-    rx.recv().unwrap_or(Ok(()))?;
-    STARTED.store(true, Ordering::SeqCst);
     Ok(())
 }
 
@@ -146,6 +149,9 @@ mod tests {
     #[test]
     fn queued_bytes_go_out_on_a_flush_or_by_the_flusher() {
         start(false).unwrap();
+        while !STARTED.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         push(b"one ");
         push(b"two");
         flush();

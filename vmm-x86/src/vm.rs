@@ -133,6 +133,12 @@ impl X86Vm {
         if console.is_capture() {
             return Ok(());
         }
+        // A flat guest fed from a file or pipe: no keys to deliver and no Ctrl-A x to watch
+        // for, so no thread (one less to start before the guest's first instruction).
+        let in_lab = std::env::var_os(lab::keys::ENV).is_some();
+        if self.input.is_none() && !in_lab && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Ok(());
+        }
         let sink = self.input.take().unwrap_or_else(|| Box::new(|_: &[u8]| {}));
         let (quit, kicker) = (quit.clone(), kicker.clone());
         let on_quit = move || {
@@ -140,7 +146,7 @@ impl X86Vm {
             kicker.kick();
         };
         let jail = self.config.vm.jail.then_some(("console", jail::CONSOLE));
-        if std::env::var_os(lab::keys::ENV).is_none() {
+        if !in_lab {
             return console.start_input_jailed(sink, on_quit, jail);
         }
         // Inside the x86 lab host: the outer vmm sends the user's keys escaped and Ctrl-A x
