@@ -133,12 +133,7 @@ impl X86Vm {
         if console.is_capture() {
             return Ok(());
         }
-        // A flat guest fed from a file or pipe: no keys to deliver and no Ctrl-A x to watch
-        // for, so no thread (one less to start before the guest's first instruction).
         let in_lab = std::env::var_os(lab::keys::ENV).is_some();
-        if self.input.is_none() && !in_lab && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            return Ok(());
-        }
         let sink = self.input.take().unwrap_or_else(|| Box::new(|_: &[u8]| {}));
         let (quit, kicker) = (quit.clone(), kicker.clone());
         let on_quit = move || {
