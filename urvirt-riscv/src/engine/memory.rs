@@ -114,19 +114,8 @@ impl GuestMemory {
             let end_of_gap = start.min(window_end);
             if end_of_gap > cursor {
                 let len = end_of_gap - cursor;
-                // SAFETY: MAP_FIXED_NOREPLACE into a gap /proc/self/maps shows as free; if a
-                // race filled it, the call fails and we simply skip that gap.
-                let p = unsafe {
-                    libc::mmap(
-                        cursor as *mut libc::c_void,
-                        len as usize,
-                        libc::PROT_NONE,
-                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE,
-                        -1,
-                        0,
-                    )
-                };
-                if p as u64 == cursor {
+                // A gap /proc/self/maps shows as free; if a race filled it, we skip it.
+                if reserve_none(cursor, len, Placement::OnlyIfFree) {
                     self.reserved.push((cursor, len));
                 }
             }
@@ -273,4 +262,35 @@ pub fn check_device_windows(mem: &GuestMemory, windows: &[(u64, u64)]) -> Result
 /// The executable mapping that holds `addr` (the monitor's code), as [start, end).
 pub fn code_range_of(addr: u64) -> Option<(u64, u64)> {
     mappings().into_iter().find(|m| m.perms.contains('x') && (m.start..m.end).contains(&addr)).map(|m| (m.start, m.end))
+}
+
+/// Whether [`reserve_none`] may replace what is mapped there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The range is ours (guest RAM, a guest page): replace it.
+    Replace,
+    /// Only where nothing is mapped (a gap in the address space).
+    OnlyIfFree,
+}
+
+/// Puts a PROT_NONE reservation over `[va, va + len)`; true if it is there now. The one place
+/// URVirt makes such a mapping, for the window's gaps and for guest pages it takes back.
+pub fn reserve_none(va: u64, len: u64, placement: Placement) -> bool {
+    let fixed = match placement {
+        Placement::Replace => libc::MAP_FIXED,
+        Placement::OnlyIfFree => libc::MAP_FIXED_NOREPLACE,
+    };
+    // SAFETY: Replace is only asked for ranges we own (so nothing of the monitor is unmapped);
+    // OnlyIfFree cannot replace anything: the kernel refuses when the range is in use.
+    let p = unsafe {
+        libc::mmap(
+            va as *mut libc::c_void,
+            len as usize,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | fixed,
+            -1,
+            0,
+        )
+    };
+    p as u64 == va
 }

@@ -113,18 +113,7 @@ fn within(ranges: &[(u64, u64)], va: u64) -> bool {
 
 /// Puts a PROT_NONE reservation over `[va, va + len)`, which is ours (a guest page or RAM).
 fn reserve(va: u64, len: u64) -> bool {
-    // SAFETY: the range is one we reserved or mapped for the guest; MAP_FIXED replaces it.
-    let p = unsafe {
-        libc::mmap(
-            va as *mut libc::c_void,
-            len as usize,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
-            -1,
-            0,
-        )
-    };
-    p as u64 == va
+    super::memory::reserve_none(va, len, super::memory::Placement::Replace)
 }
 
 impl Paging {
