@@ -108,6 +108,9 @@ pub struct RunArgs {
     /// Print exits/traps by kind with counts and mean handling time after the run
     #[arg(long)]
     pub stats: bool,
+    /// Print the run's statistics and marks as one line of JSON on stderr (for scripts and `vmm lab`)
+    #[arg(long)]
+    pub stats_json: bool,
     /// Stop a runaway guest after this many seconds (exit code 1)
     #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
     pub timeout: Option<String>,
@@ -204,7 +207,7 @@ pub fn x86_vm(args: &RunArgs, vm: VmConfig) -> Result<Box<dyn VirtualMachine>> {
         Mode::Long => vmm_x86::EntryMode::Long,
     });
     let linux = vmm_x86::LinuxOptions { cmdline: args.kernel_cmdline.clone(), initrd: args.initrd.clone() };
-    let config = vmm_x86::X86Config { vm, mode, linux, stats: args.stats };
+    let config = vmm_x86::X86Config { vm, mode, linux, stats: args.stats || args.stats_json };
     if args.lab {
         return Ok(Box::new(vmm_x86::lab::LabVm::new(config)));
     }

@@ -76,7 +76,14 @@ fn run(args: &RunArgs) -> Result<i32> {
     for disk in &disks {
         common::virtio::block::Block::open(disk)?;
     }
-    let vm = VmConfig { mem_size, timeout, console: Console::stdout(), jail: !args.no_seccomp, disks };
+    let vm = VmConfig {
+        mem_size,
+        timeout,
+        console: Console::stdout(),
+        jail: !args.no_seccomp,
+        disks,
+        stats_json: args.stats_json,
+    };
     let image = Image::read(&args.image, mem_size)?;
     common::stdout_buffer::start(vm.jail)?;
     let mut machine = match args.arch {
@@ -84,7 +91,7 @@ fn run(args: &RunArgs) -> Result<i32> {
         Arch::Riscv => urvirt_riscv::new_vm(urvirt_riscv::RiscvConfig {
             vm,
             ecall_trap: args.ecall.unwrap_or(cli::Ecall::Auto).into(),
-            stats: args.stats,
+            stats: args.stats || args.stats_json,
         })?,
     };
     machine.load(&image)?;
@@ -96,6 +103,10 @@ fn run(args: &RunArgs) -> Result<i32> {
     restore_terminal();
     if args.stats && (outcome.stats.total_count() > 0 || !outcome.stats.notes.is_empty()) {
         say(outcome.stats.table().trim_end());
+    }
+    // A relayed lab run's inner vmm printed its own line already.
+    if args.stats_json && !matches!(outcome.exit, GuestExit::Relayed(_)) {
+        say(&outcome.stats.to_json());
     }
     if let GuestExit::Failed(why) = &outcome.exit {
         say(&format!("vmm: {why}"));
@@ -141,6 +152,7 @@ fn riscv_bench(ecall: urvirt_riscv::EcallTrap) -> Result<i32> {
                 console: Console::stdout(),
                 jail: true,
                 disks: Vec::new(),
+                stats_json: false,
             },
             ecall_trap: ecall,
             stats: false,
@@ -161,7 +173,14 @@ fn info(args: &InfoArgs) -> Result<i32> {
     #[cfg(target_arch = "x86_64")]
     {
         if args.lab {
-            let vm = VmConfig { mem_size: 0, timeout: None, console: Console::stdout(), jail: true, disks: Vec::new() };
+            let vm = VmConfig {
+                mem_size: 0,
+                timeout: None,
+                console: Console::stdout(),
+                jail: true,
+                disks: Vec::new(),
+                stats_json: false,
+            };
             return Ok(vmm_x86::lab::run_inner(&vm, &["info".to_string()], &[])?.exit_code());
         }
         // A host without KVM still hears about the lab, which needs none: the report says what

@@ -10,6 +10,7 @@
 //! - [`virtio`]: the virtio-mmio transport and the virtio-blk device behind `--disk`.
 //! - [`stdout_buffer`]: guest console output coalesced into few writes.
 //! - [`stats`]: per exit/trap kind counts and handling times, printed by `--stats`.
+//! - [`marks`]: points a guest marks in its run, where the lab reads the counters.
 pub mod bus;
 pub mod console;
 pub mod devices;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod image;
 pub mod irq;
 pub mod jail;
+pub mod marks;
 pub mod memory;
 pub mod stats;
 pub mod stdout_buffer;

@@ -4,6 +4,7 @@
 //! teaching lab can compare the two ways to virtualize on equal terms. Recording never
 //! allocates after the first time a kind is seen, so it is safe on the hot path and inside
 //! synchronous signal handlers.
+use crate::marks::{Marks, MAX_COUNTERS};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -34,11 +35,28 @@ pub struct Stats {
     entries: Vec<(&'static str, &'static str, Entry)>,
     /// Extra lines the backend wants shown (e.g. final registers, host flavor).
     pub notes: Vec<String>,
+    /// Points the guest marked in its run, with the counters there (see [`crate::marks`]).
+    pub marks: Marks,
 }
 
 impl Stats {
     pub fn new() -> Self {
-        Stats { entries: Vec::with_capacity(32), notes: Vec::new() }
+        Stats { entries: Vec::with_capacity(MAX_COUNTERS), notes: Vec::new(), marks: Marks::new() }
+    }
+
+    /// Row names in first-seen order: the order of a mark's counts.
+    pub fn kind_names(&self) -> Vec<String> {
+        self.entries.iter().map(|(k, d, _)| row_name(k, d)).collect()
+    }
+
+    /// Each row's count in first-seen order, without allocating.
+    pub(crate) fn counts_in_order(&self) -> impl Iterator<Item = u64> + '_ {
+        self.entries.iter().map(|(_, _, e)| e.count)
+    }
+
+    /// Each row's name and entry in first-seen order.
+    pub fn rows(&self) -> impl Iterator<Item = (String, Entry)> + '_ {
+        self.entries.iter().map(|(k, d, e)| (row_name(k, d), *e))
     }
 
     /// Counts one event of `kind` that took `elapsed` to handle.

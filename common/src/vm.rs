@@ -30,6 +30,9 @@ pub struct VmConfig {
     pub jail: bool,
     /// The guest's disks, in slot order.
     pub disks: Vec<DiskConfig>,
+    /// `--stats-json`: the run's statistics and marks are printed as JSON (a lab host's inner
+    /// vmm is asked for the same).
+    pub stats_json: bool,
 }
 
 /// How the guest ended.

@@ -100,6 +100,7 @@ fn new_vm(ecall_trap: EcallTrap) -> Result<UrvirtVm> {
         console: Console::capture(),
         jail: true,
         disks: Vec::new(),
+        stats_json: false,
     };
     UrvirtVm::new(RiscvConfig { vm, ecall_trap, stats: false })
 }

@@ -130,6 +130,9 @@ impl LabHostVm {
         if c.stats {
             args.push("--stats".into());
         }
+        if c.vm.stats_json {
+            args.push("--stats-json".into());
+        }
         if !c.vm.jail {
             args.push("--no-seccomp".into());
         }
@@ -167,7 +170,14 @@ mod tests {
 
     fn config(timeout: Option<Duration>, stats: bool) -> RiscvConfig {
         RiscvConfig {
-            vm: VmConfig { mem_size: 64 << 20, timeout, console: Console::capture(), jail: true, disks: Vec::new() },
+            vm: VmConfig {
+                mem_size: 64 << 20,
+                timeout,
+                console: Console::capture(),
+                jail: true,
+                disks: Vec::new(),
+                stats_json: false,
+            },
             ecall_trap: crate::EcallTrap::Seccomp,
             stats,
         }

@@ -85,6 +85,7 @@ mod tests {
             console: common::console::Console::capture(),
             jail: false,
             disks: vec![disk(false), disk(true)],
+            stats_json: false,
         };
         let mem = common::memory::anonymous(0, 1 << 20).unwrap();
         let mut devices = Devices { pio: Bus::new(), mmio: Bus::new(), strict: true };
@@ -118,6 +119,7 @@ mod tests {
             console: common::console::Console::capture(),
             jail: false,
             disks: vec![disk; 11],
+            stats_json: false,
         };
         let mem = common::memory::anonymous(0, 1 << 20).unwrap();
         let err = attach(None, &mut Bus::new(), &mem, &config).unwrap_err();

@@ -168,6 +168,7 @@ pub fn bench(root: &Path, linux_runs: Option<usize>) -> Result<Outcome> {
         console: common::console::Console::stdout(),
         jail: true,
         disks: Vec::new(),
+        stats_json: false,
     };
     run_inner(&vm, &args, &files)
 }
@@ -272,6 +273,9 @@ impl LabVm {
         if c.stats {
             args.push("--stats".into());
         }
+        if c.vm.stats_json {
+            args.push("--stats-json".into());
+        }
         if !c.vm.jail {
             args.push("--no-seccomp".into());
         }
@@ -325,6 +329,7 @@ mod tests {
             console: Console::capture(),
             jail: false,
             disks: Vec::new(),
+            stats_json: false,
         };
         X86Config { vm, mode, linux, stats: true }
     }
