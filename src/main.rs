@@ -151,8 +151,7 @@ fn riscv_bench(ecall: urvirt_riscv::EcallTrap) -> Result<i32> {
                 timeout: None,
                 console: Console::stdout(),
                 jail: true,
-                disks: Vec::new(),
-                stats_json: false,
+                ..VmConfig::default()
             },
             ecall_trap: ecall,
             stats: false,
@@ -173,14 +172,8 @@ fn info(args: &InfoArgs) -> Result<i32> {
     #[cfg(target_arch = "x86_64")]
     {
         if args.lab {
-            let vm = VmConfig {
-                mem_size: 0,
-                timeout: None,
-                console: Console::stdout(),
-                jail: true,
-                disks: Vec::new(),
-                stats_json: false,
-            };
+            let vm =
+                VmConfig { mem_size: 0, timeout: None, console: Console::stdout(), jail: true, ..VmConfig::default() };
             return Ok(vmm_x86::lab::run_inner(&vm, &["info".to_string()], &[])?.exit_code());
         }
         // A host without KVM still hears about the lab, which needs none: the report says what

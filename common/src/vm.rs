@@ -35,6 +35,21 @@ pub struct VmConfig {
     pub stats_json: bool,
 }
 
+impl Default for VmConfig {
+    /// 128 MiB, no timeout, the process's console, jailed, no disks. Callers name what they
+    /// change and take the rest with `..VmConfig::default()`.
+    fn default() -> Self {
+        VmConfig {
+            mem_size: 128 << 20,
+            timeout: None,
+            console: Console::stdout(),
+            jail: true,
+            disks: Vec::new(),
+            stats_json: false,
+        }
+    }
+}
+
 /// How the guest ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestExit {

@@ -99,8 +99,7 @@ fn new_vm(ecall_trap: EcallTrap) -> Result<UrvirtVm> {
         timeout: Some(Duration::from_secs(120)),
         console: Console::capture(),
         jail: true,
-        disks: Vec::new(),
-        stats_json: false,
+        ..VmConfig::default()
     };
     UrvirtVm::new(RiscvConfig { vm, ecall_trap, stats: false })
 }

@@ -175,8 +175,7 @@ mod tests {
                 timeout,
                 console: Console::capture(),
                 jail: true,
-                disks: Vec::new(),
-                stats_json: false,
+                ..VmConfig::default()
             },
             ecall_trap: crate::EcallTrap::Seccomp,
             stats,

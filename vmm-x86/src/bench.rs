@@ -80,14 +80,7 @@ fn read_guest(opts: &BenchOptions, name: &str) -> Result<Image> {
 /// time vmm itself spent handling an `out` (from KVM_RUN's return to the next KVM_RUN).
 fn vmm_exit_round(image: &Image) -> Result<(f64, f64)> {
     let console = Console::capture();
-    let vm = VmConfig {
-        mem_size: MEM,
-        timeout: None,
-        console: console.clone(),
-        jail: true,
-        disks: Vec::new(),
-        stats_json: false,
-    };
+    let vm = VmConfig { mem_size: MEM, timeout: None, console: console.clone(), jail: true, ..VmConfig::default() };
     let mut x =
         X86Vm::new(X86Config { vm, mode: Some(EntryMode::Long), linux: LinuxOptions::default(), stats: false })?;
     x.load(image)?;
@@ -115,7 +108,8 @@ fn guest_disk_round(opts: &BenchOptions) -> Result<GuestFigures> {
     std::fs::write(&path, vec![0u8; (GUEST_DISK_REQUESTS * 4096) as usize]).map_err(bad)?;
     let console = Console::capture();
     let disks = vec![DiskConfig { path: path.clone(), read_only: false }];
-    let vm = VmConfig { mem_size: MEM, timeout: None, console: console.clone(), jail: true, disks, stats_json: false };
+    let vm =
+        VmConfig { mem_size: MEM, timeout: None, console: console.clone(), jail: true, disks, ..VmConfig::default() };
     let mut x =
         X86Vm::new(X86Config { vm, mode: Some(EntryMode::Protected), linux: LinuxOptions::default(), stats: false })?;
     x.load(&image)?;

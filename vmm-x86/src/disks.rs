@@ -85,7 +85,7 @@ mod tests {
             console: common::console::Console::capture(),
             jail: false,
             disks: vec![disk(false), disk(true)],
-            stats_json: false,
+            ..VmConfig::default()
         };
         let mem = common::memory::anonymous(0, 1 << 20).unwrap();
         let mut devices = Devices { pio: Bus::new(), mmio: Bus::new(), strict: true };
@@ -119,7 +119,7 @@ mod tests {
             console: common::console::Console::capture(),
             jail: false,
             disks: vec![disk; 11],
-            stats_json: false,
+            ..VmConfig::default()
         };
         let mem = common::memory::anonymous(0, 1 << 20).unwrap();
         let err = attach(None, &mut Bus::new(), &mem, &config).unwrap_err();

@@ -167,8 +167,7 @@ pub fn bench(root: &Path, linux_runs: Option<usize>) -> Result<Outcome> {
         timeout: None,
         console: common::console::Console::stdout(),
         jail: true,
-        disks: Vec::new(),
-        stats_json: false,
+        ..VmConfig::default()
     };
     run_inner(&vm, &args, &files)
 }
@@ -328,8 +327,7 @@ mod tests {
             timeout: Some(Duration::from_secs(30)),
             console: Console::capture(),
             jail: false,
-            disks: Vec::new(),
-            stats_json: false,
+            ..VmConfig::default()
         };
         X86Config { vm, mode, linux, stats: true }
     }
