@@ -179,6 +179,7 @@ impl X86Vm {
             quit: &quit,
             jail: self.config.vm.jail,
         };
+        let to_stdout = !self.config.vm.console.is_capture();
         let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
         let ending = std::thread::scope(|s| {
             let thread = std::thread::Builder::new()
@@ -187,6 +188,10 @@ impl X86Vm {
                 .map_err(|e| {
                     Error::bad_input(format!("cannot start the vCPU thread: {}", common::image::io_reason(&e)))
                 })?;
+            // Output is written directly until this thread is ready.
+            if to_stdout {
+                common::stdout_buffer::start(cx.jail)?;
+            }
             // A panic on the vCPU thread stays a panic (the hook has restored the terminal).
             thread.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         })?;
