@@ -14,7 +14,9 @@
 //! A guest's own Ctrl-A g is sent as `C-a C-a g`, so it can never start one.
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::sync::{Arc, Mutex};
 
 const CTRL_A: u8 = 0x01;
@@ -139,6 +141,76 @@ pub fn serve_outer(listener: TcpListener, to_init: impl Fn(&[u8]) + Send + 'stat
         }
     });
     peer
+}
+
+/// init's end of the gdb relay: a socket pair whose other end the inner vmm inherits.
+pub struct InitSide {
+    /// (init's end, the inner vmm's end until it has started); None without --gdb.
+    pair: Option<(UnixStream, Option<UnixStream>)>,
+    splitter: Splitter,
+}
+
+impl InitSide {
+    pub fn new(wanted: bool) -> std::io::Result<Self> {
+        let pair = if wanted {
+            let (ours, theirs) = UnixStream::pair()?;
+            Some((ours, Some(theirs)))
+        } else {
+            None
+        };
+        Ok(InitSide { pair, splitter: Splitter::default() })
+    }
+
+    /// Lets the inner vmm inherit its end and tells it where that is ([`FD_ENV`]).
+    pub fn pass_to(&self, command: &mut std::process::Command) {
+        if let Some((_, Some(theirs))) = &self.pair {
+            let fd = theirs.as_raw_fd();
+            // SAFETY: clearing FD_CLOEXEC on a descriptor we own, in the fork before exec.
+            unsafe {
+                command.pre_exec(move || {
+                    libc::fcntl(fd, libc::F_SETFD, 0);
+                    Ok(())
+                });
+            }
+            command.env(FD_ENV, fd.to_string());
+        }
+    }
+
+    /// The inner vmm has its copy: ours goes, so its end of the pair closes when it exits.
+    pub fn child_started(&mut self) {
+        if let Some((_, theirs)) = &mut self.pair {
+            theirs.take();
+        }
+    }
+
+    /// The descriptor to poll for the stub's output (-1: none).
+    pub fn fd(&self) -> RawFd {
+        self.pair.as_ref().map_or(-1, |(ours, _)| ours.as_raw_fd())
+    }
+
+    /// Console bytes in: gdb frames go to the stub, the rest is returned for the inner vmm's stdin.
+    pub fn split(&mut self, input: &[u8]) -> Vec<u8> {
+        if self.pair.is_none() {
+            return input.to_vec();
+        }
+        let (keys, gdb) = self.splitter.feed(input);
+        if !gdb.is_empty() {
+            if let Some((ours, _)) = &mut self.pair {
+                let _ = ours.write_all(&gdb);
+            }
+        }
+        keys
+    }
+
+    /// The stub wrote: relay what is there through `send` (as G frames); at its end, stop polling.
+    pub fn relay_out(&mut self, buf: &mut [u8], send: impl Fn(&[u8])) {
+        let Some((ours, _)) = &mut self.pair else { return };
+        match ours.read(buf) {
+            Ok(n) if n > 0 => send(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            _ => self.pair = None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,3 +14,7 @@
 //! guest again.
 pub mod breakpoints;
 pub mod step;
+#[cfg(all(target_arch = "riscv64", target_os = "linux"))]
+pub mod engine;
+#[cfg(all(target_arch = "riscv64", target_os = "linux"))]
+pub mod target;
