@@ -134,6 +134,12 @@ pub struct RunArgs {
     /// disks, which take consecutive slots. No commas in FILE.
     #[arg(long, value_name = "FILE[,ro]")]
     pub disk: Vec<String>,
+    /// Serve gdb's remote protocol on ADDR:PORT (PORT alone: 127.0.0.1:PORT; 0: a free port)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub gdb: Option<String>,
+    /// With --gdb: stop before the first guest instruction until gdb connects (like QEMU's -S)
+    #[arg(long, requires = "gdb")]
+    pub gdb_wait: bool,
     /// The guest image
     pub image: PathBuf,
 }
@@ -209,6 +215,9 @@ pub fn x86_vm(args: &RunArgs, vm: VmConfig) -> Result<Box<dyn VirtualMachine>> {
     let linux = vmm_x86::LinuxOptions { cmdline: args.kernel_cmdline.clone(), initrd: args.initrd.clone() };
     let config = vmm_x86::X86Config { vm, mode, linux, stats: args.stats || args.stats_json };
     if args.lab {
+        if config.vm.gdb.is_some() {
+            return Err(Error::bad_input("--gdb does not apply to --lab runs (the guest runs inside the lab host)"));
+        }
         return Ok(Box::new(vmm_x86::lab::LabVm::new(config)));
     }
     vmm_x86::new_vm(config)

@@ -76,6 +76,8 @@ fn run(args: &RunArgs) -> Result<i32> {
     for disk in &disks {
         common::virtio::block::Block::open(disk)?;
     }
+    let gdb = args.gdb.as_deref().map(common::gdb::parse_addr).transpose()?;
+    let gdb = gdb.map(|addr| common::gdb::GdbConfig { addr, wait: args.gdb_wait });
     let vm = VmConfig {
         mem_size,
         timeout,
@@ -83,6 +85,7 @@ fn run(args: &RunArgs) -> Result<i32> {
         jail: !args.no_seccomp,
         disks,
         stats_json: args.stats_json,
+        gdb,
     };
     let image = Image::read(&args.image, mem_size)?;
     common::stdout_buffer::start(vm.jail)?;

@@ -10,11 +10,13 @@
 //! - [`virtio`]: the virtio-mmio transport and the virtio-blk device behind `--disk`.
 //! - [`stdout_buffer`]: guest console output coalesced into few writes.
 //! - [`stats`]: per exit/trap kind counts and handling times, printed by `--stats`.
+//! - [`gdb`]: the gdb remote stub's shared part (`--gdb`): socket, Ctrl-C watcher, session.
 //! - [`marks`]: points a guest marks in its run, where the lab reads the counters.
 pub mod bus;
 pub mod console;
 pub mod devices;
 pub mod error;
+pub mod gdb;
 pub mod image;
 pub mod irq;
 pub mod jail;

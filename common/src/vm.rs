@@ -33,10 +33,12 @@ pub struct VmConfig {
     /// `--stats-json`: the run's statistics and marks are printed as JSON (a lab host's inner
     /// vmm is asked for the same).
     pub stats_json: bool,
+    /// `--gdb ADDR:PORT [--gdb-wait]`: serve the gdb remote protocol (see common::gdb).
+    pub gdb: Option<crate::gdb::GdbConfig>,
 }
 
 impl Default for VmConfig {
-    /// 128 MiB, no timeout, the process's console, jailed, no disks. Callers name what they
+    /// 128 MiB, no timeout, the process's console, jailed, no disks, no gdb. Callers name what they
     /// change and take the rest with `..VmConfig::default()`.
     fn default() -> Self {
         VmConfig {
@@ -46,6 +48,7 @@ impl Default for VmConfig {
             jail: true,
             disks: Vec::new(),
             stats_json: false,
+            gdb: None,
         }
     }
 }
