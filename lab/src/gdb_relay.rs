@@ -117,11 +117,18 @@ impl GdbPeer {
     }
 }
 
+/// The outer vmm's listener for `--gdb`: bound now (the line on stderr says where), accepted
+/// by [`serve_outer`] while the lab host boots; the inner vmm does the waiting.
+pub fn listen(config: &common::gdb::GdbConfig) -> common::Result<TcpListener> {
+    let config = common::gdb::GdbConfig { wait: false, ..*config };
+    let link = common::gdb::listen(&config)?;
+    Ok(link.into_listener().expect("a listening link"))
+}
+
 /// The outer vmm's relay: accepts one gdb connection on `listener` (on a thread of its own,
-/// so the lab host boots meanwhile), then sends everything gdb writes to init through
-/// `to_init` (which applies the credit window). Returns the peer the serial reader answers.
-pub fn serve_outer(listener: TcpListener, to_init: impl Fn(&[u8]) + Send + 'static) -> GdbPeer {
-    let peer = GdbPeer::default();
+/// so the lab host boots meanwhile), makes it `peer`'s, then sends everything gdb writes to
+/// init through `to_init` (which applies the credit window).
+pub fn serve_outer(listener: TcpListener, peer: &GdbPeer, to_init: impl Fn(&[u8]) + Send + 'static) {
     let answer = peer.clone();
     std::thread::spawn(move || {
         let Ok((mut stream, _)) = listener.accept() else { return };
@@ -140,7 +147,6 @@ pub fn serve_outer(listener: TcpListener, to_init: impl Fn(&[u8]) + Send + 'stat
             }
         }
     });
-    peer
 }
 
 /// init's end of the gdb relay: a socket pair whose other end the inner vmm inherits.

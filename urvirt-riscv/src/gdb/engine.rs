@@ -18,7 +18,9 @@ use super::target::DebugMem;
 use crate::engine::context::SavedRegs;
 use crate::engine::run::RunState;
 use crate::engine::{input, signals};
-use common::gdb::{Connection, Link, Served, Session, Stop, Watcher};
+use common::gdb::{Connection, GdbConfig, Link, Served, Session, Stop, Watcher};
+use std::net::TcpStream;
+use std::os::fd::{FromRawFd, OwnedFd};
 use common::vm::GuestExit;
 use common::Result;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,13 +99,24 @@ pub fn stop_now(st: &mut RunState, pc_before: u64) -> bool {
 /// The gdb side of a run, set up before the guest thread is jailed.
 pub struct Gdb {
     watcher: Watcher,
+    /// The connection accepted before the start (--gdb-wait), or the lab's socket pair.
     accepted: Option<Connection>,
+    wait: bool,
 }
 
-/// Starts the watcher (a thread: before the jail, with the engine's signals blocked on it).
-pub fn prepare(link: Link, jail: bool) -> Result<Gdb> {
+/// Listens (with --gdb-wait: until gdb connects) and starts the watcher: a thread, so before
+/// the jail, with the engine's signals blocked on it. Inside a lab host the connection is
+/// the socket pair init relays over (lab::gdb_relay), and nothing listens here.
+pub fn prepare(config: &GdbConfig, jail: bool) -> Result<Gdb> {
+    let link = match lab::gdb_relay::inner_fd() {
+        // SAFETY: init passed us this descriptor (lab::gdb_relay::FD_ENV) and nothing else in
+        // this process owns it. A Unix stream socket reads and writes as a TcpStream does
+        // (recv/send), which is all the stub does with it.
+        Some(fd) => Link::connected(TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) })),
+        None => common::gdb::listen(config)?,
+    };
     let (watcher, accepted) = signals::with_handled_blocked(|| link.start(interrupt, jail))?;
-    Ok(Gdb { watcher, accepted })
+    Ok(Gdb { watcher, accepted, wait: config.wait })
 }
 
 /// Runs the guest under gdb until it ends: enters it, serves gdb at every stop.
@@ -113,9 +126,14 @@ pub fn run(gdb: &mut Gdb, st: &mut RunState) {
     let mut session: Option<Session<RunState>> = None;
     // With --gdb-wait the guest is stopped before its first instruction.
     let mut stopped = false;
-    if let Some(conn) = gdb.accepted.take() {
-        session = start_session(conn, st);
-        stopped = session.is_some();
+    // The lab's socket pair without --gdb-wait: the session starts when gdb first speaks.
+    let mut pending = None;
+    match gdb.accepted.take() {
+        Some(conn) if gdb.wait => {
+            session = start_session(conn, st);
+            stopped = session.is_some();
+        }
+        conn => pending = conn,
     }
     loop {
         if stopped {
@@ -132,7 +150,7 @@ pub fn run(gdb: &mut Gdb, st: &mut RunState) {
             // A timer SIGALRM that came while the guest was stopped found no guest: look again.
             st.guest_timer.arm(Some(Duration::from_millis(1)));
         }
-        if session.is_some() {
+        if session.is_some() || pending.is_some() {
             gdb.watcher.watch();
         }
         signals::enter_guest();
@@ -152,7 +170,7 @@ pub fn run(gdb: &mut Gdb, st: &mut RunState) {
         }
         stopped = match st.debug.stop.take() {
             None => break,
-            Some(Stop::Interrupted) if session.is_none() => match gdb.watcher.take_connection() {
+            Some(Stop::Interrupted) if session.is_none() => match gdb.watcher.take_connection().or(pending.take()) {
                 // gdb connected while the guest ran: it is stopped for the new session.
                 Some(conn) => {
                     session = start_session(conn, st);
@@ -228,18 +246,20 @@ fn settle(session: &mut Option<Session<RunState>>, served: Served, st: &mut RunS
 /// Plants the temporary breakpoints of a single-step at every next pc of the instruction at pc.
 fn plant_step(st: &mut RunState) {
     let pc = st.hart.pc;
+    let hart = st.hart.clone();
     let mut bps = std::mem::take(&mut st.debug.breakpoints);
     {
         let mut mem = DebugMem::of(st);
+        // The instruction as the guest has it (an ebreak of ours there is hidden); the
+        // second half may lie on an unreadable page after a compressed instruction.
         let mut raw = [0u8; 4];
-        // The instruction as the guest has it: an ebreak of ours at pc would hide it.
-        let ok = mem.read(pc, &mut raw[..2]);
-        bps.hide(pc, &mut raw[..2]);
-        let len = crate::decode::insn_len(u16::from_le_bytes([raw[0], raw[1]]));
-        if ok && (len == 2 || mem.read(pc + 2, &mut raw[2..])) {
-            bps.hide(pc, &mut raw);
+        if !mem.read(pc, &mut raw) {
+            raw[2..].fill(0);
+            mem.read(pc, &mut raw[..2]);
         }
-        let next = step::next_pcs(&st.hart, u32::from_le_bytes(raw), len);
+        bps.hide(pc, &mut raw);
+        let len = crate::decode::insn_len(u16::from_le_bytes([raw[0], raw[1]]));
+        let next = step::next_pcs(&hart, u32::from_le_bytes(raw), len);
         for target in next {
             bps.insert(&mut mem, target, Owner::Step);
         }
