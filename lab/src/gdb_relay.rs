@@ -208,6 +208,18 @@ impl InitSide {
         keys
     }
 
+    /// The inner vmm ended: relay what its stub wrote last (gdb's "exited" reply).
+    pub fn drain(&mut self, buf: &mut [u8], send: impl Fn(&[u8])) {
+        while let Some((ours, _)) = &self.pair {
+            let mut pfd = libc::pollfd { fd: ours.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd; timeout 0 only looks.
+            if unsafe { libc::poll(&mut pfd, 1, 0) } <= 0 {
+                return;
+            }
+            self.relay_out(buf, &send);
+        }
+    }
+
     /// The stub wrote: relay what is there through `send` (as G frames); at its end, stop polling.
     pub fn relay_out(&mut self, buf: &mut [u8], send: impl Fn(&[u8])) {
         let Some((ours, _)) = &mut self.pair else { return };

@@ -165,6 +165,7 @@ fn supervise() -> io::Result<InnerExit> {
             }
         }
     }
+    gdb.drain(&mut buf, |bytes| send(frame::GDB, bytes));
     drop(child_in);
     let status = child.wait()?;
     Ok(match (status.code(), status.signal()) {

@@ -61,12 +61,13 @@ pub fn interrupt() {
 }
 
 /// System calls the guest thread makes with --gdb besides its own: the session's socket
-/// reads and writes and its poll, and flushing the icache after a breakpoint is patched.
+/// reads and writes and its poll, closing it at the end, and flushing the icache after a
+/// breakpoint is patched.
 pub fn jail_extra() -> Vec<i64> {
     /// __NR_riscv_flush_icache (see engine::memory::flush_icache_range).
     const SYS_RISCV_FLUSH_ICACHE: i64 = 259;
     let mut calls = common::gdb::SESSION_SYSCALLS.to_vec();
-    calls.push(SYS_RISCV_FLUSH_ICACHE);
+    calls.extend([libc::SYS_close, SYS_RISCV_FLUSH_ICACHE]);
     calls
 }
 
