@@ -18,7 +18,8 @@ fn guest(name: &str) -> String {
 }
 
 fn require_gdb() {
-    let ok = Command::new("gdb-multiarch").arg("--version").stdin(Stdio::null()).output().is_ok_and(|o| o.status.success());
+    let ok =
+        Command::new("gdb-multiarch").arg("--version").stdin(Stdio::null()).output().is_ok_and(|o| o.status.success());
     assert!(ok, "MISSING PREREQUISITE: gdb-multiarch does not run; `scripts/setup.sh` installs it");
 }
 

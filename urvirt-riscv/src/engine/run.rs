@@ -223,8 +223,9 @@ impl RunState {
         // A TLB fill or an interpreted access is not an exception the guest sees.
         let native_fault =
             matches!(handled.kind, "sigsegv tlb fill" | "sigsegv interpreted") || handled.kind.starts_with("mmio ");
-        let exception = matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGTRAP) && !native_fault && handled.kind != GDB_TRAP
-            || handled.kind == "sigill illegal";
+        let exception =
+            matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGTRAP) && !native_fault && handled.kind != GDB_TRAP
+                || handled.kind == "sigill illegal";
         if exception {
             return self.stuck.exception(pc, self.hart.csrs.scause, self.hart.csrs.stval);
         }
@@ -278,7 +279,9 @@ impl RunState {
                 let raw = if fetch { 0 } else { self.fetch(pc).unwrap_or(0) };
                 hart::on_fault(&mut self.hart, addr, raw, fetch, misaligned)
             }
-            libc::SIGTRAP if crate::gdb::engine::our_breakpoint(self, pc) => Handled { kind: GDB_TRAP, action: Action::Resume },
+            libc::SIGTRAP if crate::gdb::engine::our_breakpoint(self, pc) => {
+                Handled { kind: GDB_TRAP, action: Action::Resume }
+            }
             libc::SIGTRAP => hart::on_breakpoint(&mut self.hart),
             _ => {
                 // SIGALRM: the guest timer, the timeout, or Ctrl-A x (the last two are seen by

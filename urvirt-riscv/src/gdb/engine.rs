@@ -19,10 +19,10 @@ use crate::engine::context::SavedRegs;
 use crate::engine::run::RunState;
 use crate::engine::{input, signals};
 use common::gdb::{Connection, GdbConfig, Link, Served, Session, Stop, Watcher};
-use std::net::TcpStream;
-use std::os::fd::{FromRawFd, OwnedFd};
 use common::vm::GuestExit;
 use common::Result;
+use std::net::TcpStream;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 

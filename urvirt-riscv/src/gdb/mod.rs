@@ -13,8 +13,8 @@
 //! outside any handler, then runs the protocol until gdb resumes the guest, and enters the
 //! guest again.
 pub mod breakpoints;
-pub mod step;
 #[cfg(all(target_arch = "riscv64", target_os = "linux"))]
 pub mod engine;
+pub mod step;
 #[cfg(all(target_arch = "riscv64", target_os = "linux"))]
 pub mod target;
