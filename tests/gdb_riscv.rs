@@ -23,7 +23,7 @@ fn require_gdb() {
     assert!(ok, "MISSING PREREQUISITE: gdb-multiarch does not run; `scripts/setup.sh` installs it");
 }
 
-/// vmm running with `--gdb 127.0.0.1:0 --gdb-wait`, its output lines arriving on channels.
+/// vmm running with `--gdb 127.0.0.1:0` (a free port), its output lines arriving on channels.
 struct Vmm {
     child: Child,
     out: Receiver<String>,
@@ -43,10 +43,13 @@ fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
 }
 
 impl Vmm {
-    fn start(elf: &str) -> Vmm {
+    /// `extra`: more options (`--gdb-wait`).
+    fn start(extra: &[&str], elf: &str) -> Vmm {
         let mut child = Command::new("timeout")
             .args(["--kill-after=5", &LIMIT.to_string(), env!("CARGO_BIN_EXE_vmm")])
-            .args(["run", "--arch", "riscv", "--gdb", "127.0.0.1:0", "--gdb-wait", elf])
+            .args(["run", "--arch", "riscv", "--gdb", "127.0.0.1:0"])
+            .args(extra)
+            .arg(elf)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -125,7 +128,7 @@ const PREAMBLE: &str = "set architecture riscv:rv64\nset remotetimeout 60\nset p
 #[test]
 fn break_read_step_and_run_to_the_end() {
     let elf = guest("gdb-target.elf");
-    let mut vmm = Vmm::start(&elf);
+    let mut vmm = Vmm::start(&["--gdb-wait"], &elf);
     let port = vmm.port();
     let commands = format!(
         "{PREAMBLE}file {elf}\ntarget remote 127.0.0.1:{port}\n\
@@ -135,6 +138,7 @@ fn break_read_step_and_run_to_the_end() {
          printf \"A0 %ld\\n\", $a0\nprintf \"COUNTER %ld\\n\", (long)GDB_COUNTER\n\
          stepi\nprintf \"PCSTEP %#lx\\n\", $pc\n\
          continue\nprintf \"A0AGAIN %ld\\n\", $a0\nprintf \"COUNTERAGAIN %ld\\n\", (long)GDB_COUNTER\n\
+         set var *(long *)&GDB_COUNTER = 100\nset var $a0 = 20\n\
          delete\ncontinue\n"
     );
     let g = gdb_output(gdb("break_read_step", &commands));
@@ -152,14 +156,15 @@ fn break_read_step_and_run_to_the_end() {
     assert_eq!(value(&text, "A0AGAIN"), "2", "the breakpoint was put back after the step: {all}");
     assert_eq!(value(&text, "COUNTERAGAIN"), "1", "{all}");
     assert!(text.contains("exited normally"), "gdb saw the guest end with status 0: {all}");
-    assert_eq!(stdout, "gdb guest: start\ngdb guest: counter 6", "{all}");
+    // 100 and 20 written by gdb (memory and a register), then the third tick's 3.
+    assert_eq!(stdout, "gdb guest: start\ngdb guest: counter 123", "{all}");
     assert_eq!(status, Some(0), "{all}");
 }
 
 #[test]
 fn ctrl_c_stops_a_spinning_guest_and_kill_ends_the_run() {
     let elf = guest("spin.elf");
-    let mut vmm = Vmm::start(&elf);
+    let mut vmm = Vmm::start(&["--gdb-wait"], &elf);
     let port = vmm.port();
     let commands = format!(
         "{PREAMBLE}file {elf}\ntarget remote 127.0.0.1:{port}\ncontinue\n\
@@ -180,4 +185,27 @@ fn ctrl_c_stops_a_spinning_guest_and_kill_ends_the_run() {
     assert!(text.contains("guest_main + "), "the pc is in the spin loop: {all}");
     assert!(stderr.contains("vmm: the guest was killed from gdb"), "{all}");
     assert_eq!(status, Some(1), "killed from gdb: {all}");
+}
+
+#[test]
+fn gdb_attaches_to_a_running_guest_and_detaches() {
+    let elf = guest("spin.elf");
+    // No --gdb-wait: the guest runs at once; --timeout ends it after gdb has gone.
+    let mut vmm = Vmm::start(&["--timeout", "20"], &elf);
+    let port = vmm.port();
+    vmm.wait_for(true, "spinning forever");
+    let commands = format!(
+        "{PREAMBLE}file {elf}\ntarget remote 127.0.0.1:{port}\ninfo symbol $pc\n\
+         printf \"SP %#lx\\n\", $sp\ndetach\n"
+    );
+    let g = gdb_output(gdb("attach", &commands));
+    let (status, stdout, stderr) = vmm.finish();
+    let text = String::from_utf8_lossy(&g.stdout).into_owned() + &String::from_utf8_lossy(&g.stderr);
+    let all = format!("gdb:\n{text}\nvmm status {status:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(text.contains("guest_main + "), "connecting stopped the guest in its loop: {all}");
+    assert!(value(&text, "SP").starts_with("0x8020"), "the guest's stack, in its RAM: {all}");
+    assert!(text.contains("detached"), "{all}");
+    // Detached, the guest spun on until --timeout.
+    assert!(stderr.contains("timeout"), "{all}");
+    assert_eq!(status, Some(1), "{all}");
 }
