@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the RISC-V test guests (guests/riscv, riscv64gc-unknown-none-elf) into raw binaries:
-#   target/guests/riscv/{hello,sbi-probe,csr-test,echo,spin,paged,devices,blk}.bin (Rust S-mode kernels linked at 0x80200000)
+#   target/guests/riscv/{hello,sbi-probe,csr-test,echo,spin,paged,devices,blk,gdb-target}.bin (Rust S-mode kernels linked at 0x80200000)
+#   target/guests/riscv/{gdb-target,spin}.elf (the same, as ELF with symbols, for the gdb tests)
 #   target/guests/riscv/garbage.bin                            (fixed pseudo-random bytes: not code)
 # Idempotent: cargo rebuilds only what changed; unchanged .bin files are left alone.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,9 +38,13 @@ install_if_changed() {
 }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for guest in hello sbi-probe csr-test echo spin paged devices blk; do
+for guest in hello sbi-probe csr-test echo spin paged devices blk gdb-target; do
     "$objcopy" -O binary "$CRATE/target/$TARGET/release/$guest" "$tmp/$guest.bin"
     install_if_changed "$tmp/$guest.bin" "$OUT/$guest.bin"
+done
+# The gdb tests run these as ELF (vmm loads ELF kernels) and give gdb the same file for symbols.
+for guest in gdb-target spin; do
+    install_if_changed "$CRATE/target/$TARGET/release/$guest" "$OUT/$guest.elf"
 done
 
 # garbage.bin: an all-ones word (a reserved, >32-bit encoding: always an illegal instruction)

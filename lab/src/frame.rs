@@ -7,7 +7,8 @@
 //! A frame is `ESC _ L A B`, a kind byte, the payload length as 4 hex digits, the payload.
 //! Kinds: `S` init has started (empty), `O` the inner vmm's stdout, `E` its stderr,
 //! `X` its exit (payload `code N` or `signal N`), `C` credit (payload: how many input bytes init
-//! has taken from the console, in decimal; see [`super::keys::InputWindow`]). The console is raw,
+//! has taken from the console, in decimal; see [`super::keys::InputWindow`]), `G` bytes from the
+//! inner vmm's gdb stub ([`super::gdb_relay`]). The console is raw,
 //! so payloads are 8-bit clean.
 
 const MAGIC: &[u8] = b"\x1b_LAB";
@@ -20,6 +21,7 @@ pub const STDOUT: u8 = b'O';
 pub const STDERR: u8 = b'E';
 pub const EXIT: u8 = b'X';
 pub const CREDIT: u8 = b'C';
+pub const GDB: u8 = b'G';
 
 /// Appends the frames carrying `data` (split as needed) to `out`.
 pub fn encode(kind: u8, data: &[u8], out: &mut Vec<u8>) {
@@ -76,6 +78,8 @@ pub enum Event {
     Exit(InnerExit),
     /// init took this many input bytes off the console: the outer side may send as many more.
     Credit(usize),
+    /// Bytes from the inner vmm's gdb stub, for the outer side's gdb connection.
+    Gdb(Vec<u8>),
 }
 
 /// Turns the serial byte stream back into events. Bytes outside frames are noise; the last
@@ -122,7 +126,7 @@ impl Decoder {
             let len = std::str::from_utf8(&self.pending[MAGIC.len() + 1..HEADER_LEN])
                 .ok()
                 .and_then(|s| usize::from_str_radix(s, 16).ok());
-            let Some(len) = len.filter(|_| matches!(kind, START | STDOUT | STDERR | EXIT | CREDIT)) else {
+            let Some(len) = len.filter(|_| matches!(kind, START | STDOUT | STDERR | EXIT | CREDIT | GDB)) else {
                 // Not a real frame: the magic byte itself is noise; look further on.
                 self.note_noise(1);
                 continue;
@@ -136,6 +140,7 @@ impl Decoder {
                 START => events.push(Event::Started),
                 STDOUT => events.push(Event::Stdout(payload)),
                 STDERR => events.push(Event::Stderr(payload)),
+                GDB => events.push(Event::Gdb(payload)),
                 // A credit that does not parse grants nothing (the outer side then waits).
                 CREDIT => events
                     .push(Event::Credit(std::str::from_utf8(&payload).ok().and_then(|t| t.parse().ok()).unwrap_or(0))),
@@ -187,6 +192,7 @@ mod tests {
         encode(STDOUT, b"I wrote this with SBI calls\n", &mut s);
         encode(STDERR, b"vmm: stats\n", &mut s);
         encode(CREDIT, b"300", &mut s);
+        encode(GDB, b"$OK#9a", &mut s);
         encode(STDOUT, b"\x1b_LAB fake magic inside data\n", &mut s);
         encode(EXIT, InnerExit::Code(3).to_payload().as_bytes(), &mut s);
         s.extend_from_slice(b"reboot: Power down\r\n");
@@ -199,6 +205,7 @@ mod tests {
             Event::Stdout(b"I wrote this with SBI calls\n".to_vec()),
             Event::Stderr(b"vmm: stats\n".to_vec()),
             Event::Credit(300),
+            Event::Gdb(b"$OK#9a".to_vec()),
             Event::Stdout(b"\x1b_LAB fake magic inside data\n".to_vec()),
             Event::Exit(InnerExit::Code(3)),
         ]

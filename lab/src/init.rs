@@ -72,13 +72,18 @@ fn supervise() -> io::Result<InnerExit> {
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    let mut child = Command::new("/init")
+    // With --gdb, the inner vmm's stub talks over a socket pair instead of listening.
+    let mut gdb = super::gdb_relay::InitSide::new(args.iter().any(|a| a == "--gdb"))?;
+    let mut command = Command::new("/init");
+    gdb.pass_to(&mut command);
+    let mut child = command
         .args(&args)
         .env(super::keys::ENV, "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
+    gdb.child_started();
     let mut child_in = child.stdin.take();
     if let Some(input) = &child_in {
         set_nonblocking(input.as_raw_fd());
@@ -107,6 +112,7 @@ fn supervise() -> io::Result<InnerExit> {
             pollfd(outputs[0].0.as_ref().map_or(-1, |o| o.fd())),
             pollfd(outputs[1].0.as_ref().map_or(-1, |o| o.fd())),
             libc::pollfd { fd: if pending.is_empty() { -1 } else { input_fd }, events: libc::POLLOUT, revents: 0 },
+            pollfd(gdb.fd()),
         ];
         // SAFETY: fds is a valid array of pollfd for its length; negative fds are ignored.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, if storming { 1 } else { -1 }) };
@@ -121,7 +127,7 @@ fn supervise() -> io::Result<InnerExit> {
             // Keys typed at the outer terminal: for the inner vmm's stdin.
             match console_read(&mut buf) {
                 Ok(n) if n > 0 => {
-                    pending.extend_from_slice(&buf[..n]);
+                    pending.extend(gdb.split(&buf[..n]));
                     // Room on the console again: the outer side may send this many more.
                     send(frame::CREDIT, n.to_string().as_bytes());
                 }
@@ -142,6 +148,9 @@ fn supervise() -> io::Result<InnerExit> {
                 }
             }
         }
+        if fds[4].revents != 0 {
+            gdb.relay_out(&mut buf, |bytes| send(frame::GDB, bytes));
+        }
         for (i, (output, kind)) in outputs.iter_mut().enumerate() {
             if fds[i + 1].revents == 0 {
                 continue;
@@ -156,6 +165,7 @@ fn supervise() -> io::Result<InnerExit> {
             }
         }
     }
+    gdb.drain(&mut buf, |bytes| send(frame::GDB, bytes));
     drop(child_in);
     let status = child.wait()?;
     Ok(match (status.code(), status.signal()) {

@@ -86,6 +86,22 @@ impl InputWindow {
         self.send_within(bytes, PATIENCE, write)
     }
 
+    /// Sends `wire` (already framed, at most [`WINDOW`] bytes: a gdb frame) in one piece once
+    /// there is credit for all of it, however long that takes: unlike keys, gdb's bytes are
+    /// never dropped. Returns at once if the window is closed.
+    pub fn send_whole(&self, wire: &[u8], write: impl FnOnce(&[u8])) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !s.closed && s.credit < wire.len().min(WINDOW) {
+            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        if s.closed {
+            return;
+        }
+        s.credit = s.credit.saturating_sub(wire.len());
+        drop(s);
+        write(wire);
+    }
+
     /// [`InputWindow::send`] with its own patience (tests give a long one, so a slow machine
     /// cannot drop bytes they count).
     fn send_within(&self, mut bytes: &[u8], patience: Duration, mut write: impl FnMut(&[u8])) {

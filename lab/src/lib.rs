@@ -10,6 +10,7 @@
 //! - `init`: PID 1 of the lab host (the same vmm binary, started by the lab's kernel).
 pub mod cpio;
 pub mod frame;
+pub mod gdb_relay;
 mod host;
 mod init;
 pub mod keys;

@@ -51,6 +51,9 @@ impl Drop for Qemu {
 /// Boots the lab with `initramfs` and relays until the inner vmm reports its exit.
 pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> {
     let boot_limit = boot_limit()?;
+    // --gdb: the outer side listens; gdb's bytes cross the serial line (super::gdb_relay).
+    let gdb_listener = vm.gdb.as_ref().map(super::gdb_relay::listen).transpose()?;
+    let gdb_peer = super::gdb_relay::GdbPeer::default();
     let initrd = memfd_with(initramfs)?;
     let mem_mib = (vm.mem_size >> 20) + host.ram_overhead_mib + 2 * (initramfs.len() as u64 >> 20);
     let mut cmd = Command::new(&host.qemu);
@@ -92,6 +95,7 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
     let console = vm.console.clone();
     let events = tx.clone();
     let credit = Arc::clone(&window);
+    let gdb = gdb_peer.clone();
     std::thread::spawn(move || {
         let mut decoder = Decoder::new();
         let mut buf = vec![0u8; 16384];
@@ -110,6 +114,7 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
                         let _ = err.write_all(&bytes).and_then(|_| err.flush());
                     }
                     Event::Credit(n) => credit.grant(n),
+                    Event::Gdb(bytes) => gdb.send(&bytes),
                     other => {
                         if other == Event::Started {
                             credit.grant(super::keys::WINDOW);
@@ -132,6 +137,14 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
     let serial_in = Arc::new(Mutex::new(qemu.0.stdin.take().expect("piped stdin")));
     let keys_in = Arc::clone(&serial_in);
     let keys_window = Arc::clone(&window);
+    if let Some(listener) = gdb_listener {
+        let (gdb_in, gdb_window) = (Arc::clone(&serial_in), Arc::clone(&window));
+        super::gdb_relay::serve_outer(listener, &gdb_peer, move |wire| {
+            gdb_window.send_whole(wire, |w| {
+                let _ = gdb_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(w);
+            });
+        });
+    }
     let quit = tx.clone();
     vm.console.start_input(
         move |bytes| {

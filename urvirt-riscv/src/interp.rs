@@ -52,7 +52,7 @@ fn bits(raw: u32, hi: u32, lo: u32) -> u32 {
     (raw >> lo) & ((1 << (hi - lo + 1)) - 1)
 }
 
-fn imm_i(raw: u32) -> u64 {
+pub(crate) fn imm_i(raw: u32) -> u64 {
     ((raw as i32) >> 20) as i64 as u64
 }
 
@@ -60,12 +60,12 @@ fn imm_s(raw: u32) -> u64 {
     ((((raw as i32) >> 25) << 5) | bits(raw, 11, 7) as i32) as i64 as u64
 }
 
-fn imm_b(raw: u32) -> u64 {
+pub(crate) fn imm_b(raw: u32) -> u64 {
     let v = (bits(raw, 31, 31) << 12) | (bits(raw, 7, 7) << 11) | (bits(raw, 30, 25) << 5) | (bits(raw, 11, 8) << 1);
     (((v << 19) as i32) >> 19) as i64 as u64
 }
 
-fn imm_j(raw: u32) -> u64 {
+pub(crate) fn imm_j(raw: u32) -> u64 {
     let v =
         (bits(raw, 31, 31) << 20) | (bits(raw, 19, 12) << 12) | (bits(raw, 20, 20) << 11) | (bits(raw, 30, 21) << 1);
     (((v << 11) as i32) >> 11) as i64 as u64
@@ -105,7 +105,7 @@ pub fn fetch(h: &Hart, bus: &mut impl Bus) -> Result<(u32, u64), Fault> {
 }
 
 /// The 32-bit form of `raw`, expanding a compressed instruction; None if not expandable.
-fn full(raw: u32, len: u64) -> Option<u32> {
+pub(crate) fn full(raw: u32, len: u64) -> Option<u32> {
     if len == 2 {
         rvc::expand(raw as u16)
     } else {

@@ -137,6 +137,13 @@ impl LabHostVm {
             args.push("--no-seccomp".into());
         }
         args.extend(lab::inner_disk_args(&c.vm.disks));
+        if let Some(gdb) = &c.vm.gdb {
+            // The inner vmm talks to gdb over init's relay (lab::gdb_relay), not this address.
+            args.extend(["--gdb".into(), gdb.addr.to_string()]);
+            if gdb.wait {
+                args.push("--gdb-wait".into());
+            }
+        }
         args.push(self.guest_path.clone());
         args
     }

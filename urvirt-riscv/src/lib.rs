@@ -31,6 +31,7 @@ pub mod decode;
 #[cfg(all(target_arch = "riscv64", target_os = "linux"))]
 pub mod engine;
 pub mod fdt;
+pub mod gdb;
 pub mod guest_timer;
 pub mod hart;
 pub mod interp;

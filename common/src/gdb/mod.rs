@@ -47,8 +47,22 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr> {
 
 /// A bound listener, and the connection already accepted with `--gdb-wait`.
 pub struct Link {
-    listener: TcpListener,
+    /// None for a link that came connected ([`Link::connected`]).
+    listener: Option<TcpListener>,
     accepted: Option<TcpStream>,
+}
+
+impl Link {
+    /// A connection that exists already (a lab host's inner vmm gets its gdb over a socket
+    /// pair from init, see lab::gdb_relay): nothing to listen on or accept.
+    pub fn connected(stream: TcpStream) -> Link {
+        Link { listener: None, accepted: Some(stream) }
+    }
+
+    /// The listening socket, for a relay that accepts by itself (a lab host's outer vmm).
+    pub fn into_listener(self) -> Option<TcpListener> {
+        self.listener
+    }
 }
 
 /// Binds `config.addr`, says where on stderr, and with `wait` accepts one gdb before returning.
@@ -67,7 +81,7 @@ pub fn listen(config: &GdbConfig) -> Result<Link> {
         crate::console::say(&format!("vmm: gdb can connect on {bound}"));
         None
     };
-    Ok(Link { listener, accepted })
+    Ok(Link { listener: Some(listener), accepted })
 }
 
 /// The connection given to gdbstub. gdbstub writes a packet byte by byte and then flushes:

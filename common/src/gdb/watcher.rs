@@ -72,7 +72,7 @@ impl Link {
         let clone_error = |e: std::io::Error| Error::bad_input(format!("--gdb: {}", crate::image::io_reason(&e)));
         let (listener, watched) = match &self.accepted {
             Some(stream) => (None, Some(stream.try_clone().map_err(clone_error)?)),
-            None => (Some(self.listener), None),
+            None => (self.listener, None),
         };
         let theirs = shared.clone();
         let thread = std::thread::Builder::new()
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn a_late_connection_and_a_ctrl_c_each_interrupt_once() {
         let link = listen(&GdbConfig { addr: "127.0.0.1:0".parse().unwrap(), wait: false }).unwrap();
-        let addr = link.listener.local_addr().unwrap();
+        let addr = link.listener.as_ref().unwrap().local_addr().unwrap();
         let (tx, rx) = channel();
         let (watcher, accepted) = link.start(move || tx.send(()).unwrap(), false).unwrap();
         assert!(accepted.is_none());

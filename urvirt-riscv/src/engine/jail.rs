@@ -47,7 +47,13 @@ const ALLOWED: &[i64] = &[
     libc::SYS_sched_yield,
 ];
 
-/// Puts the calling (guest) thread in the jail.
-pub fn apply() -> Result<()> {
-    common::jail::apply(THREAD, ALLOWED)
+/// Puts the calling (guest) thread in the jail; `gdb`: it also serves gdb between guest runs
+/// ([`crate::gdb::engine::jail_extra`]).
+pub fn apply(gdb: bool) -> Result<()> {
+    if !gdb {
+        return common::jail::apply(THREAD, ALLOWED);
+    }
+    let mut allowed = ALLOWED.to_vec();
+    allowed.extend(crate::gdb::engine::jail_extra());
+    common::jail::apply(THREAD, &allowed)
 }

@@ -168,10 +168,7 @@ impl GuestMemory {
     /// Makes code we just wrote into RAM visible to instruction fetch on every hart this
     /// thread may run on (a plain fence.i would cover only the current one).
     pub fn flush_icache(&self) {
-        /// __NR_riscv_flush_icache: __NR_arch_specific_syscall (244) + 15.
-        const SYS_RISCV_FLUSH_ICACHE: libc::c_long = 259;
-        // SAFETY: the syscall only takes an address range; flags 0 means all threads.
-        unsafe { libc::syscall(SYS_RISCV_FLUSH_ICACHE, self.base, self.base + self.size, 0) };
+        flush_icache_range(self.base, self.size);
     }
 
     pub fn contains(&self, addr: u64) -> bool {
@@ -190,6 +187,15 @@ impl Drop for GuestMemory {
             }
         }
     }
+}
+
+/// [`GuestMemory::flush_icache`] for `size` bytes of RAM at `base` (also after the debugger
+/// patched or wrote guest code).
+pub fn flush_icache_range(base: u64, size: u64) {
+    /// __NR_riscv_flush_icache: __NR_arch_specific_syscall (244) + 15.
+    const SYS_RISCV_FLUSH_ICACHE: libc::c_long = 259;
+    // SAFETY: the syscall only takes an address range; flags 0 means all threads.
+    unsafe { libc::syscall(SYS_RISCV_FLUSH_ICACHE, base, base + size, 0) };
 }
 
 /// One line of /proc/self/maps.

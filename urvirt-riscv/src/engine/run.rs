@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 
 const SYS_SECCOMP: i32 = 1;
 const SYS_USER_DISPATCH: i32 = 2;
+/// The statistics kind of a SIGTRAP at one of the debugger's breakpoints.
+const GDB_TRAP: &str = "sigtrap gdb breakpoint";
 /// The longest a `wfi` sleeps before letting the guest look around again.
 const WFI_MAX_SLEEP: Duration = Duration::from_millis(10);
 
@@ -63,6 +65,8 @@ pub struct RunState {
     pub stuck: StuckDetector,
     /// The device bus and the PLIC's output for this hart ([`super::devices`]).
     pub devices: super::devices::Devices,
+    /// `--gdb`: breakpoints, steps and stops for the debugger ([`crate::gdb::engine`]).
+    pub debug: crate::gdb::engine::Debug,
 }
 
 static STATE: AtomicPtr<RunState> = AtomicPtr::new(std::ptr::null_mut());
@@ -219,8 +223,9 @@ impl RunState {
         // A TLB fill or an interpreted access is not an exception the guest sees.
         let native_fault =
             matches!(handled.kind, "sigsegv tlb fill" | "sigsegv interpreted") || handled.kind.starts_with("mmio ");
-        let exception = matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGTRAP) && !native_fault
-            || handled.kind == "sigill illegal";
+        let exception =
+            matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGTRAP) && !native_fault && handled.kind != GDB_TRAP
+                || handled.kind == "sigill illegal";
         if exception {
             return self.stuck.exception(pc, self.hart.csrs.scause, self.hart.csrs.stval);
         }
@@ -273,6 +278,9 @@ impl RunState {
                 }
                 let raw = if fetch { 0 } else { self.fetch(pc).unwrap_or(0) };
                 hart::on_fault(&mut self.hart, addr, raw, fetch, misaligned)
+            }
+            libc::SIGTRAP if crate::gdb::engine::our_breakpoint(self, pc) => {
+                Handled { kind: GDB_TRAP, action: Action::Resume }
             }
             libc::SIGTRAP => hart::on_breakpoint(&mut self.hart),
             _ => {
@@ -334,6 +342,12 @@ impl RunState {
     /// The guest never resumes at a pc that is not its own on this host: between interpreter
     /// budgets the timer, Ctrl-A x and --timeout are polled, as their signals would be.
     fn interpret(&mut self) -> Option<Handled> {
+        if self.debug.stepping {
+            // A debugger's single-step: one instruction, then the stop.
+            let mut p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console, &self.devices.bus);
+            let h = self.paging.step_one(&mut self.hart, &mut p);
+            return Some(h.unwrap_or(Handled { kind: "sigsegv interpreted", action: Action::Resume }));
+        }
         let mut last = None;
         loop {
             let mut p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console, &self.devices.bus);
@@ -396,8 +410,10 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
             unsafe {
                 st.monitor = context::save(uc);
                 let mut fresh = st.monitor;
-                fresh.fregs = [0; 32];
-                fresh.fcsr = 0;
+                // Zeroed FP registers at boot; the guest's own after a debugger stop.
+                let guest_fp = st.debug.guest_fp.take().unwrap_or(context::SavedRegs::zeroed());
+                fresh.fregs = guest_fp.fregs;
+                fresh.fcsr = guest_fp.fcsr;
                 context::restore(&fresh, uc);
                 context::store(&st.hart, uc);
             }
@@ -441,6 +457,18 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
         // SAFETY: `uc` is this handler's live ucontext; the saved registers are the
         // monitor's from the enter signal.
         unsafe { context::restore(&st.monitor, uc) };
+        st.stats.record(handled.kind, start.elapsed());
+        return;
+    }
+    if crate::gdb::engine::stop_now(st, pc) {
+        // Stopped for the debugger: the monitor serves gdb outside any handler.
+        st.in_guest = false;
+        // SAFETY: `uc` is this handler's live ucontext; the saved registers are the
+        // monitor's from the enter signal, the guest's FP registers are kept for re-entry.
+        unsafe {
+            st.debug.guest_fp = Some(context::save(uc));
+            context::restore(&st.monitor, uc);
+        }
         st.stats.record(handled.kind, start.elapsed());
         return;
     }

@@ -173,6 +173,7 @@ impl UrvirtVm {
             timebase: self.timebase,
             stuck: Default::default(),
             devices: self.devices.clone(),
+            debug: Default::default(),
         });
         let _alt = AltStack::install().map_err(|e| host_err("cannot set up the signal stack", e))?;
         let handlers = Handlers::install().map_err(|e| host_err("cannot install signal handlers", e))?;
@@ -188,6 +189,11 @@ impl UrvirtVm {
         // This thread is about to run guest code: the console's terminal-restoring handlers
         // must run on the reader thread instead, never on the guest's stack and registers.
         common::console::keep_fatal_signals_off_this_thread();
+        // --gdb: listen (and with --gdb-wait accept) and start the watcher, before the jail.
+        let mut gdb = match &self.config.vm.gdb {
+            Some(config) => Some(crate::gdb::engine::prepare(config, self.config.vm.jail)?),
+            None => None,
+        };
         let mechanism = self.trap_ecalls()?;
         st.paging.exec_outside_ram = mechanism == Mechanism::Sud;
         let started = Instant::now();
@@ -199,11 +205,14 @@ impl UrvirtVm {
         run::JAIL_PROBE.store(std::path::Path::new(crate::lab::JAIL_PROBE_FILE).exists(), Ordering::SeqCst);
         if self.config.vm.jail {
             // From here on this thread may make only the monitor's own calls (see jail.rs).
-            super::jail::apply()?;
+            super::jail::apply(gdb.is_some())?;
         }
         compiler_fence(Ordering::SeqCst);
         // The guest runs inside this call, until a handler puts the monitor back.
-        signals::enter_guest();
+        match gdb.as_mut() {
+            Some(gdb) => crate::gdb::engine::run(gdb, &mut st),
+            None => signals::enter_guest(),
+        }
         compiler_fence(Ordering::SeqCst);
         run::set_state(std::ptr::null_mut());
         input::stop_input();
