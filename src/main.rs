@@ -76,6 +76,11 @@ fn run(args: &RunArgs) -> Result<i32> {
     for disk in &disks {
         common::virtio::block::Block::open(disk)?;
     }
+    let (trace, mem_file) = cli::trace_and_mem_file(args)?;
+    // Checked (and sized) here too, so a bad one is refused before a lab host boots.
+    if let Some(m) = &mem_file {
+        common::mem_file::open(m, mem_size)?;
+    }
     let vm = VmConfig {
         mem_size,
         timeout,
@@ -83,6 +88,8 @@ fn run(args: &RunArgs) -> Result<i32> {
         jail: !args.no_seccomp,
         disks,
         stats_json: args.stats_json,
+        trace,
+        mem_file,
     };
     let image = Image::read(&args.image, mem_size)?;
     common::stdout_buffer::start(vm.jail)?;

@@ -33,6 +33,10 @@ pub struct VmConfig {
     /// `--stats-json`: the run's statistics and marks are printed as JSON (a lab host's inner
     /// vmm is asked for the same).
     pub stats_json: bool,
+    /// `--trace FILE [--trace-kinds ...]`: one line per exit/trap ([`crate::trace`]).
+    pub trace: Option<crate::trace::TraceConfig>,
+    /// `--mem-file PATH [--mem-share]`: guest RAM backed by a file ([`crate::mem_file`]).
+    pub mem_file: Option<crate::mem_file::MemFileConfig>,
 }
 
 impl Default for VmConfig {
@@ -46,6 +50,8 @@ impl Default for VmConfig {
             jail: true,
             disks: Vec::new(),
             stats_json: false,
+            trace: None,
+            mem_file: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`watchdog`] - kicking the vCPU out of KVM_RUN: --timeout and Ctrl-A x.
 //! - [`jail`] - the seccomp allowlists of the vCPU and console threads.
 //! - [`vm`] - the VM, its vCPU and the run loop.
+//! - [`trace`] - `--trace`: what an exit touched, from kvm_run.
 //! - [`info`] - `vmm info`.
 //! - [`lab`] - `--lab`: the same run inside a Linux on an emulated AMD-V CPU (QEMU TCG).
 //! - [`bench`] - `vmm bench --arch x86`.
@@ -26,6 +27,7 @@ pub mod lab;
 pub mod linux;
 pub mod memory;
 pub mod modes;
+pub mod trace;
 pub mod vm;
 pub mod watchdog;
 
