@@ -37,7 +37,7 @@ install_if_changed() {
 }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for guest in hello sbi-probe csr-test echo spin paged devices blk; do
+for guest in hello sbi-probe csr-test echo spin paged devices blk pattern; do
     "$objcopy" -O binary "$CRATE/target/$TARGET/release/$guest" "$tmp/$guest.bin"
     install_if_changed "$tmp/$guest.bin" "$OUT/$guest.bin"
 done

@@ -148,16 +148,16 @@ pub fn open(config: &MemFileConfig, size: u64) -> Result<MemFile> {
             Ok(Ok(now)) if now >= size => {}
             Ok(Ok(now)) => {
                 return Err(mem.error(&format!(
-                    "the file holds {} and cannot be resized to the {} of guest RAM (it stayed {})",
-                    human_size(len),
-                    human_size(size),
-                    human_size(now)
-                )))
+                "too small and cannot be resized: it holds {}, guest RAM needs {} (after ftruncate it still holds {})",
+                human_size(len),
+                human_size(size),
+                human_size(now)
+            )))
             }
             Ok(Err(e)) => return Err(e),
             Err(e) => {
                 return Err(mem.error(&format!(
-                    "the file holds {} and cannot be resized to the {} of guest RAM: {}",
+                    "too small and cannot be resized: it holds {}, guest RAM needs {} (ftruncate: {})",
                     human_size(len),
                     human_size(size),
                     io_reason(&e)
@@ -205,7 +205,7 @@ impl MemFile {
         if p == libc::MAP_FAILED {
             let e = std::io::Error::last_os_error();
             let how = if self.shared { "shared and writable" } else { "privately" };
-            return Err(self.error(&format!("this file system cannot map the file {how} (mmap: {})", io_reason(&e))));
+            return Err(self.error(&format!("the file system cannot map it {how} (mmap: {})", io_reason(&e))));
         }
         // SAFETY: exactly the mapping made above.
         unsafe { libc::munmap(p, self.size as usize) };

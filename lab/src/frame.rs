@@ -6,7 +6,7 @@
 //!
 //! A frame is `ESC _ L A B`, a kind byte, the payload length as 4 hex digits, the payload.
 //! Kinds: `S` init has started (empty), `O` the inner vmm's stdout, `E` its stderr,
-//! `X` its exit (payload `code N` or `signal N`), `C` credit (payload: how many input bytes init
+//! `X` its exit (payload `code N` or `signal N`), `T` part of its `--trace` file, `C` credit (payload: how many input bytes init
 //! has taken from the console, in decimal; see [`super::keys::InputWindow`]). The console is raw,
 //! so payloads are 8-bit clean.
 
@@ -20,6 +20,8 @@ pub const STDOUT: u8 = b'O';
 pub const STDERR: u8 = b'E';
 pub const EXIT: u8 = b'X';
 pub const CREDIT: u8 = b'C';
+/// The inner vmm's `--trace` file, sent by init once the inner vmm has ended.
+pub const TRACE: u8 = b'T';
 
 /// Appends the frames carrying `data` (split as needed) to `out`.
 pub fn encode(kind: u8, data: &[u8], out: &mut Vec<u8>) {
@@ -76,6 +78,8 @@ pub enum Event {
     Exit(InnerExit),
     /// init took this many input bytes off the console: the outer side may send as many more.
     Credit(usize),
+    /// Part of the inner vmm's `--trace` file.
+    Trace(Vec<u8>),
 }
 
 /// Turns the serial byte stream back into events. Bytes outside frames are noise; the last
@@ -122,7 +126,7 @@ impl Decoder {
             let len = std::str::from_utf8(&self.pending[MAGIC.len() + 1..HEADER_LEN])
                 .ok()
                 .and_then(|s| usize::from_str_radix(s, 16).ok());
-            let Some(len) = len.filter(|_| matches!(kind, START | STDOUT | STDERR | EXIT | CREDIT)) else {
+            let Some(len) = len.filter(|_| matches!(kind, START | STDOUT | STDERR | EXIT | CREDIT | TRACE)) else {
                 // Not a real frame: the magic byte itself is noise; look further on.
                 self.note_noise(1);
                 continue;
@@ -136,6 +140,7 @@ impl Decoder {
                 START => events.push(Event::Started),
                 STDOUT => events.push(Event::Stdout(payload)),
                 STDERR => events.push(Event::Stderr(payload)),
+                TRACE => events.push(Event::Trace(payload)),
                 // A credit that does not parse grants nothing (the outer side then waits).
                 CREDIT => events
                     .push(Event::Credit(std::str::from_utf8(&payload).ok().and_then(|t| t.parse().ok()).unwrap_or(0))),

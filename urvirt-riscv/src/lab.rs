@@ -113,6 +113,10 @@ impl LabHostVm {
     /// Refuses a bad `--mem` here, before anything is parsed or booted.
     pub fn new(config: RiscvConfig) -> Result<Self> {
         crate::config::check_mem(config.vm.mem_size)?;
+        // The trace file lives here: an unwritable one is refused before booting too.
+        if let Some(t) = &config.vm.trace {
+            common::trace::Tracer::create(t)?;
+        }
         Ok(LabHostVm { config, guest: None, guest_path: FALLBACK_GUEST.into() })
     }
 
@@ -137,6 +141,7 @@ impl LabHostVm {
             args.push("--no-seccomp".into());
         }
         args.extend(lab::inner_disk_args(&c.vm.disks));
+        args.extend(lab::passthrough::inner_args(&c.vm));
         args.push(self.guest_path.clone());
         args
     }
