@@ -168,7 +168,7 @@ impl Tracer {
     }
 
     /// Flushes and reports a write error as one line (after the run, outside any handler).
-    pub fn finish(mut self) -> Result<()> {
+    pub fn finish(&mut self) -> Result<()> {
         self.flush();
         match self.failed.take() {
             None => Ok(()),
@@ -244,6 +244,7 @@ mod tests {
         t.record(at, "io-in", "", Target::Port(0x60), Some(1), Duration::ZERO);
         t.record(at, "hlt", "", Target::None, None, Duration::from_nanos(7));
         t.finish().unwrap();
+        drop(t);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -289,6 +290,7 @@ mod tests {
         t.record(Instant::now(), long_kind, "", Target::None, None, Duration::ZERO);
         assert_eq!(t.buf.capacity(), cap, "a record must never reallocate");
         t.finish().unwrap();
+        drop(t);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(text.lines().count(), 1 + 10_000 + 1);

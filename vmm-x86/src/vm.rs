@@ -266,13 +266,8 @@ fn run_loop(
         t.restart_clock();
     }
     // Counts (and with --trace, traces) the exit being handled; when off, one branch.
-    let mut note = |stats: &mut Stats, kind, device, returned: Instant| {
-        let spent = returned.elapsed();
-        stats.record_device(kind, device, spent);
-        if let Some(t) = trace.as_mut() {
-            crate::trace::record(t, run, kind, device, returned, spent);
-        }
-    };
+    let mut note =
+        |stats: &mut Stats, kind, device, returned| crate::trace::note(stats, trace, run, kind, device, returned);
     let ending = loop {
         if let Some((kind, device, returned)) = pending.take() {
             note(stats, kind, device, returned);
@@ -397,6 +392,9 @@ impl VirtualMachine for X86Vm {
     fn run(&mut self) -> Result<Outcome> {
         let mut stats = Stats::new();
         let exit = self.run_vcpu(&mut stats)?;
+        if let Some(t) = self.trace.as_mut() {
+            t.finish()?;
+        }
         self.notes(&mut stats);
         Ok(Outcome { exit, stats })
     }

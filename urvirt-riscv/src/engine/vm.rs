@@ -123,8 +123,10 @@ impl VirtualMachine for UrvirtVm {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })?;
         let (exit, mut stats, mechanism, wall, trace) = ran;
-        // Back on this thread, outside the jail (closing a file is not in it).
-        if let Some(t) = trace {
+        // Back on this thread, outside the jail (closing a file is not in it), kept for
+        // another run (the benchmark's).
+        self.trace = trace;
+        if let Some(t) = self.trace.as_mut() {
             t.finish()?;
         }
         if let Some(m) = &self.mem_file {
