@@ -38,7 +38,7 @@ install_if_changed() {
 }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for guest in hello sbi-probe csr-test echo spin paged devices blk gdb-target; do
+for guest in hello sbi-probe csr-test echo spin paged devices blk gdb-target pattern; do
     "$objcopy" -O binary "$CRATE/target/$TARGET/release/$guest" "$tmp/$guest.bin"
     install_if_changed "$tmp/$guest.bin" "$OUT/$guest.bin"
 done

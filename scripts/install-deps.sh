@@ -13,7 +13,8 @@ BACKPORTS_PKGS=(qemu-system-misc qemu-system-x86)
 # lz4: the x86 guest kernel is LZ4-compressed. debootstrap: the fresh-machine set-up test.
 MAIN_PKGS=(qemu-user gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils opensbi linux-source-6.1 linux-source-6.12
   linux-image-amd64 busybox-static flex bison bc libelf-dev libssl-dev cpio make gcc xz-utils lz4 debootstrap
-  gdb-multiarch ca-certificates seabios)
+  gdb-multiarch ca-certificates seabios
+  bindfs)  # bindfs: a real FUSE file system for tests/mem_file.rs (-o direct_io cannot map shared+writable)
 MIRROR="${VMM_APT_MIRROR:-http://deb.debian.org}"
 
 APT_DIR=/var/cache/vmm-apt

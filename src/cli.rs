@@ -27,6 +27,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
     /// Run a guest image (flat binary, Linux bzImage/vmlinux, or RISC-V kernel)
@@ -140,6 +142,23 @@ pub struct RunArgs {
     /// With --gdb: stop before the first guest instruction until gdb connects (like QEMU's -S)
     #[arg(long, requires = "gdb")]
     pub gdb_wait: bool,
+    /// Write one line per exit (x86) or trap (RISC-V) to FILE: time since start (us), kind (as
+    /// the --stats rows), target (port=, addr=, csr=, eid= fid=), value, handling time (ns),
+    /// tab-separated
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// With --trace: only these kinds, comma-separated, as --stats names them; a name also takes
+    /// the rows it starts ("io-out" takes "io-out debug-0xf1", "sigsys sbi" every SBI call)
+    #[arg(long, value_name = "K1,K2", requires = "trace")]
+    pub trace_kinds: Option<String>,
+    /// Back guest RAM with FILE (its first --mem bytes). Without --mem-share the file is the
+    /// guest's initial RAM, only read (as QEMU's share=off); with it the guest's writes land in it
+    #[arg(long, value_name = "PATH")]
+    pub mem_file: Option<PathBuf>,
+    /// With --mem-file: map the file shared, so that after the run it holds the guest's memory
+    /// (a missing file is created, a short one grown to the RAM size)
+    #[arg(long, requires = "mem_file")]
+    pub mem_share: bool,
     /// The guest image
     pub image: PathBuf,
 }
@@ -172,6 +191,19 @@ pub fn parse_disk(text: &str) -> Result<DiskConfig> {
         return Err(Error::bad_input(format!("bad --disk '{text}': give FILE or FILE,ro (FILE without commas)")));
     }
     Ok(DiskConfig { path: PathBuf::from(path), read_only })
+}
+
+/// `--trace FILE [--trace-kinds ...]` and `--mem-file PATH [--mem-share]` as VmConfig fields.
+pub fn trace_and_mem_file(
+    args: &RunArgs,
+) -> Result<(Option<common::trace::TraceConfig>, Option<common::mem_file::MemFileConfig>)> {
+    if args.lab && (args.trace.is_some() || args.mem_file.is_some()) {
+        return Err(Error::bad_input("--trace and --mem-file do not apply with --lab (the x86 lab host)"));
+    }
+    let kinds = args.trace_kinds.as_deref().map(common::trace::TraceConfig::parse_kinds).transpose()?;
+    let trace = args.trace.clone().map(|path| common::trace::TraceConfig { path, kinds: kinds.unwrap_or_default() });
+    let mem_file = args.mem_file.clone().map(|path| common::mem_file::MemFileConfig { path, shared: args.mem_share });
+    Ok((trace, mem_file))
 }
 
 /// Options that belong to one architecture are refused on the other instead of being ignored.

@@ -78,6 +78,11 @@ fn run(args: &RunArgs) -> Result<i32> {
     }
     let gdb = args.gdb.as_deref().map(common::gdb::parse_addr).transpose()?;
     let gdb = gdb.map(|addr| common::gdb::GdbConfig { addr, wait: args.gdb_wait });
+    let (trace, mem_file) = cli::trace_and_mem_file(args)?;
+    // Checked (and sized) here too, so a bad one is refused before a lab host boots.
+    if let Some(m) = &mem_file {
+        common::mem_file::open(m, mem_size)?;
+    }
     let vm = VmConfig {
         mem_size,
         timeout,
@@ -86,6 +91,8 @@ fn run(args: &RunArgs) -> Result<i32> {
         disks,
         stats_json: args.stats_json,
         gdb,
+        trace,
+        mem_file,
     };
     let image = Image::read(&args.image, mem_size)?;
     // The x86 backend starts the console output thread itself, once its vCPU runs: the

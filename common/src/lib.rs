@@ -12,6 +12,8 @@
 //! - [`stats`]: per exit/trap kind counts and handling times, printed by `--stats`.
 //! - [`gdb`]: the gdb remote stub's shared part (`--gdb`): socket, Ctrl-C watcher, session.
 //! - [`marks`]: points a guest marks in its run, where the lab reads the counters.
+//! - [`trace`]: `--trace`, one line per exit or trap.
+//! - [`mem_file`]: `--mem-file`, guest RAM backed by a file.
 pub mod bus;
 pub mod console;
 pub mod devices;
@@ -21,9 +23,11 @@ pub mod image;
 pub mod irq;
 pub mod jail;
 pub mod marks;
+pub mod mem_file;
 pub mod memory;
 pub mod stats;
 pub mod stdout_buffer;
+pub mod trace;
 pub mod virtio;
 pub mod vm;
 

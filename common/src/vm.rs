@@ -35,6 +35,10 @@ pub struct VmConfig {
     pub stats_json: bool,
     /// `--gdb ADDR:PORT [--gdb-wait]`: serve the gdb remote protocol (see common::gdb).
     pub gdb: Option<crate::gdb::GdbConfig>,
+    /// `--trace FILE [--trace-kinds ...]`: one line per exit/trap ([`crate::trace`]).
+    pub trace: Option<crate::trace::TraceConfig>,
+    /// `--mem-file PATH [--mem-share]`: guest RAM backed by a file ([`crate::mem_file`]).
+    pub mem_file: Option<crate::mem_file::MemFileConfig>,
 }
 
 impl Default for VmConfig {
@@ -49,6 +53,8 @@ impl Default for VmConfig {
             disks: Vec::new(),
             stats_json: false,
             gdb: None,
+            trace: None,
+            mem_file: None,
         }
     }
 }

@@ -6,8 +6,8 @@
 //!
 //! A frame is `ESC _ L A B`, a kind byte, the payload length as 4 hex digits, the payload.
 //! Kinds: `S` init has started (empty), `O` the inner vmm's stdout, `E` its stderr,
-//! `X` its exit (payload `code N` or `signal N`), `C` credit (payload: how many input bytes init
-//! has taken from the console, in decimal; see [`super::keys::InputWindow`]), `G` bytes from the
+//! `X` its exit (payload `code N` or `signal N`), `T` part of its `--trace` file, `C` credit (payload: how many
+//! input bytes init has taken from the console, in decimal; see [`super::keys::InputWindow`]), `G` bytes from the
 //! inner vmm's gdb stub ([`super::gdb_relay`]). The console is raw,
 //! so payloads are 8-bit clean.
 
@@ -22,6 +22,8 @@ pub const STDERR: u8 = b'E';
 pub const EXIT: u8 = b'X';
 pub const CREDIT: u8 = b'C';
 pub const GDB: u8 = b'G';
+/// The inner vmm's `--trace` file, sent by init once the inner vmm has ended.
+pub const TRACE: u8 = b'T';
 
 /// Appends the frames carrying `data` (split as needed) to `out`.
 pub fn encode(kind: u8, data: &[u8], out: &mut Vec<u8>) {
@@ -80,6 +82,8 @@ pub enum Event {
     Credit(usize),
     /// Bytes from the inner vmm's gdb stub, for the outer side's gdb connection.
     Gdb(Vec<u8>),
+    /// Part of the inner vmm's `--trace` file.
+    Trace(Vec<u8>),
 }
 
 /// Turns the serial byte stream back into events. Bytes outside frames are noise; the last
@@ -126,7 +130,7 @@ impl Decoder {
             let len = std::str::from_utf8(&self.pending[MAGIC.len() + 1..HEADER_LEN])
                 .ok()
                 .and_then(|s| usize::from_str_radix(s, 16).ok());
-            let Some(len) = len.filter(|_| matches!(kind, START | STDOUT | STDERR | EXIT | CREDIT | GDB)) else {
+            let Some(len) = len.filter(|_| matches!(kind, START | STDOUT | STDERR | EXIT | CREDIT | GDB | TRACE)) else {
                 // Not a real frame: the magic byte itself is noise; look further on.
                 self.note_noise(1);
                 continue;
@@ -141,6 +145,7 @@ impl Decoder {
                 STDOUT => events.push(Event::Stdout(payload)),
                 STDERR => events.push(Event::Stderr(payload)),
                 GDB => events.push(Event::Gdb(payload)),
+                TRACE => events.push(Event::Trace(payload)),
                 // A credit that does not parse grants nothing (the outer side then waits).
                 CREDIT => events
                     .push(Event::Credit(std::str::from_utf8(&payload).ok().and_then(|t| t.parse().ok()).unwrap_or(0))),

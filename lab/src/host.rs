@@ -50,8 +50,8 @@ impl LabHost {
 
 /// The names the initramfs itself uses (lib: a dynamically linked inner vmm's loader and
 /// libraries); a guest file may not take them.
-const RESERVED: [&str; 8] =
-    ["dev", "proc", "sys", "init", ARGS_FILE, "vmm-signal-storm", "vmm-jail-probe-handler", "lib"];
+const RESERVED: [&str; 9] =
+    ["dev", "proc", "sys", "init", ARGS_FILE, "vmm-signal-storm", "vmm-jail-probe-handler", "lib", "vmm-trace"];
 
 /// Runs the lab's vmm inside the lab host with `inner_args` (e.g. `run --arch riscv ...
 /// /guest.bin` or `bench --arch riscv`) and `files` (path inside, contents) in its initramfs.

@@ -168,6 +168,9 @@ fn supervise() -> io::Result<InnerExit> {
     gdb.drain(&mut buf, |bytes| send(frame::GDB, bytes));
     drop(child_in);
     let status = child.wait()?;
+    if let Some(trace) = super::passthrough::take_trace() {
+        send(frame::TRACE, &trace);
+    }
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => InnerExit::Code(code),
         (None, Some(sig)) => InnerExit::Signal(sig),
@@ -182,6 +185,9 @@ fn link_disks() {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let serial = std::fs::read_to_string(entry.path().join("serial")).unwrap_or_default();
+        if serial.trim() == super::passthrough::MEM_SERIAL {
+            let _ = std::os::unix::fs::symlink(format!("/dev/{name}"), super::passthrough::MEM_LINK);
+        }
         if let Some(slot) = serial.trim().strip_prefix("vmm-disk") {
             let _ = std::os::unix::fs::symlink(format!("/dev/{name}"), format!("{}{slot}", super::DISK_LINK));
         }

@@ -8,12 +8,14 @@
 //!   going the other way, with Ctrl-A x passed on to the inner vmm.
 //! - `host` / `qemu`: describe a lab, pack the initramfs, boot it, relay, return the inner exit.
 //! - `init`: PID 1 of the lab host (the same vmm binary, started by the lab's kernel).
+//! - [`passthrough`]: the `--trace` and `--mem-file` files, which stay on the outer machine.
 pub mod cpio;
 pub mod frame;
 pub mod gdb_relay;
 mod host;
 mod init;
 pub mod keys;
+pub mod passthrough;
 mod qemu;
 
 pub use host::{inner_disk_args, inner_path, run_inner, LabHost, DISK_LINK};

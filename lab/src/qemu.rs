@@ -26,7 +26,7 @@ const BOOT_LIMIT_VAR: &str = "VMM_LAB_BOOT_TIMEOUT";
 const RUN_SLACK: Duration = Duration::from_secs(20);
 /// How long the inner vmm may take to stop after Ctrl-A x before we stop the lab host.
 const QUIT_GRACE: Duration = Duration::from_secs(5);
-/// The same with disks: the inner vmm fsyncs them and init syncs before reporting, through
+/// The same with disks (or a --mem-file): the inner vmm fsyncs them and init syncs before reporting, through
 /// emulated virtio-blk; killing qemu sooner could lose what the guest wrote.
 const QUIT_GRACE_WITH_DISKS: Duration = Duration::from_secs(120);
 
@@ -67,6 +67,7 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
         .arg("-append")
         .arg(&host.kernel_cmdline)
         .args(disk_args(host, &vm.disks)?)
+        .args(super::passthrough::qemu_args(host.disk_device, vm)?)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -96,6 +97,7 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
     let events = tx.clone();
     let credit = Arc::clone(&window);
     let gdb = gdb_peer.clone();
+    let mut trace = super::passthrough::TraceOut::create(vm)?;
     std::thread::spawn(move || {
         let mut decoder = Decoder::new();
         let mut buf = vec![0u8; 16384];
@@ -115,6 +117,7 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
                     }
                     Event::Credit(n) => credit.grant(n),
                     Event::Gdb(bytes) => gdb.send(&bytes),
+                    Event::Trace(bytes) => trace.write(&bytes),
                     other => {
                         if other == Event::Started {
                             credit.grant(super::keys::WINDOW);
@@ -189,7 +192,8 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
                 // two bytes go outside the credit window: init's tty has room beyond it.
                 let _ = serial_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(&super::keys::QUIT);
                 user_quit = true;
-                let grace = if vm.disks.is_empty() { QUIT_GRACE } else { QUIT_GRACE_WITH_DISKS };
+                let grace =
+                    if vm.disks.is_empty() && vm.mem_file.is_none() { QUIT_GRACE } else { QUIT_GRACE_WITH_DISKS };
                 deadline = Instant::now().checked_add(grace);
             }
             Ok(Msg::Ended(noise)) => {

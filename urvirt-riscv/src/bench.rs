@@ -4,6 +4,9 @@
 //!     one raw SIGSYS round trip: the same `ecall` loop run natively from guest RAM under the
 //!     same ecall-trap mechanism, with a handler that does nothing but rt_sigreturn. Goal: the
 //!     URVirt call costs at most 1.2x the raw round trip.
+//!     The SBI loop also runs with `--trace` on (every trap, to /dev/null: the cost of the
+//!     record and its write(2)s, not of a disk): the tracer is compiled into every run, so the
+//!     URVirt figure is its cost when off, and "trace on / off" what tracing costs.
 //! (b) A compute loop run as a guest against the very same machine code called natively.
 //!     Goal: the guest runs at >= 0.95x native speed.
 //!
@@ -94,11 +97,17 @@ fn bytes_of(words: &[u32], count_at: usize, count: u64) -> Vec<u8> {
 }
 
 fn new_vm(ecall_trap: EcallTrap) -> Result<UrvirtVm> {
+    new_vm_traced(ecall_trap, None)
+}
+
+/// The same, with `--trace` to `trace` when given.
+fn new_vm_traced(ecall_trap: EcallTrap, trace: Option<&str>) -> Result<UrvirtVm> {
     let vm = VmConfig {
         mem_size: DEFAULT_MEM,
         timeout: Some(Duration::from_secs(120)),
         console: Console::capture(),
         jail: true,
+        trace: trace.map(|p| common::trace::TraceConfig { path: p.into(), kinds: Vec::new() }),
         ..VmConfig::default()
     };
     UrvirtVm::new(RiscvConfig { vm, ecall_trap, stats: false })
@@ -160,8 +169,12 @@ pub fn run_benchmarks(ecall_trap: EcallTrap) -> Result<String> {
 
     // (a) SBI call vs raw SIGSYS round trip.
     let mut vm = new_vm(ecall_trap)?;
+    let mut traced_vm = new_vm_traced(ecall_trap, Some("/dev/null"))?;
+    let mut traced_best = u64::MAX;
     let (mut guest_best, mut raw_best, mut mechanism) = (u64::MAX, u64::MAX, Mechanism::Seccomp);
     for round in 0..ROUNDS {
+        let image = bytes_of(&SBI_LOOP_GUEST, SBI_LOOP_COUNT_AT, SBI_CALLS);
+        traced_best = traced_best.min(run_guest(&mut traced_vm, "sbi-loop (built in, traced)", image)?.0);
         if round % 2 == 1 {
             let (raw, m) = raw_sigsys_round_trips(&mut vm, SBI_CALLS)?;
             (raw_best, mechanism) = (raw_best.min(raw), m);
@@ -174,7 +187,9 @@ pub fn run_benchmarks(ecall_trap: EcallTrap) -> Result<String> {
         }
     }
     drop(vm);
+    drop(traced_vm);
     let (sbi_us, raw_us) = (per(guest_best, SBI_CALLS), per(raw_best, SBI_CALLS));
+    let traced_us = per(traced_best, SBI_CALLS);
     let name = match mechanism {
         Mechanism::Sud => "syscall user dispatch",
         Mechanism::Seccomp => "seccomp filter",
@@ -184,6 +199,8 @@ pub fn run_benchmarks(ecall_trap: EcallTrap) -> Result<String> {
     let _ = writeln!(out, "SBI call through URVirt    {SBI_CALLS:>10} calls  {sbi_us:>9.2} us/call");
     let _ = writeln!(out, "raw SIGSYS round trip      {SBI_CALLS:>10} calls  {raw_us:>9.2} us/call");
     let _ = writeln!(out, "  URVirt / raw             {:>10.2}x (goal <= 1.2x)", sbi_us / raw_us);
+    let _ = writeln!(out, "SBI call, --trace on       {SBI_CALLS:>10} calls  {traced_us:>9.2} us/call (to /dev/null)");
+    let _ = writeln!(out, "  trace on / off           {:>10.2}x (off = the URVirt row)", traced_us / sbi_us);
 
     // (b) compute loop: guest vs the same code natively.
     let mut vm = new_vm(ecall_trap)?;

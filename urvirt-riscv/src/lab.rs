@@ -113,6 +113,17 @@ impl LabHostVm {
     /// Refuses a bad `--mem` here, before anything is parsed or booted.
     pub fn new(config: RiscvConfig) -> Result<Self> {
         crate::config::check_mem(config.vm.mem_size)?;
+        // Inside, a shared --mem-file is a block device, which the disks' view of RAM
+        // (common::memory::from_fd) cannot size.
+        if config.vm.mem_file.as_ref().is_some_and(|m| m.shared) && !config.vm.disks.is_empty() {
+            return Err(Error::bad_input(
+                "--disk with --mem-file --mem-share is not supported through the RISC-V lab host yet",
+            ));
+        }
+        // The trace file lives here: an unwritable one is refused before booting too.
+        if let Some(t) = &config.vm.trace {
+            common::trace::Tracer::create(t)?;
+        }
         Ok(LabHostVm { config, guest: None, guest_path: FALLBACK_GUEST.into() })
     }
 
@@ -144,6 +155,7 @@ impl LabHostVm {
                 args.push("--gdb-wait".into());
             }
         }
+        args.extend(lab::passthrough::inner_args(&c.vm));
         args.push(self.guest_path.clone());
         args
     }

@@ -14,6 +14,7 @@
 //! - [`platform`]: what those handlers need from the host, as a trait;
 //! - [`guest_timer`]: when to arm the host timer for the SBI deadline; [`stuck`]: a guest retrying a fault forever;
 //! - [`fdt`]: the guest's device tree; [`loader`]: raw and ELF kernels; [`bpf`]: the seccomp program.
+//! - [`trace`]: what one trap touched, for `--trace` (called from the engine's handler).
 //! - Devices: [`layout`], the physical map (QEMU virt's); [`mmio`], a guest load or store to a
 //!   device performed on the `common::bus::Bus`.
 //! - Sv39: [`mmu`], the page-table walk; [`tlb`], what the software TLB maps and what each
@@ -45,6 +46,7 @@ pub mod rvc;
 pub mod sbi;
 pub mod stuck;
 pub mod tlb;
+pub mod trace;
 pub mod trap;
 pub mod vmem;
 

@@ -5,6 +5,10 @@
 //!     through X86Vm (exits.rs dispatch, PIO Bus, DebugPort into a capture console, Stats),
 //!     against a loop of bare kvm-ioctls calls on an identically set-up VM: KVM_RUN, match
 //!     IoOut, continue. Set-up is outside the timed part on both sides. Rounds alternate.
+//!     The same guest runs a third time per round with `--trace` on (every exit, to a file in
+//!     target/bench): the tracer is compiled into every run, so "vmm" above is its cost when
+//!     off (one predictable branch per exit) and "trace on / off" what tracing costs. The
+//!     bookkeeping itself (Stats, and the trace line when on) is also timed alone, outside KVM.
 //! (b) Process start to HLT for hello.bin: spawn `vmm run` N times against spawning a C
 //!     program (benches/baseline/kvm_hello.c, compiled here with gcc) that does the least
 //!     KVM needs to run the same guest. "To HLT" is spawn to the newline the guest prints
@@ -26,6 +30,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 use vm_memory::{Bytes, GuestAddress};
 
+/// Calls of the run loop's bookkeeping timed per round, tracing off and on.
+const NOTES: u64 = 200_000;
 /// How many `out`s outs.bin does.
 pub const OUTS: u64 = 100_000;
 /// Guest RAM for every VM the benchmark makes (the `vmm run` default, so (b) compares like with like).
@@ -78,9 +84,11 @@ fn read_guest(opts: &BenchOptions, name: &str) -> Result<Image> {
 
 /// One run of outs.bin through the full VMM; returns microseconds per exit, and the mean
 /// time vmm itself spent handling an `out` (from KVM_RUN's return to the next KVM_RUN).
-fn vmm_exit_round(image: &Image) -> Result<(f64, f64)> {
+fn vmm_exit_round(image: &Image, trace: Option<&Path>) -> Result<(f64, f64)> {
     let console = Console::capture();
-    let vm = VmConfig { mem_size: MEM, timeout: None, console: console.clone(), jail: true, ..VmConfig::default() };
+    let trace = trace.map(|p| common::trace::TraceConfig { path: p.to_path_buf(), kinds: Vec::new() });
+    let vm =
+        VmConfig { mem_size: MEM, timeout: None, console: console.clone(), jail: true, trace, ..VmConfig::default() };
     let mut x =
         X86Vm::new(X86Config { vm, mode: Some(EntryMode::Long), linux: LinuxOptions::default(), stats: false })?;
     x.load(image)?;
@@ -211,17 +219,39 @@ pub fn run(opts: &BenchOptions) -> Result<String> {
     let baseline = build_baseline(opts)?;
 
     let (mut vmm_us, mut raw_us, mut handling_us) = (Vec::new(), Vec::new(), Vec::new());
+    let mut traced_us = Vec::new();
+    std::fs::create_dir_all(&opts.build_dir)
+        .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", opts.build_dir.display())))?;
+    let trace_file = opts.build_dir.join("exit-bench.trace");
     // Warm-up round on each side (page faults, caches), not counted.
     raw_exit_round(&outs)?;
-    vmm_exit_round(&outs)?;
+    vmm_exit_round(&outs, None)?;
+    vmm_exit_round(&outs, Some(&trace_file))?;
     for _ in 0..opts.rounds.max(1) {
         raw_us.push(raw_exit_round(&outs)?);
-        let (per_exit, handling) = vmm_exit_round(&outs)?;
+        let (per_exit, handling) = vmm_exit_round(&outs, None)?;
         vmm_us.push(per_exit);
         handling_us.push(handling);
+        traced_us.push(vmm_exit_round(&outs, Some(&trace_file))?.0);
     }
+    // The bookkeeping alone (crate::trace::note, the run loop's own), without KVM's noise.
+    let (mut note_none, mut note_off, mut note_on) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tracer = Some(common::trace::Tracer::create(&common::trace::TraceConfig {
+        path: trace_file.clone(),
+        kinds: Vec::new(),
+    })?);
+    for _ in 0..opts.rounds.max(1) {
+        note_none.push(crate::trace::note_cost_ns(NOTES, None));
+        note_off.push(crate::trace::note_cost_ns(NOTES, Some(&mut None)));
+        note_on.push(crate::trace::note_cost_ns(NOTES, Some(&mut tracer)));
+    }
+    drop(tracer);
+    let ((note_off, note_off_min), (note_on, note_on_min)) = (summary(note_off), summary(note_on));
+    let (note_none, note_none_min) = summary(note_none);
+    let _ = std::fs::remove_file(&trace_file);
     let ((vmm_us, vmm_us_min), (raw_us, raw_us_min)) = (summary(vmm_us), summary(raw_us));
     let (handling_us, handling_us_min) = summary(handling_us);
+    let (traced_us, traced_us_min) = summary(traced_us);
 
     let (mut vmm_hlt, mut vmm_exit, mut base_hlt, mut base_exit) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..opts.spawns.max(1) {
@@ -250,6 +280,22 @@ pub fn run(opts: &BenchOptions) -> Result<String> {
             "  {:<44} {handling_us:8.3} {handling_us_min:8.3} us/exit",
             "of which vmm handling (KVM_RUN return->entry)"
         ),
+        format!("  {:<44} {traced_us:8.3} {traced_us_min:8.3} us/exit", "vmm with --trace on (every exit, to a file)"),
+        format!(
+            "  {:<44} {:8.3} {:8.3}  (trace off = the vmm row)",
+            "ratio trace on/off",
+            traced_us / vmm_us,
+            traced_us_min / vmm_us_min
+        ),
+        format!("  {:<44} {note_none:8.1} {note_none_min:8.1} ns/exit", "bookkeeping alone: Stats, no trace hook"),
+        format!("  {:<44} {note_off:8.1} {note_off_min:8.1} ns/exit", "bookkeeping alone, hook in, --trace off"),
+        format!(
+            "  {:<44} {:8.3} {:8.3}  (off costs nothing measurable ~ 1.0)",
+            "ratio hook off / no hook",
+            note_off / note_none,
+            note_off_min / note_none_min
+        ),
+        format!("  {:<44} {note_on:8.1} {note_on_min:8.1} ns/exit", "bookkeeping alone, --trace on (to a file)"),
         format!("x86 process start to HLT, hello.bin; {} spawns each", opts.spawns.max(1)),
         format!("  {:<44} {vh:8.3} {vh_min:8.3} ms", "vmm run --arch x86 hello.bin"),
         format!("  {label:<44} {bh:8.3} {bh_min:8.3} ms"),

@@ -10,6 +10,7 @@
 //! - [`gdb`] - `--gdb`: the gdb remote stub's x86 target and its run-loop hooks.
 //! - [`jail`] - the seccomp allowlists of the vCPU and console threads.
 //! - [`vm`] - the VM, its vCPU and the run loop.
+//! - [`trace`] - `--trace`: what an exit touched, from kvm_run.
 //! - [`info`] - `vmm info`.
 //! - [`lab`] - `--lab`: the same run inside a Linux on an emulated AMD-V CPU (QEMU TCG).
 //! - [`bench`] - `vmm bench --arch x86`.
@@ -28,6 +29,7 @@ pub mod lab;
 pub mod linux;
 pub mod memory;
 pub mod modes;
+pub mod trace;
 pub mod vm;
 pub mod watchdog;
 

@@ -1,7 +1,8 @@
 //! Guest RAM: one anonymous mapping ([`common::memory::anonymous`], the vm-memory type every
 //! device uses) registered with KVM as memory slot 0, so guest physical address 0 is the first
-//! byte of the mapping.
+//! byte of the mapping. With `--mem-file` the mapping is of that file instead.
 use common::image::human_size;
+use common::mem_file::MemFile;
 use common::{Error, Result};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
@@ -14,6 +15,11 @@ pub const MAX_MEM: u64 = 3 << 30;
 
 /// Maps `size` bytes of guest RAM at guest physical 0 and tells KVM about it.
 pub fn create(vm: &VmFd, size: u64) -> Result<GuestMemoryMmap> {
+    create_backed(vm, size, None)
+}
+
+/// The same, from `file` (`--mem-file`: shared or private, see common::mem_file) when given.
+pub fn create_backed(vm: &VmFd, size: u64, file: Option<&MemFile>) -> Result<GuestMemoryMmap> {
     if !(MIN_MEM..=MAX_MEM).contains(&size) {
         return Err(Error::bad_input(format!(
             "bad --mem {}: guest RAM must be between {} and {}",
@@ -25,7 +31,10 @@ pub fn create(vm: &VmFd, size: u64) -> Result<GuestMemoryMmap> {
     if size & 0xfff != 0 {
         return Err(Error::bad_input(format!("bad --mem {size}: guest RAM must be a multiple of 4 KiB")));
     }
-    let mem = common::memory::anonymous(0, size)?;
+    let mem = match file {
+        Some(f) => f.guest_ram(0)?,
+        None => common::memory::anonymous(0, size)?,
+    };
     let region = kvm_userspace_memory_region {
         slot: 0,
         flags: 0,

@@ -56,6 +56,10 @@ pub struct X86Vm {
     loaded: Option<Loaded>,
     /// Where console input goes (the Linux UART); None for flat guests.
     input: Option<linux::InputSink>,
+    /// `--trace`: opened here, outside the jail; None when off.
+    trace: Option<common::trace::Tracer>,
+    /// `--mem-file`: the file behind guest RAM (kept open while the RAM is mapped).
+    _mem_file: Option<common::mem_file::MemFile>,
 }
 
 impl X86Vm {
@@ -65,14 +69,17 @@ impl X86Vm {
         let kvm = kvm::open()?;
         let vm = kvm.create_vm().map_err(|e| kvm::setup_error("KVM_CREATE_VM", e))?;
         vm.set_tss_address(TSS_ADDR).map_err(|e| kvm::setup_error("KVM_SET_TSS_ADDR", e))?;
-        let mem = memory::create(&vm, config.vm.mem_size)?;
+        let mem_file =
+            config.vm.mem_file.as_ref().map(|m| common::mem_file::open(m, config.vm.mem_size)).transpose()?;
+        let mem = memory::create_backed(&vm, config.vm.mem_size, mem_file.as_ref())?;
+        let trace = config.vm.trace.as_ref().map(common::trace::Tracer::create).transpose()?;
         let mut pio = Bus::new();
         for (port, name) in [(HELLO_PORT, HELLO_DEVICE), (BOCHS_PORT, "debug-0xe9")] {
             let dev = Arc::new(Mutex::new(DebugPort::new(config.vm.console.clone())));
             pio.insert(port, 1, name, dev).map_err(|e| Error::bad_input(format!("PIO bus: {e}")))?;
         }
         let devices = Devices { pio, mmio: Bus::new(), strict: true };
-        Ok(X86Vm { vcpu: None, vm, kvm, mem, devices, config, loaded: None, input: None })
+        Ok(X86Vm { vcpu: None, vm, kvm, mem, devices, config, loaded: None, input: None, trace, _mem_file: mem_file })
     }
 
     fn create_vcpu(&self) -> Result<VcpuFd> {
@@ -183,10 +190,11 @@ impl X86Vm {
         };
         let to_stdout = !self.config.vm.console.is_capture();
         let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
+        let trace = &mut self.trace;
         let ending = std::thread::scope(|s| {
             let thread = std::thread::Builder::new()
                 .name("vcpu".into())
-                .spawn_scoped(s, || run_loop(vcpu, &cx, stats, gdb))
+                .spawn_scoped(s, || run_loop(vcpu, &cx, stats, gdb, trace))
                 .map_err(|e| {
                     Error::bad_input(format!("cannot start the vCPU thread: {}", common::image::io_reason(&e)))
                 })?;
@@ -246,6 +254,7 @@ fn run_loop(
     cx: &RunContext<'_>,
     stats: &mut Stats,
     gdb: Option<crate::gdb::GdbLink>,
+    trace: &mut Option<common::trace::Tracer>,
 ) -> Result<std::result::Result<GuestExit, Pending>> {
     let run: *mut kvm_run = vcpu.get_kvm_run();
     let _armed = cx.kicker.arm(run);
@@ -263,9 +272,15 @@ fn run_loop(
     }
     // The exit being handled: its kind, the device that handled it ("" if none), when KVM_RUN returned.
     let mut pending: Option<(&'static str, &'static str, Instant)> = None;
+    if let Some(t) = trace.as_mut() {
+        t.restart_clock();
+    }
+    // Counts (and with --trace, traces) the exit being handled; when off, one branch.
+    let mut note =
+        |stats: &mut Stats, kind, device, returned| crate::trace::note(stats, trace, run, kind, device, returned);
     let ending = loop {
         if let Some((kind, device, returned)) = pending.take() {
-            stats.record_device(kind, device, returned.elapsed());
+            note(stats, kind, device, returned);
         }
         // Ctrl-A x before this thread was armed could not kick it: look before entering.
         if cx.quit.load(Ordering::SeqCst) {
@@ -336,11 +351,11 @@ fn run_loop(
         match step {
             Ok(None) => pending = Some((kind, device, returned)),
             Ok(Some(exit)) => {
-                stats.record_device(kind, device, returned.elapsed());
+                note(stats, kind, device, returned);
                 break Ok(exit);
             }
             Err(f) => {
-                stats.record_device(kind, device, returned.elapsed());
+                note(stats, kind, device, returned);
                 break Err(Pending::Failure(f));
             }
         }
@@ -400,6 +415,9 @@ impl VirtualMachine for X86Vm {
     fn run(&mut self) -> Result<Outcome> {
         let mut stats = Stats::new();
         let exit = self.run_vcpu(&mut stats)?;
+        if let Some(t) = self.trace.as_mut() {
+            t.finish()?;
+        }
         self.notes(&mut stats);
         Ok(Outcome { exit, stats })
     }

@@ -1,4 +1,4 @@
-//! Guest RAM: a memfd mapped at guest physical 0x80000000 in our own address space, and a
+//! Guest RAM: a memfd (or the `--mem-file`) mapped at guest physical 0x80000000 in our own address space, and a
 //! second time wherever the kernel likes as the monitor's own view ([`GuestMemory::view`]).
 //!
 //! With satp = Bare the guest's physical addresses are our virtual addresses (with Sv39 the
@@ -16,6 +16,7 @@
 //! [`host_mappings_in_window`], and guest pages there are interpreted ([`super::paging`]),
 //! never mapped over the monitor.
 use crate::loader::{Kernel, RAM_BASE};
+use common::mem_file::MemFile;
 use common::{Error, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -58,18 +59,20 @@ fn os_err(what: &str) -> Error {
 impl GuestMemory {
     /// Creates `size` bytes of zeroed RAM at [`RAM_BASE`].
     pub fn new(size: u64) -> Result<Self> {
+        Self::with_file(size, None)
+    }
+
+    /// The same, backed by `--mem-file`: with --mem-share the file's descriptor serves every
+    /// mapping in place of the memfd (all of them shared, so they stay one memory and the
+    /// guest's writes land in the file); without it the memfd starts as a copy of the file.
+    pub fn with_file(size: u64, file: Option<&MemFile>) -> Result<Self> {
         crate::config::check_mem(size)?;
-        // SAFETY: memfd_create with a valid NUL-terminated name; we own the returned fd.
-        let raw = unsafe { libc::memfd_create(c"urvirt-ram".as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(os_err("cannot create guest RAM (memfd_create)"));
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: ftruncate on our own memfd.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) } != 0 {
-            return Err(os_err("cannot size guest RAM (ftruncate)"));
-        }
+        let fd = match file {
+            Some(f) if f.shared => {
+                f.fd().try_clone_to_owned().map_err(|_| os_err("cannot use the --mem-file (dup)"))?
+            }
+            _ => new_memfd(size)?,
+        };
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; on success the range
         // [RAM_BASE, RAM_BASE+size) is ours.
         let p = unsafe {
@@ -100,6 +103,10 @@ impl GuestMemory {
             return Err(os_err("cannot map the monitor's view of guest RAM"));
         }
         let mut mem = GuestMemory { base: RAM_BASE, size, view: view as u64, fd, reserved: Vec::new() };
+        if let Some(f) = file.filter(|f| !f.shared) {
+            // SAFETY: the guest is not running yet; this is the only view.
+            f.read_into(unsafe { mem.bytes() })?;
+        }
         mem.reserve_window();
         Ok(mem)
     }
@@ -196,6 +203,22 @@ pub fn flush_icache_range(base: u64, size: u64) {
     const SYS_RISCV_FLUSH_ICACHE: libc::c_long = 259;
     // SAFETY: the syscall only takes an address range; flags 0 means all threads.
     unsafe { libc::syscall(SYS_RISCV_FLUSH_ICACHE, base, base + size, 0) };
+}
+
+/// `size` bytes of zeroed, anonymous shared memory.
+fn new_memfd(size: u64) -> Result<OwnedFd> {
+    // SAFETY: memfd_create with a valid NUL-terminated name; we own the returned fd.
+    let raw = unsafe { libc::memfd_create(c"urvirt-ram".as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(os_err("cannot create guest RAM (memfd_create)"));
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ftruncate on our own memfd.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) } != 0 {
+        return Err(os_err("cannot size guest RAM (ftruncate)"));
+    }
+    Ok(fd)
 }
 
 /// One line of /proc/self/maps.

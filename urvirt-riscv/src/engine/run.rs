@@ -67,6 +67,8 @@ pub struct RunState {
     pub devices: super::devices::Devices,
     /// `--gdb`: breakpoints, steps and stops for the debugger ([`crate::gdb::engine`]).
     pub debug: crate::gdb::engine::Debug,
+    /// `--trace`: None when off (then a trap pays one branch for it).
+    pub trace: Option<common::trace::Tracer>,
 }
 
 static STATE: AtomicPtr<RunState> = AtomicPtr::new(std::ptr::null_mut());
@@ -133,6 +135,24 @@ fn engine_platform<'a>(base: u64, view: u64, size: u64, console: &'a Console, de
 }
 
 impl RunState {
+    /// Counts a trap of `kind` that began at `start`, and traces it when `--trace` is on
+    /// (`traced` is Some exactly then).
+    fn record(&mut self, kind: &'static str, start: Instant, traced: Option<crate::trace::Before>) {
+        let spent = start.elapsed();
+        self.stats.record(kind, spent);
+        if let (Some(t), Some(b)) = (self.trace.as_mut(), traced) {
+            crate::trace::after(t, &self.hart, kind, start, spent, b);
+        }
+    }
+
+    /// What `--trace` needs to see of a trap before it is handled.
+    fn trace_before(&mut self, sig: libc::c_int, info: *const libc::siginfo_t) -> crate::trace::Before {
+        let raw = if sig == libc::SIGILL { self.fetch(self.hart.pc).unwrap_or(0) } else { 0 };
+        // SAFETY: the kernel's siginfo for this signal; si_addr is read only for faults.
+        let addr = if matches!(sig, libc::SIGSEGV | libc::SIGBUS) { (unsafe { (*info).si_addr() }) as u64 } else { 0 };
+        crate::trace::before(sig, &self.hart, raw, addr)
+    }
+
     fn in_ram(&self, addr: u64) -> bool {
         addr.wrapping_sub(self.ram_base) < self.ram_size
     }
@@ -439,6 +459,7 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     let pc = st.hart.pc;
     let before = Regime::of(&st.hart);
     st.stats.record(if st.hart.mode == Mode::User { "trap from u-mode" } else { "trap from s-mode" }, Duration::ZERO);
+    let traced = if st.trace.is_some() { Some(st.trace_before(sig, info)) } else { None };
     let handled = st.handle(sig, info);
     if let Some(why) = st.watch_progress(sig, pc, &handled) {
         st.exit = Some(GuestExit::Failed(why));
@@ -457,7 +478,7 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
         // SAFETY: `uc` is this handler's live ucontext; the saved registers are the
         // monitor's from the enter signal.
         unsafe { context::restore(&st.monitor, uc) };
-        st.stats.record(handled.kind, start.elapsed());
+        st.record(handled.kind, start, traced);
         return;
     }
     if crate::gdb::engine::stop_now(st, pc) {
@@ -489,13 +510,13 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
             st.in_guest = false;
             // SAFETY: as above.
             unsafe { context::restore(&st.monitor, uc) };
-            st.stats.record(handled.kind, start.elapsed());
+            st.record(handled.kind, start, traced);
             return;
         }
     }
     st.rearm_guest_timer(sig == libc::SIGALRM);
     // SAFETY: `uc` is this handler's live ucontext.
     unsafe { context::store(&st.hart, uc) };
-    st.stats.record(handled.kind, start.elapsed());
+    st.record(handled.kind, start, traced);
     sud::block();
 }

@@ -26,6 +26,10 @@ pub struct UrvirtVm {
     boot: Option<Hart>,
     timebase: u64,
     devices: super::devices::Devices,
+    /// `--trace`, opened here (outside the jail); the guest thread borrows it for a run.
+    trace: Option<common::trace::Tracer>,
+    /// `--mem-file`: the file behind guest RAM.
+    mem_file: Option<common::mem_file::MemFile>,
 }
 
 /// The ecall-trap mechanism that is actually in use.
@@ -37,11 +41,15 @@ pub enum Mechanism {
 
 impl UrvirtVm {
     pub fn new(config: RiscvConfig) -> Result<Self> {
-        let mem = GuestMemory::new(config.vm.mem_size)?;
+        let mem_file =
+            config.vm.mem_file.as_ref().map(|m| common::mem_file::open(m, config.vm.mem_size)).transpose()?;
+        let mem = GuestMemory::with_file(config.vm.mem_size, mem_file.as_ref())?;
+        let trace = config.vm.trace.as_ref().map(common::trace::Tracer::create).transpose()?;
         memory::check_device_windows(&mem, &crate::layout::device_windows(crate::layout::VIRTIO_SLOTS))?;
         let mut devices = super::devices::Devices::new(&config.vm.console)?;
         devices.add_disks(&config.vm.disks, (mem.memfd_fd(), mem.size), config.vm.jail)?;
-        Ok(UrvirtVm { config, mem, boot: None, timebase: fdt::host_timebase_frequency() as u64, devices })
+        let timebase = fdt::host_timebase_frequency() as u64;
+        Ok(UrvirtVm { config, mem, boot: None, timebase, devices, trace, mem_file })
     }
 
     /// Guest RAM, for the benchmarks, while the guest is not running.
@@ -105,15 +113,25 @@ impl VirtualMachine for UrvirtVm {
         signals::mask(libc::SIG_BLOCK, &[libc::SIGALRM, signals::ENTER_SIGNAL]);
         // The guest runs on a thread of its own, made for this run: the seccomp filters it
         // takes on (the ecall trap, the jail) end with it, and the caller stays free of them.
+        let trace = self.trace.take();
         let ran = std::thread::scope(|s| {
             std::thread::Builder::new()
                 .name("urvirt-guest".into())
-                .spawn_scoped(s, || self.run_on_guest_thread(hart))
+                .spawn_scoped(s, || self.run_on_guest_thread(hart, trace))
                 .map_err(|e| host_err("cannot start the guest thread", e))?
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })?;
-        let (exit, mut stats, mechanism, wall) = ran;
+        let (exit, mut stats, mechanism, wall, trace) = ran;
+        // Back on this thread, outside the jail (closing a file is not in it), kept for
+        // another run (the benchmark's).
+        self.trace = trace;
+        if let Some(t) = self.trace.as_mut() {
+            t.finish()?;
+        }
+        if let Some(m) = &self.mem_file {
+            m.sync();
+        }
         if !self.config.stats {
             // The notes below read /proc/self/maps and smaps: only when --stats asked for them.
             return Ok(Outcome { exit, stats });
@@ -142,12 +160,12 @@ impl VirtualMachine for UrvirtVm {
 }
 
 /// What a guest thread hands back: how the guest ended, its trap statistics, the ecall trap
-/// used and the time spent in the guest.
-type GuestRun = (GuestExit, Stats, Mechanism, Duration);
+/// used, the time spent in the guest and the tracer (handed back to be closed outside the jail).
+type GuestRun = (GuestExit, Stats, Mechanism, Duration, Option<common::trace::Tracer>);
 
 impl UrvirtVm {
     /// One run, on the thread that runs the guest (see [`VirtualMachine::run`]).
-    fn run_on_guest_thread(&self, hart: Hart) -> Result<GuestRun> {
+    fn run_on_guest_thread(&self, hart: Hart, trace: Option<common::trace::Tracer>) -> Result<GuestRun> {
         let guest_timer = HostTimer::for_this_thread()?;
         let timeout_timer = HostTimer::for_this_thread()?;
         let mut st = Box::new(RunState {
@@ -174,6 +192,7 @@ impl UrvirtVm {
             stuck: Default::default(),
             devices: self.devices.clone(),
             debug: Default::default(),
+            trace,
         });
         let _alt = AltStack::install().map_err(|e| host_err("cannot set up the signal stack", e))?;
         let handlers = Handlers::install().map_err(|e| host_err("cannot install signal handlers", e))?;
@@ -199,6 +218,9 @@ impl UrvirtVm {
         let started = Instant::now();
         // A --timeout too large to add to the clock means no timeout (never a panic).
         st.timeout = self.config.vm.timeout.and_then(|t| Some((config::deadline(started, t)?, t)));
+        if let Some(t) = st.trace.as_mut() {
+            t.restart_clock();
+        }
         run::set_state(&mut *st);
         timeout_timer.arm(st.timeout.map(|(_, t)| t));
         // Test hook, read here because a handler may not look at files.
@@ -231,7 +253,10 @@ impl UrvirtVm {
         if self.config.stats {
             paging_notes(&st.paging, &mut st.stats);
         }
-        Ok((exit, std::mem::take(&mut st.stats), mechanism, wall))
+        if let Some(t) = st.trace.as_mut() {
+            t.flush();
+        }
+        Ok((exit, std::mem::take(&mut st.stats), mechanism, wall, st.trace.take()))
     }
 }
 
