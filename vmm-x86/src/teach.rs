@@ -16,9 +16,15 @@
 //!   workload reads it N times (each read is a KVM_EXIT_MMIO that vmm handles).
 //!
 //! The mark port [`common::marks::X86_MARK_PORT`] is on every flat guest's bus ([`MarkPort`]).
+use crate::exits::Devices;
+use crate::kvm_stats::{self, KvmStats};
 use common::bus::{BusDevice, DeviceRequest};
+use common::marks::MAX_COUNTERS;
+use common::stats::Stats;
+use common::{Error, Result};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Each workload and the names of its event phases (phase 0, the baseline, is not named).
@@ -159,6 +165,101 @@ impl BusDevice for LabRegister {
 
     fn write(&mut self, _offset: u64, _data: &[u8]) -> Option<DeviceRequest> {
         None
+    }
+}
+
+/// `--lab-devices`, before the vCPU exists: the in-kernel irqchip and PIT, the exit port and
+/// the lab register.
+pub fn attach_lab_devices(vm: &VmFd, devices: &mut Devices) -> Result<()> {
+    crate::linux::devices::create_irqchip_and_pit(vm)?;
+    devices
+        .pio
+        .insert(LAB_EXIT_PORT, 1, EXIT_DEVICE, Arc::new(Mutex::new(ExitPort)))
+        .map_err(|e| Error::bad_input(format!("PIO bus: {EXIT_DEVICE}: {e}")))?;
+    devices
+        .mmio
+        .insert(LAB_REG_ADDR, 4, REG_DEVICE, Arc::new(Mutex::new(LabRegister)))
+        .map_err(|e| Error::bad_input(format!("MMIO bus: {REG_DEVICE}: {e}")))
+}
+
+/// Puts the mark port on a VM's PIO bus; returns the run loop's handle to it.
+pub fn attach_mark_port(devices: &mut Devices) -> Result<MarkHandle> {
+    let port = MarkPort::default();
+    let handle = port.handle();
+    devices
+        .pio
+        .insert(common::marks::X86_MARK_PORT.into(), 1, MARK_DEVICE, Arc::new(Mutex::new(port)))
+        .map_err(|e| Error::bad_input(format!("PIO bus: {MARK_DEVICE}: {e}")))?;
+    Ok(handle)
+}
+
+/// The host counter after KVM's: minor page faults of the vCPU thread. Where KVM emulates
+/// the guest's memory accesses (kvm-pvm), the host kernel's faults on guest RAM land here
+/// rather than in KVM's `pf_*` counters.
+pub const HOST_MINFLT: &str = "host_minflt";
+
+/// This thread's minor page faults so far (getrusage RUSAGE_THREAD); 0 if it fails.
+fn thread_minor_faults() -> u64 {
+    // SAFETY: getrusage writes one rusage into the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return 0;
+    }
+    usage.ru_minflt as u64
+}
+
+/// The run loop's mark keeper: after an exit the mark port handled, it records the mark with
+/// the time since the run started and KVM's counters at that moment.
+pub struct MarkRecorder {
+    handle: MarkHandle,
+    kvm: Option<KvmStats>,
+    /// KVM's counters when the run started, for the --stats notes.
+    before: Vec<u64>,
+    values: [u64; MAX_COUNTERS],
+    started: Instant,
+}
+
+impl MarkRecorder {
+    /// Opens `vcpu`'s KVM statistics (if the kernel has them) and names them in `stats`.
+    pub fn start(handle: MarkHandle, kvm: &Kvm, vcpu: &VcpuFd, stats: &mut Stats) -> Result<MarkRecorder> {
+        let mut kvm = KvmStats::open(kvm, vcpu)?;
+        let before = kvm.as_mut().map(|k| k.snapshot()).unwrap_or_default();
+        let mut names = kvm.as_ref().map(|k| k.names()).unwrap_or_default();
+        names.truncate(MAX_COUNTERS - 1);
+        names.push(HOST_MINFLT.into());
+        stats.marks.host_names = names;
+        Ok(MarkRecorder { handle, kvm, before, values: [0; MAX_COUNTERS], started: Instant::now() })
+    }
+
+    /// Called with the device that handled each exit; records a mark if it was the mark port.
+    /// No allocation: one pread of KVM's counters.
+    pub fn after_exit(&mut self, device: &str, stats: &mut Stats) {
+        if device != MARK_DEVICE {
+            return;
+        }
+        let Some(id) = self.handle.take() else { return };
+        let n = match self.kvm.as_mut() {
+            Some(k) => {
+                k.read(&mut self.values);
+                k.counters.len().min(MAX_COUNTERS - 1)
+            }
+            None => 0,
+        };
+        self.values[n] = thread_minor_faults();
+        let n = n + 1;
+        stats.record_mark(id, self.started.elapsed(), &self.values[..n]);
+    }
+
+    /// The --stats notes: KVM's counters that changed over the run.
+    pub fn notes(&mut self) -> Vec<String> {
+        match self.kvm.as_mut() {
+            Some(k) => {
+                let after = k.snapshot();
+                kvm_stats::changed_notes(&k.counters, &self.before, &after)
+            }
+            None => vec![kvm_stats::NO_STATS_NOTE.into()],
+        }
     }
 }
 
