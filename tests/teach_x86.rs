@@ -187,10 +187,12 @@ fn timer_interrupts_are_taken_inside_kvm() {
     let n = 50;
     let (_, p) = run_workload("timer", Some(n), &[]);
     assert_eq!(p[1].vmm_events(), 0, "ticks, EOIs and hlt stay in KVM: {:?}", p[1]);
-    // The guest counts exactly N ticks between cli'd halts; each was one injection.
+    // The guest takes at least N ticks (one more if a second is pending as the last handler
+    // returns); KVM injected each one it took. Injections may exceed the ticks (SVM re-injects
+    // one whose delivery an exit cut short), and a wake-up may serve two ticks, so the halts
+    // are only reported.
     assert!(p[1].kvm("irq_injections") >= n, "{:?}", p[1]);
-    assert!(p[1].kvm("irq_injections") <= n + 1, "{:?}", p[1]);
-    assert!(p[1].kvm("halt_exits") >= n - 1, "the guest halts between ticks: {:?}", p[1]);
+    eprintln!("timer: {} halts, {} injections for {n} ticks", p[1].kvm("halt_exits"), p[1].kvm("irq_injections"));
     assert_eq!(p[0].kvm("irq_injections"), 0, "IRQ 0 is masked in the baseline: {:?}", p[0]);
 }
 
@@ -250,4 +252,18 @@ fn lab_devices_are_for_x86_flat_guests() {
     let out = run_vmm(&["run", "--mode", "long", &image], 30);
     assert_exit(&out, 1);
     assert!(stderr(&out).contains("unknown I/O port 0x20"), "{}", describe(&out));
+}
+
+/// The same image inside the x86 lab host (SVM emulated by QEMU TCG): there `cpuid` is an
+/// intercept, so each one is a KVM exit (VMX would say the same), and still none reaches vmm.
+#[test]
+fn in_the_x86_lab_host_each_cpuid_is_a_kvm_exit() {
+    require_x86_lab();
+    let n = 200;
+    let (out, p) = run_workload("priv-reg", Some(n), &["--arch", "x86", "--lab"]);
+    assert!(stderr(&out).starts_with(X86_LAB_NOTICE), "{}", describe(&out));
+    let cpuid = &p[1];
+    assert_eq!(cpuid.vmm_events(), 0, "{cpuid:?}");
+    assert!(cpuid.kvm("exits") >= n, "SVM intercepts cpuid: {cpuid:?}");
+    assert!(p[0].kvm("exits") < n / 10, "the baseline loop stays in the guest: {:?}", p[0]);
 }
