@@ -89,8 +89,13 @@ fn vmm_exit_round(image: &Image, trace: Option<&Path>) -> Result<(f64, f64)> {
     let trace = trace.map(|p| common::trace::TraceConfig { path: p.to_path_buf(), kinds: Vec::new() });
     let vm =
         VmConfig { mem_size: MEM, timeout: None, console: console.clone(), jail: true, trace, ..VmConfig::default() };
-    let mut x =
-        X86Vm::new(X86Config { vm, mode: Some(EntryMode::Long), linux: LinuxOptions::default(), stats: false })?;
+    let mut x = X86Vm::new(X86Config {
+        vm,
+        mode: Some(EntryMode::Long),
+        linux: LinuxOptions::default(),
+        stats: false,
+        lab_devices: false,
+    })?;
     x.load(image)?;
     let start = Instant::now();
     let outcome = x.run()?;
@@ -118,8 +123,13 @@ fn guest_disk_round(opts: &BenchOptions) -> Result<GuestFigures> {
     let disks = vec![DiskConfig { path: path.clone(), read_only: false }];
     let vm =
         VmConfig { mem_size: MEM, timeout: None, console: console.clone(), jail: true, disks, ..VmConfig::default() };
-    let mut x =
-        X86Vm::new(X86Config { vm, mode: Some(EntryMode::Protected), linux: LinuxOptions::default(), stats: false })?;
+    let mut x = X86Vm::new(X86Config {
+        vm,
+        mode: Some(EntryMode::Protected),
+        linux: LinuxOptions::default(),
+        stats: false,
+        lab_devices: false,
+    })?;
     x.load(&image)?;
     let outcome = x.run()?;
     if outcome.exit != GuestExit::Halted || console.captured() != b"virtio-bench done\n" {

@@ -8,7 +8,7 @@ use crate::config::{EntryMode, X86Config};
 use crate::diag::{self, CodeView};
 use crate::exits::{self, Action, Applied, Devices, Exit, Failure};
 use crate::watchdog::{self, Kicker, Watchdog};
-use crate::{disks, info, jail, kvm, linux, memory, modes};
+use crate::{disks, info, jail, kvm, linux, memory, modes, teach};
 use common::bus::{Bus, DeviceRequest};
 use common::devices::debug_port::{BOCHS_PORT, HELLO_PORT};
 use common::devices::DebugPort;
@@ -60,6 +60,8 @@ pub struct X86Vm {
     trace: Option<common::trace::Tracer>,
     /// `--mem-file`: the file behind guest RAM (kept open while the RAM is mapped).
     _mem_file: Option<common::mem_file::MemFile>,
+    /// The mark port's ids (teach.rs).
+    marks: teach::MarkHandle,
 }
 
 impl X86Vm {
@@ -78,8 +80,21 @@ impl X86Vm {
             let dev = Arc::new(Mutex::new(DebugPort::new(config.vm.console.clone())));
             pio.insert(port, 1, name, dev).map_err(|e| Error::bad_input(format!("PIO bus: {e}")))?;
         }
-        let devices = Devices { pio, mmio: Bus::new(), strict: true };
-        Ok(X86Vm { vcpu: None, vm, kvm, mem, devices, config, loaded: None, input: None, trace, _mem_file: mem_file })
+        let mut devices = Devices { pio, mmio: Bus::new(), strict: true };
+        let marks = teach::attach_mark_port(&mut devices)?;
+        Ok(X86Vm {
+            vcpu: None,
+            vm,
+            kvm,
+            mem,
+            devices,
+            config,
+            loaded: None,
+            input: None,
+            trace,
+            _mem_file: mem_file,
+            marks,
+        })
     }
 
     fn create_vcpu(&self) -> Result<VcpuFd> {
@@ -191,10 +206,11 @@ impl X86Vm {
         let to_stdout = !self.config.vm.console.is_capture();
         let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
         let trace = &mut self.trace;
+        let mut marks = teach::MarkRecorder::start(self.marks.clone(), &self.kvm, vcpu, stats)?;
         let ending = std::thread::scope(|s| {
             let thread = std::thread::Builder::new()
                 .name("vcpu".into())
-                .spawn_scoped(s, || run_loop(vcpu, &cx, stats, gdb, trace))
+                .spawn_scoped(s, || run_loop(vcpu, &cx, stats, gdb, trace, &mut marks))
                 .map_err(|e| {
                     Error::bad_input(format!("cannot start the vCPU thread: {}", common::image::io_reason(&e)))
                 })?;
@@ -205,6 +221,9 @@ impl X86Vm {
             // A panic on the vCPU thread stays a panic (the hook has restored the terminal).
             thread.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         })?;
+        if self.config.stats {
+            stats.notes.extend(marks.notes());
+        }
         Ok(match ending {
             Ok(exit) => exit,
             Err(Pending::Message(m)) => GuestExit::Failed(m),
@@ -255,6 +274,7 @@ fn run_loop(
     stats: &mut Stats,
     gdb: Option<crate::gdb::GdbLink>,
     trace: &mut Option<common::trace::Tracer>,
+    marks: &mut teach::MarkRecorder,
 ) -> Result<std::result::Result<GuestExit, Pending>> {
     let run: *mut kvm_run = vcpu.get_kvm_run();
     let _armed = cx.kicker.arm(run);
@@ -327,6 +347,7 @@ fn run_loop(
             io => match exits::apply(io, cx.devices) {
                 Applied::Done { device: d } => {
                     device = d;
+                    marks.after_exit(d, stats);
                     Ok(None)
                 }
                 Applied::Request { device: d, request: DeviceRequest::PowerOff(code) } => {
@@ -374,9 +395,10 @@ impl VirtualMachine for X86Vm {
             return Err(Error::bad_input("this VM already has an image loaded"));
         }
         if linux::is_linux_kernel(&image.bytes) {
-            if self.config.mode.is_some() {
+            if self.config.mode.is_some() || self.config.lab_devices {
+                let flag = if self.config.lab_devices { "--lab-devices" } else { "--mode" };
                 return Err(Error::bad_input(format!(
-                    "--mode applies to flat binaries; {} is a Linux kernel, which picks its own entry",
+                    "{flag} applies to flat binaries; {} is a Linux kernel, which picks its own entry and devices",
                     image.path.display()
                 )));
             }
@@ -400,6 +422,10 @@ impl VirtualMachine for X86Vm {
             )));
         }
         disks::attach(None, &mut self.devices.mmio, &self.mem, &self.config.vm)?;
+        if self.config.lab_devices {
+            // The irqchip must exist before the vCPU.
+            teach::attach_lab_devices(&self.vm, &mut self.devices)?;
+        }
         let vcpu = self.create_vcpu()?;
         let mut sregs = vcpu.get_sregs().map_err(|e| kvm::setup_error("KVM_GET_SREGS", e))?;
         let mode = self.config.mode.unwrap_or_default();
