@@ -5,6 +5,9 @@
 # u64 lab_compute_kernel(u64 n): n steps of a 64-bit linear congruential generator, folding
 # the high bits of each state into a checksum (returned, so nothing can be optimized away).
     .section .text
+    # Module-level assembly does not see the target's extensions: name M (for mul) here.
+    .option push
+    .option arch, +m
     .balign 4
     .globl lab_compute_kernel
 lab_compute_kernel:
@@ -21,3 +24,4 @@ lab_compute_kernel:
     j 1b
 2:  mv a0, t3
     ret
+    .option pop
