@@ -69,7 +69,7 @@ fn run_workload(workload: &str, n: Option<u64>) -> LabRun {
     require_riscv_lab();
     let tag = format!("teach-riscv-{workload}-{}", n.map_or("default".into(), |n| n.to_string()));
     let path = scratch_file(&tag, "guest.bin", &image(workload, n));
-    let extra = urvirt_riscv::teach::run_args(workload);
+    let extra = urvirt_riscv::teach::run_args(workload.trim_end_matches("-sv39"));
     let mut args = vec!["run", "--arch", "riscv", "--stats-json", "--timeout", "120"];
     args.extend(extra.iter().map(String::as_str));
     args.push(path_str(&path));
@@ -154,6 +154,20 @@ fn page_touch_first_touches_are_host_faults_without_a_signal() {
 }
 
 #[test]
+fn page_touch_with_sv39_first_touches_are_software_tlb_fills() {
+    // Not a `vmm lab` workload: the same loop with the guest's own paging on.
+    let run = run_workload("page-touch-sv39", None);
+    let n = 1024;
+    assert_done(&run, "page-touch-sv39", n, 3);
+    assert!(stdout(&run.out).contains("Sv39 on"), "{}", describe(&run.out));
+    assert_eq!(run.events(0), rows(&[]), "the loop's code, stack and page were mapped before");
+    assert_eq!(run.events(1), rows(&[("sigsegv tlb fill", n)]), "URVirt maps each fresh page");
+    assert_eq!(run.events(2), rows(&[]), "and then it stays mapped");
+    assert!(run.host(1, "minor_faults") >= n, "Linux still allocates each page: {}", run.host(1, "minor_faults"));
+    assert!(run.host(2, "minor_faults") < 16);
+}
+
+#[test]
 fn timer_n_interrupts_taken_and_returned_from() {
     let run = run_workload("timer", None);
     let n = 1000;
@@ -231,10 +245,18 @@ fn compute_traps_only_for_the_timer_ticks() {
 #[test]
 fn lab_native_compute_runs_in_the_lab_host() {
     require_riscv_lab();
-    let out = run_vmm(&["lab-native", "compute", "1000000"], 300);
+    let n = 1_000_000;
+    let out = run_vmm(&["lab-native", "compute", &n.to_string()], 300);
     assert_exit(&out, 0);
     let took = urvirt_riscv::teach::parse_native_compute(&stdout(&out));
     assert!(took.is_some_and(|d| d.as_nanos() > 0), "{}", describe(&out));
+    // The same instructions as the guest's kernel: the same checksum for the same N.
+    let line = stdout(&out).lines().find(|l| l.contains("native_compute")).unwrap().trim().to_string();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    let checksum = v["native_compute"]["checksum"].as_u64().unwrap();
+    let run = run_workload("compute", Some(n));
+    assert_done(&run, "compute", n, 2);
+    assert!(stdout(&run.out).contains(&format!("lab compute: checksum {checksum:#x}, ")), "{}", describe(&run.out));
     let out = run_vmm(&["lab-native", "timer", "10"], 60);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("no native baseline for workload `timer`"), "{}", describe(&out));
