@@ -80,10 +80,7 @@ fn sv39() {
     // SAFETY: as above: source 10's priority, and context 1's threshold.
     let (priority, threshold) = unsafe {
         core::ptr::write_volatile((plic_va + 0x20_1000) as *mut u32, 3);
-        (
-            core::ptr::read_volatile((plic_va + 4 * 10) as *const u32),
-            core::ptr::read_volatile((plic_va + 0x20_1000) as *const u32),
-        )
+        (core::ptr::read_volatile((plic_va + 4 * 10) as *const u32), core::ptr::read_volatile((plic_va + 0x20_1000) as *const u32))
     };
     // SAFETY: back to Bare, where the kernel's physical addresses are its addresses.
     unsafe { core::arch::asm!("csrw satp, zero", "sfence.vma") };

@@ -51,16 +51,8 @@ pub struct Task {
 }
 
 impl Task {
-    const EMPTY: Task = Task {
-        name: "",
-        root: 0,
-        satp: 0,
-        ctx_frame: 0,
-        state: State::Exited(0),
-        preempted: 0,
-        out: [0; 512],
-        out_len: 0,
-    };
+    const EMPTY: Task =
+        Task { name: "", root: 0, satp: 0, ctx_frame: 0, state: State::Exited(0), preempted: 0, out: [0; 512], out_len: 0 };
 }
 
 pub struct Kernel {
@@ -98,7 +90,12 @@ extern "C" {
 }
 
 // Any trap the kernel takes in S-mode outside a probe is a kernel bug: report and stop.
-core::arch::global_asm!(".balign 4", ".globl kernel_trap_vector", "kernel_trap_vector:", "    call kernel_trap",);
+core::arch::global_asm!(
+    ".balign 4",
+    ".globl kernel_trap_vector",
+    "kernel_trap_vector:",
+    "    call kernel_trap",
+);
 
 #[no_mangle]
 extern "C" fn kernel_trap() -> ! {
