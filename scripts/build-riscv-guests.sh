@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the RISC-V test guests (guests/riscv, riscv64gc-unknown-none-elf) into raw binaries:
-#   target/guests/riscv/{hello,sbi-probe,csr-test,echo,spin,paged,devices,blk,gdb-target}.bin (Rust S-mode kernels linked at 0x80200000)
+#   target/guests/riscv/{hello,sbi-probe,csr-test,echo,spin,paged,devices,blk,gdb-target,pattern}.bin (Rust S-mode kernels linked at 0x80200000)
 #   target/guests/riscv/{gdb-target,spin}.elf (the same, as ELF with symbols, for the gdb tests)
+#   target/guests/riscv/lab-<workload>.bin                      (the teaching lab's workloads, same kind)
 #   target/guests/riscv/garbage.bin                            (fixed pseudo-random bytes: not code)
 # Idempotent: cargo rebuilds only what changed; unchanged .bin files are left alone.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,7 +39,8 @@ install_if_changed() {
 }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for guest in hello sbi-probe csr-test echo spin paged devices blk gdb-target pattern; do
+for guest in hello sbi-probe csr-test echo spin paged devices blk gdb-target pattern \
+    lab-console-out lab-priv-reg lab-page-touch lab-page-touch-sv39 lab-timer lab-syscall lab-mmio lab-compute; do
     "$objcopy" -O binary "$CRATE/target/$TARGET/release/$guest" "$tmp/$guest.bin"
     install_if_changed "$tmp/$guest.bin" "$OUT/$guest.bin"
 done

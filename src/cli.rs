@@ -38,6 +38,17 @@ pub enum Command {
     Info(InfoArgs),
     /// Measure vmm against raw baselines in one run (x86: exit cost, start-up; RISC-V: SBI call, compute loop)
     Bench(BenchArgs),
+    /// For `vmm lab`: a workload's native baseline (RISC-V compute) as one JSON line
+    #[command(hide = true)]
+    LabNative(LabNativeArgs),
+}
+
+#[derive(Args)]
+pub struct LabNativeArgs {
+    /// The workload (only `compute` has a native baseline)
+    pub workload: String,
+    /// Iterations of its kernel
+    pub iterations: u64,
 }
 
 #[derive(Args)]

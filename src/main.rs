@@ -29,6 +29,7 @@ fn main() {
         Command::Run(args) => run(&args),
         Command::Info(args) => info(&args),
         Command::Bench(args) => bench(&args),
+        Command::LabNative(args) => urvirt_riscv::teach::lab_native(&args.workload, args.iterations),
     }
     .unwrap_or_else(|e| {
         common::stdout_buffer::flush();

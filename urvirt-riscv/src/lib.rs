@@ -45,6 +45,7 @@ pub mod platform;
 pub mod rvc;
 pub mod sbi;
 pub mod stuck;
+pub mod teach;
 pub mod tlb;
 pub mod trace;
 pub mod trap;

@@ -69,6 +69,8 @@ pub struct RunState {
     pub debug: crate::gdb::engine::Debug,
     /// `--trace`: None when off (then a trap pays one branch for it).
     pub trace: Option<common::trace::Tracer>,
+    /// When the guest was first entered: marks are timed from here.
+    pub started: Instant,
 }
 
 static STATE: AtomicPtr<RunState> = AtomicPtr::new(std::ptr::null_mut());
@@ -460,7 +462,11 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     let before = Regime::of(&st.hart);
     st.stats.record(if st.hart.mode == Mode::User { "trap from u-mode" } else { "trap from s-mode" }, Duration::ZERO);
     let traced = if st.trace.is_some() { Some(st.trace_before(sig, info)) } else { None };
+    let mark_id = st.hart.x[10];
     let handled = st.handle(sig, info);
+    if handled.kind == crate::sbi::MARK_KIND {
+        crate::teach::record_mark(&mut st.stats, mark_id, st.started.elapsed());
+    }
     if let Some(why) = st.watch_progress(sig, pc, &handled) {
         st.exit = Some(GuestExit::Failed(why));
     }
@@ -490,7 +496,7 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
             st.debug.guest_fp = Some(context::save(uc));
             context::restore(&st.monitor, uc);
         }
-        st.stats.record(handled.kind, start.elapsed());
+        st.record(handled.kind, start, traced);
         return;
     }
     st.check_interrupts();

@@ -181,7 +181,7 @@ impl UrvirtVm {
             ),
             last_raw: 0,
             console: self.config.vm.console.clone(),
-            stats: Stats::new(),
+            stats: crate::teach::new_stats(),
             monitor: super::context::SavedRegs::zeroed(),
             in_guest: false,
             exit: None,
@@ -193,6 +193,7 @@ impl UrvirtVm {
             devices: self.devices.clone(),
             debug: Default::default(),
             trace,
+            started: Instant::now(),
         });
         let _alt = AltStack::install().map_err(|e| host_err("cannot set up the signal stack", e))?;
         let handlers = Handlers::install().map_err(|e| host_err("cannot install signal handlers", e))?;
@@ -216,6 +217,8 @@ impl UrvirtVm {
         let mechanism = self.trap_ecalls()?;
         st.paging.exec_outside_ram = mechanism == Mechanism::Sud;
         let started = Instant::now();
+        st.started = started;
+        let host_before = crate::teach::host_counters();
         // A --timeout too large to add to the clock means no timeout (never a panic).
         st.timeout = self.config.vm.timeout.and_then(|t| Some((config::deadline(started, t)?, t)));
         if let Some(t) = st.trace.as_mut() {
@@ -252,6 +255,7 @@ impl UrvirtVm {
             st.exit.take().unwrap_or_else(|| GuestExit::Failed("URVirt: the guest ended without a reason".into()));
         if self.config.stats {
             paging_notes(&st.paging, &mut st.stats);
+            st.stats.notes.push(crate::teach::host_note(host_before, crate::teach::host_counters()));
         }
         if let Some(t) = st.trace.as_mut() {
             t.flush();
