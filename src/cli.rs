@@ -36,6 +36,11 @@ pub enum Command {
     Info(InfoArgs),
     /// Measure vmm against raw baselines in one run (x86: exit cost, start-up; RISC-V: SBI call, compute loop)
     Bench(BenchArgs),
+    /// The teaching lab: the same workloads on KVM and on URVirt; exits or signals and ns per event
+    Lab(teaching::LabArgs),
+    /// The lab's native compute baseline (run by `vmm lab`, also inside lab hosts)
+    #[command(hide = true)]
+    LabNative(teaching::NativeArgs),
 }
 
 #[derive(Args)]

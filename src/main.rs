@@ -29,6 +29,8 @@ fn main() {
         Command::Run(args) => run(&args),
         Command::Info(args) => info(&args),
         Command::Bench(args) => bench(&args),
+        Command::Lab(args) => teaching::main(&args),
+        Command::LabNative(args) => teaching::native::main(&args),
     }
     .unwrap_or_else(|e| {
         common::stdout_buffer::flush();
