@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the RISC-V test guests (guests/riscv, riscv64gc-unknown-none-elf) into raw binaries:
 #   target/guests/riscv/{hello,sbi-probe,csr-test,echo,spin,paged,devices,blk}.bin (Rust S-mode kernels linked at 0x80200000)
+#   target/guests/riscv/lab-<workload>.bin                      (the teaching lab's workloads, same kind)
 #   target/guests/riscv/garbage.bin                            (fixed pseudo-random bytes: not code)
 # Idempotent: cargo rebuilds only what changed; unchanged .bin files are left alone.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,7 +38,8 @@ install_if_changed() {
 }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for guest in hello sbi-probe csr-test echo spin paged devices blk; do
+for guest in hello sbi-probe csr-test echo spin paged devices blk \
+    lab-console-out lab-priv-reg lab-page-touch lab-timer lab-syscall lab-mmio lab-compute; do
     "$objcopy" -O binary "$CRATE/target/$TARGET/release/$guest" "$tmp/$guest.bin"
     install_if_changed "$tmp/$guest.bin" "$OUT/$guest.bin"
 done

@@ -38,9 +38,23 @@ pub enum Command {
     Bench(BenchArgs),
     /// The teaching lab: the same workloads on KVM and on URVirt; exits or signals and ns per event
     Lab(teaching::LabArgs),
-    /// The lab's native compute baseline (run by `vmm lab`, also inside lab hosts)
+    /// For `vmm lab`: a workload's native baseline (compute) as one JSON line
     #[command(hide = true)]
-    LabNative(teaching::NativeArgs),
+    LabNative(LabNativeArgs),
+}
+
+#[derive(Args)]
+pub struct LabNativeArgs {
+    /// Whose kernel: the x86 one (here, or with --lab inside the x86 lab host) or the RISC-V one
+    #[arg(long, value_enum, default_value = "riscv")]
+    pub arch: Arch,
+    /// x86: inside the x86 lab host
+    #[arg(long)]
+    pub lab: bool,
+    /// The workload (only `compute` has a native baseline)
+    pub workload: String,
+    /// Iterations of its kernel
+    pub iterations: u64,
 }
 
 #[derive(Args)]

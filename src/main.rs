@@ -30,7 +30,9 @@ fn main() {
         Command::Info(args) => info(&args),
         Command::Bench(args) => bench(&args),
         Command::Lab(args) => teaching::main(&args),
-        Command::LabNative(args) => teaching::native::main(&args),
+        Command::LabNative(args) => {
+            teaching::native::main(args.arch == Arch::X86, args.lab, &args.workload, args.iterations)
+        }
     }
     .unwrap_or_else(|e| {
         common::stdout_buffer::flush();

@@ -3,9 +3,9 @@
 use common::{Error, Result};
 use std::path::Path;
 
-// The workload facts each backend's own helper keeps (see standin.rs until they land).
-use crate::standin::riscv as riscv_teach;
+// The workload facts each backend keeps in its own teach module.
 use crate::standin::x86 as x86_teach;
+use urvirt_riscv::teach as riscv_teach;
 
 /// (workload, phase names after the baseline).
 pub type Workloads = &'static [(&'static str, &'static [&'static str])];
@@ -85,17 +85,6 @@ impl Backend {
         args.push(image.display().to_string());
         args
     }
-
-    /// `vmm lab-native ...`: the compute kernel natively, where this backend's guest ran.
-    pub fn native_args(&self, iterations: u64, runs: u32) -> Vec<String> {
-        let mut args: Vec<String> =
-            ["lab-native", "--arch", if self.is_x86() { "x86" } else { "riscv" }].map(String::from).into();
-        if self.kind == Kind::X86Lab {
-            args.push("--lab".into());
-        }
-        args.extend(["--runs".into(), runs.to_string(), "compute".into(), iterations.to_string()]);
-        args
-    }
 }
 
 /// This host's KVM, named as the lab reports it.
@@ -167,23 +156,6 @@ pub fn check_available(backend: &Backend) -> Result<()> {
     }
 }
 
-/// The native compute kernel in this process, on this backend's architecture.
-pub fn native_compute(x86: bool, iterations: u64) -> Result<std::time::Duration> {
-    #[cfg(target_arch = "x86_64")]
-    if x86 {
-        return Ok(x86_teach::native_compute(iterations));
-    }
-    #[cfg(all(target_arch = "riscv64", target_os = "linux"))]
-    if !x86 {
-        return Ok(riscv_teach::native_compute(iterations));
-    }
-    Err(Error::bad_input(format!(
-        "the native {} compute kernel cannot run on this {} host",
-        if x86 { "x86" } else { "riscv64" },
-        std::env::consts::ARCH
-    )))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,7 +178,6 @@ mod tests {
         assert_eq!(&args[..6], ["run", "--arch", "x86", "--lab", "--stats-json", "--timeout"]);
         assert_eq!(args.last().unwrap(), "/t/lab-timer.bin");
         let rv = Backend::new(Kind::Riscv);
-        assert_eq!(rv.native_args(500, 3), ["lab-native", "--arch", "riscv", "--runs", "3", "compute", "500"]);
         assert_eq!(rv.arch_dir(), "riscv");
         assert_eq!(rv.event_word(), "signals");
     }

@@ -28,7 +28,6 @@ use measure::Measure;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use native::NativeArgs;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 pub enum ArchChoice {
@@ -280,19 +279,9 @@ fn run_one(job: &Job, image: &Path, n: u64, timeout: u64) -> std::result::Result
     }
     let stats = runner::parse_stats_json(&out.stderr)?;
     let phases = runner::phases(&stats, job.phases.len() + 1)?;
-    let native = if job.workload == measure::COMPUTE { Some(native_ns(&job.backend, n)?) } else { None };
+    let native = if job.workload == measure::COMPUTE { Some(native::native_ns(&job.backend, n)?) } else { None };
     let measures = measure::measure(job.workload, job.backend.name, job.phases, &phases, n, native);
     Ok((measures, stats.notes))
-}
-
-/// The compute kernel natively where the backend ran: the median of 3 runs.
-fn native_ns(backend: &Backend, n: u64) -> std::result::Result<u64, String> {
-    let out = runner::run_child(&backend.native_args(n, 3)).map_err(|e| e.message)?;
-    let runs = native::parse_lines(&out.stdout, n);
-    if out.code != Some(0) || runs.is_empty() {
-        return Err(format!("the native compute baseline failed ({:?}): {}", out.code, out.last_error()));
-    }
-    Ok(common::stats::median(runs.iter().map(|&ns| ns as f64).collect()) as u64)
 }
 
 #[cfg(test)]

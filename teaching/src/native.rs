@@ -1,90 +1,79 @@
-//! `vmm lab-native` (hidden): the compute workload's kernel run natively, the baseline the
-//! guest's compute phase is measured against. It must run where the guest ran: on this host
-//! for x86 on its KVM; inside the x86 lab host for `--lab`; inside the riscv lab host (or on a
-//! riscv64 host itself) for RISC-V. So `vmm lab` runs it as a child, like `vmm run`, and reads
-//! one line per run from its stdout: `native compute N=<n> ns=<ns>`.
-use crate::backend;
-use clap::{Args, ValueEnum};
-use common::vm::VmConfig;
+//! The compute workload's native baseline: the same kernel the guest runs, run natively where
+//! the guest ran, so that "reaches X of native" compares like with like. On this host for x86
+//! on its KVM; inside the x86 lab host for x86-lab; inside the riscv lab host (or on a riscv64
+//! host itself) for RISC-V. `vmm lab` runs the hidden `vmm lab-native` as a child, like
+//! `vmm run`, and reads its one JSON line (`urvirt_riscv::teach::native_compute_json`).
+use crate::backend::{Backend, Kind};
+use crate::runner;
 use common::{Error, Result};
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
-pub enum NativeArch {
-    X86,
-    Riscv,
-}
-
-#[derive(Args, Debug)]
-pub struct NativeArgs {
-    /// Whose compute kernel
-    #[arg(long, value_enum, default_value = "x86")]
-    pub arch: NativeArch,
-    /// x86: inside the x86 lab host
-    #[arg(long)]
-    pub lab: bool,
-    /// How many times to run it (one line each)
-    #[arg(long, default_value_t = 3)]
-    pub runs: u32,
-    /// The kernel (only `compute`)
-    pub kernel: String,
-    /// Iterations
-    pub iterations: u64,
-}
-
-pub fn main(args: &NativeArgs) -> Result<i32> {
-    if args.kernel != "compute" {
-        return Err(Error::bad_input(format!("lab-native: unknown kernel '{}' (only compute)", args.kernel)));
-    }
-    let x86 = args.arch == NativeArch::X86;
-    let here = if x86 { cfg!(target_arch = "x86_64") } else { cfg!(all(target_arch = "riscv64", target_os = "linux")) };
-    if here && !(x86 && args.lab) {
-        for _ in 0..args.runs.max(1) {
-            let took = backend::native_compute(x86, args.iterations)?;
-            println!("{}", line(args.iterations, took.as_nanos() as u64));
+/// `vmm lab-native [--arch x86|riscv] [--lab] compute N`.
+pub fn main(x86: bool, lab: bool, workload: &str, iterations: u64) -> Result<i32> {
+    if !x86 {
+        if lab {
+            return Err(Error::bad_input("lab-native: --lab applies to --arch x86"));
         }
-        return Ok(common::error::EXIT_OK);
+        return urvirt_riscv::teach::lab_native(workload, iterations);
     }
-    // Elsewhere: the same command, without --lab, inside the lab host that has that CPU.
-    let inner: Vec<String> = ["lab-native", "--arch", if x86 { "x86" } else { "riscv" }, "--runs"]
-        .map(String::from)
-        .into_iter()
-        .chain([args.runs.to_string(), "compute".into(), args.iterations.to_string()])
-        .collect();
-    in_lab(x86, &inner)
+    if workload != "compute" {
+        return Err(Error::bad_input(format!(
+            "lab-native: no native baseline for workload `{workload}` (only `compute` has one)"
+        )));
+    }
+    x86_native(lab, iterations)
 }
 
 #[cfg(target_arch = "x86_64")]
-fn in_lab(x86: bool, inner: &[String]) -> Result<i32> {
-    let vm = VmConfig { mem_size: 0, ..VmConfig::default() };
-    if x86 {
-        return Ok(vmm_x86::lab::run_inner(&vm, inner, &[])?.exit_code());
+fn x86_native(lab: bool, iterations: u64) -> Result<i32> {
+    if lab {
+        let inner = ["lab-native", "--arch", "x86", "compute"].map(String::from).into_iter().chain([iterations.to_string()]);
+        let vm = common::vm::VmConfig { mem_size: 0, ..common::vm::VmConfig::default() };
+        return Ok(vmm_x86::lab::run_inner(&vm, &inner.collect::<Vec<_>>(), &[])?.exit_code());
     }
-    let config = urvirt_riscv::RiscvConfig {
-        vm: VmConfig { mem_size: urvirt_riscv::config::DEFAULT_MEM, ..VmConfig::default() },
-        ecall_trap: urvirt_riscv::EcallTrap::Auto,
-        stats: false,
-    };
-    Ok(urvirt_riscv::lab::run_inner(&config, inner, &[])?.exit_code())
+    // Timed here rather than with teach::native_compute, to print the kernel's result too
+    // (the guest's compute phase ends with the same value).
+    let start = std::time::Instant::now();
+    let checksum = std::hint::black_box(vmm_x86::teach::compute_kernel(std::hint::black_box(iterations)));
+    let took = start.elapsed();
+    println!("{}", urvirt_riscv::teach::native_compute_json(iterations, took, checksum));
+    Ok(common::error::EXIT_OK)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn in_lab(x86: bool, _inner: &[String]) -> Result<i32> {
-    let _ = VmConfig::default;
-    Err(Error::bad_input(format!(
-        "lab-native --arch {}: no lab host for it on this {} host",
-        if x86 { "x86" } else { "riscv" },
-        std::env::consts::ARCH
-    )))
+fn x86_native(_lab: bool, _iterations: u64) -> Result<i32> {
+    Err(Error::bad_input(format!("lab-native --arch x86 needs an x86_64 host; this one is {}", std::env::consts::ARCH)))
 }
 
-pub fn line(iterations: u64, ns: u64) -> String {
-    format!("native compute N={iterations} ns={ns}")
+/// `vmm lab-native ...` for the backend.
+pub fn args(backend: &Backend, iterations: u64) -> Vec<String> {
+    let mut args: Vec<String> = ["lab-native", "--arch", if backend.is_x86() { "x86" } else { "riscv" }].map(String::from).into();
+    if backend.kind == Kind::X86Lab {
+        args.push("--lab".into());
+    }
+    args.extend(["compute".into(), iterations.to_string()]);
+    args
 }
 
-/// The ns of every `native compute N=<n> ns=<ns>` line for this N.
-pub fn parse_lines(stdout: &str, iterations: u64) -> Vec<u64> {
-    let prefix = format!("native compute N={iterations} ns=");
-    stdout.lines().filter_map(|l| l.trim().strip_prefix(&prefix)?.parse().ok()).collect()
+/// How many native runs a backend's baseline is the median of: each run in a lab host boots it.
+pub fn runs(backend: &Backend) -> usize {
+    if backend.kind == Kind::X86Kvm || cfg!(all(target_arch = "riscv64", target_os = "linux")) {
+        3
+    } else {
+        1
+    }
+}
+
+/// The native compute time for `iterations` where `backend` runs, in ns.
+pub fn native_ns(backend: &Backend, iterations: u64) -> std::result::Result<u64, String> {
+    let mut samples = Vec::new();
+    for _ in 0..runs(backend) {
+        let out = runner::run_child(&args(backend, iterations)).map_err(|e| e.message)?;
+        match urvirt_riscv::teach::parse_native_compute(&out.stdout) {
+            Some(took) if out.code == Some(0) => samples.push(took.as_nanos() as f64),
+            _ => return Err(format!("the native compute baseline failed ({:?}): {}", out.code, out.last_error())),
+        }
+    }
+    Ok(common::stats::median(samples) as u64)
 }
 
 #[cfg(test)]
@@ -92,9 +81,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lines_round_trip() {
-        let out = format!("noise\n{}\n{}\nnative compute N=9 ns=1\n", line(1000, 250), line(1000, 260));
-        assert_eq!(parse_lines(&out, 1000), [250, 260]);
-        assert!(parse_lines("native compute N=1000 ns=x", 1000).is_empty());
+    fn command_lines_per_backend() {
+        let a = |k| args(&Backend::new(k), 500);
+        assert_eq!(a(Kind::X86Kvm), ["lab-native", "--arch", "x86", "compute", "500"]);
+        assert_eq!(a(Kind::X86Lab), ["lab-native", "--arch", "x86", "--lab", "compute", "500"]);
+        assert_eq!(a(Kind::Riscv), ["lab-native", "--arch", "riscv", "compute", "500"]);
     }
 }

@@ -1,7 +1,6 @@
-//! TEMPORARY STAND-IN for `vmm_x86::teach` and `urvirt_riscv::teach`, which the x86 and RISC-V
-//! workload helpers write (vmm-x86/src/teach.rs, urvirt-riscv/src/teach.rs). Same names and
-//! signatures, so that `backend.rs` switches to the real modules by changing its two `use`
-//! lines; this file is then deleted. The phase names follow the contract in the issue.
+//! TEMPORARY STAND-IN for `vmm_x86::teach`, which the x86 workload helper writes
+//! (vmm-x86/src/teach.rs). Same names and signatures, so that `backend.rs` switches to the real
+//! module by changing its `use` line; this file is then deleted. The phase names follow the contract in the issue.
 #![allow(dead_code)]
 
 pub mod x86 {
@@ -25,28 +24,6 @@ pub mod x86 {
 
     /// The compute kernel's instructions in this process (a stand-in loop).
     pub fn native_compute(iterations: u64) -> Duration {
-        super::stand_in_kernel(iterations)
-    }
-}
-
-pub mod riscv {
-    /// (workload, phase names after the baseline phase 0).
-    pub const WORKLOADS: &[(&str, &[&str])] = &[
-        ("console-out", &["sbi putchar", "uart store"]),
-        ("priv-reg", &["csrr sscratch", "csrw sscratch"]),
-        ("page-touch", &["first touch", "second touch"]),
-        ("timer", &["timer interrupt"]),
-        ("syscall", &["ecall+sret"]),
-        ("mmio", &["uart lsr read"]),
-        ("compute", &["compute"]),
-    ];
-
-    pub fn run_args(_workload: &str) -> Vec<String> {
-        Vec::new()
-    }
-
-    /// riscv64 only in the real module.
-    pub fn native_compute(iterations: u64) -> std::time::Duration {
         super::stand_in_kernel(iterations)
     }
 }

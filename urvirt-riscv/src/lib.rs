@@ -43,6 +43,7 @@ pub mod platform;
 pub mod rvc;
 pub mod sbi;
 pub mod stuck;
+pub mod teach;
 pub mod tlb;
 pub mod trap;
 pub mod vmem;

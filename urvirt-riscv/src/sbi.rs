@@ -3,7 +3,7 @@
 //! Calling convention: a7 = extension id (EID), a6 = function id (FID), arguments in a0..a5;
 //! the result comes back as a0 = error, a1 = value. Legacy (v0.1) calls return only a0.
 //! Implemented: legacy set_timer, console_putchar, console_getchar, clear_ipi, send_ipi,
-//! remote fences (no-ops on one hart) and shutdown; BASE; TIME; SRST; DBCN.
+//! remote fences (no-ops on one hart) and shutdown; BASE; TIME; SRST; DBCN; the lab's mark.
 //! Everything else answers SBI_ERR_NOT_SUPPORTED.
 use crate::csr::{SIP_SSIP, SIP_STIP};
 use crate::hart::{Action, Hart};
@@ -25,6 +25,10 @@ pub const EXT_BASE: u64 = 0x10;
 pub const EXT_TIME: u64 = 0x5449_4d45; // "TIME"
 pub const EXT_SRST: u64 = 0x5352_5354; // "SRST"
 pub const EXT_DBCN: u64 = 0x4442_434e; // "DBCN"
+/// The teaching lab's mark (vendor range): a0 = mark id; the engine records it ([`crate::teach`]).
+pub const EXT_LAB_MARK: u64 = common::marks::RISCV_MARK_EID;
+/// The statistics row of a mark call: the engine looks for it to record the mark.
+pub const MARK_KIND: &str = "sigsys sbi lab-mark";
 
 /// SBI specification 2.0: major in bits 30:24, minor in 23:0.
 pub const SPEC_VERSION: u64 = 2 << 24;
@@ -113,6 +117,10 @@ pub fn handle(hart: &mut Hart, platform: &mut dyn Platform) -> SbiResult {
             done("sigsys sbi time")
         }
         EXT_SRST => srst(hart, fid),
+        EXT_LAB_MARK => {
+            ret(hart, SBI_SUCCESS, 0);
+            done(MARK_KIND)
+        }
         EXT_DBCN => {
             dbcn(hart, fid, platform);
             done("sigsys sbi dbcn")
@@ -133,7 +141,7 @@ fn set_timer(hart: &mut Hart, deadline: u64) {
 
 /// Whether `probe_extension` reports `eid` as available.
 pub fn is_supported(eid: u64) -> bool {
-    matches!(eid, 0..=LEGACY_SHUTDOWN | EXT_BASE | EXT_TIME | EXT_SRST | EXT_DBCN)
+    matches!(eid, 0..=LEGACY_SHUTDOWN | EXT_BASE | EXT_TIME | EXT_SRST | EXT_DBCN | EXT_LAB_MARK)
 }
 
 fn base(hart: &mut Hart, fid: u64, a0: u64) {
@@ -263,6 +271,15 @@ mod tests {
         assert_eq!((h.x[10], h.x[11]), (0, 0));
         call(&mut h, &mut p, EXT_BASE, 99, &[]);
         assert_eq!(h.x[10] as i64, SBI_ERR_NOT_SUPPORTED);
+    }
+
+    #[test]
+    fn lab_mark_succeeds_and_is_its_own_row() {
+        let (mut h, mut p) = (Hart::new(0x8020_0000), FakePlatform::new());
+        let r = call(&mut h, &mut p, EXT_LAB_MARK, 0, &[3]);
+        assert_eq!(r, SbiResult { kind: MARK_KIND, action: Action::Resume });
+        assert_eq!(h.x[10], 0);
+        assert!(is_supported(EXT_LAB_MARK));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![no_std]
 
 pub mod hw;
+pub mod lab;
 pub mod sbi;
 
 use core::fmt::{self, Write};

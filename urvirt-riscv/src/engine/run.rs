@@ -63,6 +63,8 @@ pub struct RunState {
     pub stuck: StuckDetector,
     /// The device bus and the PLIC's output for this hart ([`super::devices`]).
     pub devices: super::devices::Devices,
+    /// When the guest was first entered: marks are timed from here.
+    pub started: Instant,
 }
 
 static STATE: AtomicPtr<RunState> = AtomicPtr::new(std::ptr::null_mut());
@@ -423,7 +425,11 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     let pc = st.hart.pc;
     let before = Regime::of(&st.hart);
     st.stats.record(if st.hart.mode == Mode::User { "trap from u-mode" } else { "trap from s-mode" }, Duration::ZERO);
+    let mark_id = st.hart.x[10];
     let handled = st.handle(sig, info);
+    if handled.kind == crate::sbi::MARK_KIND {
+        crate::teach::record_mark(&mut st.stats, mark_id, st.started.elapsed());
+    }
     if let Some(why) = st.watch_progress(sig, pc, &handled) {
         st.exit = Some(GuestExit::Failed(why));
     }

@@ -163,7 +163,7 @@ impl UrvirtVm {
             ),
             last_raw: 0,
             console: self.config.vm.console.clone(),
-            stats: Stats::new(),
+            stats: crate::teach::new_stats(),
             monitor: super::context::SavedRegs::zeroed(),
             in_guest: false,
             exit: None,
@@ -173,6 +173,7 @@ impl UrvirtVm {
             timebase: self.timebase,
             stuck: Default::default(),
             devices: self.devices.clone(),
+            started: Instant::now(),
         });
         let _alt = AltStack::install().map_err(|e| host_err("cannot set up the signal stack", e))?;
         let handlers = Handlers::install().map_err(|e| host_err("cannot install signal handlers", e))?;
@@ -191,6 +192,8 @@ impl UrvirtVm {
         let mechanism = self.trap_ecalls()?;
         st.paging.exec_outside_ram = mechanism == Mechanism::Sud;
         let started = Instant::now();
+        st.started = started;
+        let host_before = crate::teach::host_counters();
         // A --timeout too large to add to the clock means no timeout (never a panic).
         st.timeout = self.config.vm.timeout.and_then(|t| Some((config::deadline(started, t)?, t)));
         run::set_state(&mut *st);
@@ -221,6 +224,7 @@ impl UrvirtVm {
             st.exit.take().unwrap_or_else(|| GuestExit::Failed("URVirt: the guest ended without a reason".into()));
         if self.config.stats {
             paging_notes(&st.paging, &mut st.stats);
+            st.stats.notes.push(crate::teach::host_note(host_before, crate::teach::host_counters()));
         }
         Ok((exit, std::mem::take(&mut st.stats), mechanism, wall))
     }
