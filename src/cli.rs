@@ -149,6 +149,10 @@ pub struct RunArgs {
     /// Linux boots fully on any x86_64 host (kvm-pvm, or no /dev/kvm)
     #[arg(long)]
     pub lab: bool,
+    /// x86 flat binaries: the teaching lab's devices (in-kernel irqchip and PIT, exit port 0xf4,
+    /// MMIO register at 0xd0100000); `vmm lab` passes it to the lab-*.bin guests
+    #[arg(long)]
+    pub lab_devices: bool,
     /// A raw disk image the guest sees as a virtio-blk device (`,ro`: read-only); repeat for more
     /// disks, which take consecutive slots. No commas in FILE.
     #[arg(long, value_name = "FILE[,ro]")]
@@ -195,6 +199,7 @@ pub fn check_arch_options(args: &RunArgs) -> Result<()> {
             ("--initrd", args.initrd.is_some()),
             ("--kernel-cmdline", args.kernel_cmdline.is_some()),
             ("--lab", args.lab),
+            ("--lab-devices", args.lab_devices),
         ],
         Arch::X86 => &[("--ecall", args.ecall.is_some())],
     };
@@ -226,7 +231,8 @@ pub fn x86_vm(args: &RunArgs, vm: VmConfig) -> Result<Box<dyn VirtualMachine>> {
         Mode::Long => vmm_x86::EntryMode::Long,
     });
     let linux = vmm_x86::LinuxOptions { cmdline: args.kernel_cmdline.clone(), initrd: args.initrd.clone() };
-    let config = vmm_x86::X86Config { vm, mode, linux, stats: args.stats || args.stats_json };
+    let config =
+        vmm_x86::X86Config { vm, mode, linux, stats: args.stats || args.stats_json, lab_devices: args.lab_devices };
     if args.lab {
         return Ok(Box::new(vmm_x86::lab::LabVm::new(config)));
     }

@@ -81,8 +81,13 @@ fn read_guest(opts: &BenchOptions, name: &str) -> Result<Image> {
 fn vmm_exit_round(image: &Image) -> Result<(f64, f64)> {
     let console = Console::capture();
     let vm = VmConfig { mem_size: MEM, timeout: None, console: console.clone(), jail: true, ..VmConfig::default() };
-    let mut x =
-        X86Vm::new(X86Config { vm, mode: Some(EntryMode::Long), linux: LinuxOptions::default(), stats: false })?;
+    let mut x = X86Vm::new(X86Config {
+        vm,
+        mode: Some(EntryMode::Long),
+        linux: LinuxOptions::default(),
+        stats: false,
+        lab_devices: false,
+    })?;
     x.load(image)?;
     let start = Instant::now();
     let outcome = x.run()?;
@@ -110,8 +115,13 @@ fn guest_disk_round(opts: &BenchOptions) -> Result<GuestFigures> {
     let disks = vec![DiskConfig { path: path.clone(), read_only: false }];
     let vm =
         VmConfig { mem_size: MEM, timeout: None, console: console.clone(), jail: true, disks, ..VmConfig::default() };
-    let mut x =
-        X86Vm::new(X86Config { vm, mode: Some(EntryMode::Protected), linux: LinuxOptions::default(), stats: false })?;
+    let mut x = X86Vm::new(X86Config {
+        vm,
+        mode: Some(EntryMode::Protected),
+        linux: LinuxOptions::default(),
+        stats: false,
+        lab_devices: false,
+    })?;
     x.load(&image)?;
     let outcome = x.run()?;
     if outcome.exit != GuestExit::Halted || console.captured() != b"virtio-bench done\n" {

@@ -31,6 +31,9 @@ pub struct X86Config {
     pub linux: LinuxOptions,
     /// Collect the extra --stats notes (final registers, monitor RSS), which cost a /proc read.
     pub stats: bool,
+    /// `--lab-devices` (flat binaries): the teaching lab's devices (teach.rs): in-kernel irqchip
+    /// and PIT, an exit port, a read-only MMIO register.
+    pub lab_devices: bool,
 }
 
 /// Guest RAM when `--mem` is not given: enough for a small Linux; KVM maps it lazily, so

@@ -275,6 +275,9 @@ impl LabVm {
         if c.vm.stats_json {
             args.push("--stats-json".into());
         }
+        if c.lab_devices {
+            args.push("--lab-devices".into());
+        }
         if !c.vm.jail {
             args.push("--no-seccomp".into());
         }
@@ -329,7 +332,7 @@ mod tests {
             jail: false,
             ..VmConfig::default()
         };
-        X86Config { vm, mode, linux, stats: true }
+        X86Config { vm, mode, linux, stats: true, lab_devices: false }
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! - [`lab`] - `--lab`: the same run inside a Linux on an emulated AMD-V CPU (QEMU TCG).
 //! - [`bench`] - `vmm bench --arch x86`.
 //! - [`linux`] - booting Linux (issue 3).
+//! - [`teach`] - the teaching lab's x86 workloads: their run arguments, native compute, lab devices.
+//! - [`kvm_stats`] - KVM's binary statistics of the vCPU (what KVM handled without vmm).
 pub mod bench;
 pub mod config;
 pub mod diag;
@@ -22,10 +24,12 @@ pub mod info;
 pub mod irq;
 pub mod jail;
 pub mod kvm;
+pub mod kvm_stats;
 pub mod lab;
 pub mod linux;
 pub mod memory;
 pub mod modes;
+pub mod teach;
 pub mod vm;
 pub mod watchdog;
 

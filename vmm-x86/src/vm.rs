@@ -8,7 +8,7 @@ use crate::config::{EntryMode, X86Config};
 use crate::diag::{self, CodeView};
 use crate::exits::{self, Action, Applied, Devices, Exit, Failure};
 use crate::watchdog::{self, Kicker, Watchdog};
-use crate::{disks, info, jail, kvm, linux, memory, modes};
+use crate::{disks, info, jail, kvm, linux, memory, modes, teach};
 use common::bus::{Bus, DeviceRequest};
 use common::devices::debug_port::{BOCHS_PORT, HELLO_PORT};
 use common::devices::DebugPort;
@@ -56,6 +56,8 @@ pub struct X86Vm {
     loaded: Option<Loaded>,
     /// Where console input goes (the Linux UART); None for flat guests.
     input: Option<linux::InputSink>,
+    /// The mark port's ids (teach.rs).
+    marks: teach::MarkHandle,
 }
 
 impl X86Vm {
@@ -71,8 +73,9 @@ impl X86Vm {
             let dev = Arc::new(Mutex::new(DebugPort::new(config.vm.console.clone())));
             pio.insert(port, 1, name, dev).map_err(|e| Error::bad_input(format!("PIO bus: {e}")))?;
         }
-        let devices = Devices { pio, mmio: Bus::new(), strict: true };
-        Ok(X86Vm { vcpu: None, vm, kvm, mem, devices, config, loaded: None, input: None })
+        let mut devices = Devices { pio, mmio: Bus::new(), strict: true };
+        let marks = teach::attach_mark_port(&mut devices)?;
+        Ok(X86Vm { vcpu: None, vm, kvm, mem, devices, config, loaded: None, input: None, marks })
     }
 
     fn create_vcpu(&self) -> Result<VcpuFd> {
@@ -180,16 +183,20 @@ impl X86Vm {
             jail: self.config.vm.jail,
         };
         let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
+        let mut marks = teach::MarkRecorder::start(self.marks.clone(), &self.kvm, vcpu, stats)?;
         let ending = std::thread::scope(|s| {
             let thread = std::thread::Builder::new()
                 .name("vcpu".into())
-                .spawn_scoped(s, || run_loop(vcpu, &cx, stats))
+                .spawn_scoped(s, || run_loop(vcpu, &cx, stats, &mut marks))
                 .map_err(|e| {
                     Error::bad_input(format!("cannot start the vCPU thread: {}", common::image::io_reason(&e)))
                 })?;
             // A panic on the vCPU thread stays a panic (the hook has restored the terminal).
             thread.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         })?;
+        if self.config.stats {
+            stats.notes.extend(marks.notes());
+        }
         Ok(match ending {
             Ok(exit) => exit,
             Err(Pending::Message(m)) => GuestExit::Failed(m),
@@ -238,6 +245,7 @@ fn run_loop(
     vcpu: &mut VcpuFd,
     cx: &RunContext<'_>,
     stats: &mut Stats,
+    marks: &mut teach::MarkRecorder,
 ) -> Result<std::result::Result<GuestExit, Pending>> {
     let run: *mut kvm_run = vcpu.get_kvm_run();
     let _armed = cx.kicker.arm(run);
@@ -292,6 +300,7 @@ fn run_loop(
             io => match exits::apply(io, cx.devices) {
                 Applied::Done { device: d } => {
                     device = d;
+                    marks.after_exit(d, stats);
                     Ok(None)
                 }
                 Applied::Request { device: d, request: DeviceRequest::PowerOff(code) } => {
@@ -336,9 +345,10 @@ impl VirtualMachine for X86Vm {
             return Err(Error::bad_input("this VM already has an image loaded"));
         }
         if linux::is_linux_kernel(&image.bytes) {
-            if self.config.mode.is_some() {
+            if self.config.mode.is_some() || self.config.lab_devices {
+                let flag = if self.config.lab_devices { "--lab-devices" } else { "--mode" };
                 return Err(Error::bad_input(format!(
-                    "--mode applies to flat binaries; {} is a Linux kernel, which picks its own entry",
+                    "{flag} applies to flat binaries; {} is a Linux kernel, which picks its own entry and devices",
                     image.path.display()
                 )));
             }
@@ -362,6 +372,10 @@ impl VirtualMachine for X86Vm {
             )));
         }
         disks::attach(None, &mut self.devices.mmio, &self.mem, &self.config.vm)?;
+        if self.config.lab_devices {
+            // The irqchip must exist before the vCPU.
+            teach::attach_lab_devices(&self.vm, &mut self.devices)?;
+        }
         let vcpu = self.create_vcpu()?;
         let mut sregs = vcpu.get_sregs().map_err(|e| kvm::setup_error("KVM_GET_SREGS", e))?;
         let mode = self.config.mode.unwrap_or_default();

@@ -27,7 +27,8 @@ fn pio_insert(pio: &mut Bus, base: u64, len: u64, name: &'static str, dev: Share
 }
 
 /// KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2: interrupts and the timer, emulated in the kernel.
-fn create_irqchip_and_pit(vm: &VmFd) -> Result<()> {
+/// Also what `--lab-devices` gives a flat guest (teach.rs).
+pub(crate) fn create_irqchip_and_pit(vm: &VmFd) -> Result<()> {
     vm.create_irq_chip().map_err(|e| setup_error("KVM_CREATE_IRQCHIP", e))?;
     // A dummy speaker port (0x61) inside KVM: Linux reads it to calibrate against the PIT.
     let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
