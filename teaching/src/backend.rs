@@ -4,7 +4,17 @@ use common::{Error, Result};
 use std::path::Path;
 
 // The workload facts each backend keeps in its own teach module.
-use crate::standin::x86 as x86_teach;
+#[cfg(target_arch = "x86_64")]
+use vmm_x86::teach as x86_teach;
+
+/// A host without KVM's x86 backend (the riscv64 build) has no x86 workloads.
+#[cfg(not(target_arch = "x86_64"))]
+mod x86_teach {
+    pub const WORKLOADS: super::Workloads = &[];
+    pub fn run_args(_workload: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
 use urvirt_riscv::teach as riscv_teach;
 
 /// (workload, phase names after the baseline).

@@ -17,7 +17,6 @@ pub mod measure;
 pub mod native;
 pub mod report;
 pub mod runner;
-mod standin;
 pub mod table;
 pub mod workload;
 
