@@ -112,6 +112,7 @@ pub fn chart_svg(workload: &str, bars: &[Bar], backends: &[Backend]) -> Result<S
             .disable_y_mesh()
             .y_labels(n as usize + 1)
             .y_label_formatter(&label_of)
+            .x_label_formatter(&|v| table::ns(*v))
             .x_desc("ns per event (event phase minus baseline); compute: ns per iteration")
             .label_style(("sans-serif", 13))
             .draw()
@@ -172,7 +173,7 @@ fn cells(results: &Results, m: &Measure) -> Vec<String> {
         if rows.is_empty() { "-".into() } else { rows },
         table::ns(m.ns_per_event()),
         ratio_text(r),
-        host_text(m, 6),
+        host_text(m, 8),
     ]
 }
 
@@ -197,8 +198,8 @@ pub fn html(results: &Results, charts: &[(String, String)]) -> String {
     for c in results.compute_figures() {
         let _ = writeln!(
             s,
-            "<p class=\"compute\">compute with the guest's 100 Hz timer running reaches <b>{:.3}</b> of native on {} ({} measured on {}).</p>",
-            c.of_native,
+            "<p class=\"compute\">compute with the guest's 100 Hz timer running reaches <b>{}</b> of native on {} ({} measured on {}).</p>",
+            table::fraction(c.of_native),
             esc(&c.backend),
             esc(&c.backend),
             esc(&results.backends.iter().find(|b| b.name == c.backend).map_or(String::new(), |b| b.measured_on.clone()))
@@ -232,8 +233,13 @@ pub fn html(results: &Results, charts: &[(String, String)]) -> String {
             s.push_str("</tr>\n");
         }
         s.push_str("</table>\n");
-        for (w, b, note) in results.notes.iter().filter(|(w, _, _)| w == workload) {
-            let _ = writeln!(s, "<p class=\"note\">{} on {}: {}</p>", esc(w), esc(b), esc(note));
+        let notes: Vec<_> = results.notes.iter().filter(|(w, _, _)| w == workload).collect();
+        if !notes.is_empty() {
+            s.push_str("<details><summary>What each run noted (its --stats notes)</summary>\n");
+            for (_, b, note) in notes {
+                let _ = writeln!(s, "<p class=\"note\">{}: {}</p>", esc(b), esc(note));
+            }
+            s.push_str("</details>\n");
         }
         s.push_str("</section>\n");
     }

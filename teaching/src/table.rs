@@ -45,13 +45,43 @@ pub fn ratio_text(r: Option<f64>) -> String {
     }
 }
 
-/// The host counters that moved most, "exits 1.00, io_exits 1.00".
+/// The host counters shown first when they moved: the ones that tell which layer handled an
+/// event (KVM's statistics; the vCPU or guest thread's page faults).
+const HOST_FIRST: &[&str] = &[
+    "exits",
+    "io_exits",
+    "mmio_exits",
+    "halt_exits",
+    "irq_exits",
+    "insn_emulation",
+    "pf_taken",
+    "pf_guest",
+    "irq_injections",
+    "host_minflt",
+    "minor_faults",
+    "major_faults",
+];
+
+/// The host counters that moved by at least 0.01 per event, "exits 1.00, io_exits 1.00": the
+/// telling ones first, then the largest. Times (`*_ns`) are left to the raw data.
 pub fn host_text(m: &Measure, most: usize) -> String {
-    let moved = m.host_per_event();
+    let rank = |k: &str| HOST_FIRST.iter().position(|f| *f == k).unwrap_or(HOST_FIRST.len());
+    let mut moved: Vec<(String, f64)> =
+        m.host_per_event().into_iter().filter(|(k, v)| !k.ends_with("_ns") && v.abs() >= 0.01).collect();
+    moved.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then(b.1.abs().total_cmp(&a.1.abs())));
     if moved.is_empty() {
         return "-".into();
     }
     moved.iter().take(most).map(|(k, v)| format!("{k} {}", per_event(*v))).collect::<Vec<_>>().join(", ")
+}
+
+/// A fraction such as "compute reaches 0.981 of native"; small ones keep 3 digits.
+pub fn fraction(v: f64) -> String {
+    if v >= 0.01 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.3e}")
+    }
 }
 
 /// The reference backend's measure of the same workload and phase.
@@ -135,8 +165,8 @@ pub fn render(results: &Results) -> String {
     for c in results.compute_figures() {
         let _ = writeln!(
             s,
-            "compute with the guest's 100 Hz timer running reaches {:.3} of native on {} (guest {} ns, native {} ns per iteration)",
-            c.of_native,
+            "compute with the guest's 100 Hz timer running reaches {} of native on {} (guest {} ns, native {} ns per iteration)",
+            fraction(c.of_native),
             c.backend,
             ns(c.guest_ns_per_iteration),
             ns(c.native_ns_per_iteration)
@@ -175,6 +205,24 @@ mod tests {
             phase_ns,
             baseline_ns: base,
         }
+    }
+
+    #[test]
+    fn host_column_shows_telling_counters_first() {
+        let mut x = m("mmio", 1, "mmio read", "x86-kvm", 100, 1000, 0);
+        x.host = BTreeMap::from([
+            ("fpu_reload".into(), 300),
+            ("mmio_exits".into(), 100),
+            ("exits".into(), 100),
+            ("halt_wait_ns".into(), 99_000),
+            ("preemption_other".into(), -1),
+        ]);
+        assert_eq!(host_text(&x, 3), "exits 1.00, mmio_exits 1.00, fpu_reload 3.00");
+        assert_eq!(host_text(&x, 1), "exits 1.00");
+        x.host = BTreeMap::from([("halt_wait_ns".into(), 99_000), ("exits".into(), 0)]);
+        assert_eq!(host_text(&x, 3), "-");
+        assert_eq!(fraction(0.98123), "0.981");
+        assert_eq!(fraction(0.000214), "2.140e-4");
     }
 
     #[test]
