@@ -27,7 +27,6 @@ use measure::Measure;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 pub enum ArchChoice {
     X86,

@@ -26,7 +26,8 @@ pub fn main(x86: bool, lab: bool, workload: &str, iterations: u64) -> Result<i32
 #[cfg(target_arch = "x86_64")]
 fn x86_native(lab: bool, iterations: u64) -> Result<i32> {
     if lab {
-        let inner = ["lab-native", "--arch", "x86", "compute"].map(String::from).into_iter().chain([iterations.to_string()]);
+        let inner =
+            ["lab-native", "--arch", "x86", "compute"].map(String::from).into_iter().chain([iterations.to_string()]);
         let vm = common::vm::VmConfig { mem_size: 0, ..common::vm::VmConfig::default() };
         return Ok(vmm_x86::lab::run_inner(&vm, &inner.collect::<Vec<_>>(), &[])?.exit_code());
     }
@@ -46,7 +47,8 @@ fn x86_native(_lab: bool, _iterations: u64) -> Result<i32> {
 
 /// `vmm lab-native ...` for the backend.
 pub fn args(backend: &Backend, iterations: u64) -> Vec<String> {
-    let mut args: Vec<String> = ["lab-native", "--arch", if backend.is_x86() { "x86" } else { "riscv" }].map(String::from).into();
+    let mut args: Vec<String> =
+        ["lab-native", "--arch", if backend.is_x86() { "x86" } else { "riscv" }].map(String::from).into();
     if backend.kind == Kind::X86Lab {
         args.push("--lab".into());
     }
