@@ -44,6 +44,10 @@ pub fn is_mark_row(name: &str) -> bool {
     name.contains("mark")
 }
 
+/// URVirt's rows that count every signal again by the mode it came from: a sum of the other
+/// rows, so counting them too would double the signals.
+pub const AGGREGATE_ROWS: [&str; 2] = ["trap from u-mode", "trap from s-mode"];
+
 /// Finds and parses the `{"vmm_stats":...}` line in a run's stderr.
 pub fn parse_stats_json(stderr: &str) -> std::result::Result<RunStats, String> {
     let line = stderr
@@ -109,7 +113,7 @@ pub fn phases(stats: &RunStats, phases: usize) -> std::result::Result<Vec<Phase>
             if let Some((_, n)) = counts.iter_mut().find(|(k, n)| is_mark_row(k) && **n > 0) {
                 *n -= 1;
             }
-            counts.retain(|_, n| *n != 0);
+            counts.retain(|k, n| *n != 0 && !AGGREGATE_ROWS.contains(&k.as_str()));
             Phase { ns: b.at_ns.saturating_sub(a.at_ns), counts, host: delta(&a.host, &b.host) }
         })
         .collect())
@@ -165,7 +169,7 @@ mod tests {
         r#"{"vmm_stats":{"rows":[{"kind":"io-out lab-mark-0xf2","count":4,"total_ns":1,"max_ns":1}],"notes":["flavor"],"#,
         r#""marks":[{"id":0,"at_ns":1000,"counts":{"io-out lab-mark-0xf2":0,"cpuid":0},"host":{"exits":10,"pf_taken":3}},"#,
         r#"{"id":1,"at_ns":2000,"counts":{"io-out lab-mark-0xf2":1,"cpuid":0},"host":{"exits":12,"pf_taken":3}},"#,
-        r#"{"id":2,"at_ns":9000,"counts":{"io-out lab-mark-0xf2":2,"cpuid":100},"host":{"exits":114,"pf_taken":4}},"#,
+        r#"{"id":2,"at_ns":9000,"counts":{"io-out lab-mark-0xf2":2,"cpuid":100,"trap from s-mode":101},"host":{"exits":114,"pf_taken":4}},"#,
         r#"{"id":3,"at_ns":9500,"counts":{"io-out lab-mark-0xf2":3,"cpuid":100,"hlt":0},"host":{"exits":115,"pf_taken":4}}],"#,
         r#""marks_dropped":0}}"#,
         "\n"
@@ -191,7 +195,7 @@ mod tests {
         assert!(p[0].counts.is_empty(), "the baseline saw only its mark: {:?}", p[0].counts);
         assert_eq!(p[0].host["exits"], 2);
         assert_eq!(p[1].ns, 7000);
-        assert_eq!(p[1].counts, BTreeMap::from([("cpuid".to_string(), 100)]));
+        assert_eq!(p[1].counts, BTreeMap::from([("cpuid".to_string(), 100)]), "no aggregate row");
         assert_eq!(p[1].host["exits"], 102);
         assert_eq!(p[1].host["pf_taken"], 1);
         // Three phases need marks 0..=3, which are there; four are not.
