@@ -128,11 +128,22 @@ pub struct ChildOutput {
 }
 
 impl ChildOutput {
-    /// The child's last stderr line that is not its JSON: usually its one-line error.
+    /// The child's last stderr line that is neither its JSON nor a lab host's notice
+    /// ("vmm: running the ... build inside ..."): usually its one-line error.
     pub fn last_error(&self) -> String {
-        let line = self.stderr.lines().rev().find(|l| !l.contains("{\"vmm_stats\"") && !l.trim().is_empty());
-        line.unwrap_or("(no message)").trim().to_string()
+        let said =
+            |l: &&str| !l.contains("{\"vmm_stats\"") && !l.trim().is_empty() && !l.starts_with("vmm: running the ");
+        match self.stderr.lines().rev().find(said) {
+            Some(line) => line.trim().to_string(),
+            None => format!("(nothing on stderr; stdout ends: {:?})", tail(&self.stdout, 200)),
+        }
     }
+}
+
+/// The last `max` characters of `text`.
+fn tail(text: &str, max: usize) -> &str {
+    let start = text.char_indices().rev().nth(max).map_or(0, |(i, _)| i);
+    &text[start..]
 }
 
 /// Runs this vmm binary with `args`, stdin closed, capturing both outputs.
@@ -211,6 +222,20 @@ mod tests {
         let mut s = parse_stats_json(STDERR).unwrap();
         s.marks_dropped = 2;
         assert!(phases(&s, 2).unwrap_err().contains("dropped"));
+    }
+
+    #[test]
+    fn last_error_skips_json_and_lab_notices() {
+        let out =
+            |stderr: &str, stdout: &str| ChildOutput { code: Some(1), stdout: stdout.into(), stderr: stderr.into() };
+        assert_eq!(
+            out("vmm: guest failed: triple fault\n{\"vmm_stats\":{}}\n", "").last_error(),
+            "vmm: guest failed: triple fault"
+        );
+        assert_eq!(
+            out("vmm: running the riscv64 build inside riscv64 Linux\n", "lab x ok\n").last_error(),
+            "(nothing on stderr; stdout ends: \"lab x ok\\n\")"
+        );
     }
 
     #[test]
