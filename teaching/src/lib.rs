@@ -60,6 +60,8 @@ Backends: x86-kvm (this host's /dev/kvm), x86-lab (KVM inside the x86 lab host, 
 QEMU emulates: each run boots it, ~10 s), riscv (URVirt; on a non-riscv64 host inside the riscv
 lab host under QEMU: each run boots it, a few seconds). A full run takes a few minutes.
 
+On a busy machine, --runs 3 shows the median of three runs of each phase.
+
 Exit codes: 0 every run measured; 1 a workload run failed (its row says why); 2 bad usage or a
 missing prerequisite (no /dev/kvm, lab host or workload image not built: run scripts/setup.sh).";
 
@@ -81,6 +83,10 @@ pub struct LabArgs {
     /// Also write DIR/index.html (SVG charts), DIR/lab.csv and DIR/lab.json
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Run each workload this many times and show the median run of each phase (a busy
+    /// machine's noise; with compute, the native baseline is measured again for each run)
+    #[arg(long, value_name = "R", default_value_t = 1)]
+    pub runs: u32,
     /// Stop a workload run after this many seconds (it then counts as failed)
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub timeout: u64,
@@ -115,6 +121,8 @@ pub struct Results {
     pub failures: Vec<Failure>,
     /// (workload, backend, note) from the runs' statistics notes.
     pub notes: Vec<(String, String, String)>,
+    /// Each figure is of the median of this many runs (`--runs`; 0 reads as 1).
+    pub runs: u32,
 }
 
 impl Results {
@@ -195,6 +203,9 @@ pub fn main(args: &LabArgs) -> Result<i32> {
     if args.iterations == Some(0) {
         return Err(Error::bad_input("--iterations must be at least 1"));
     }
+    if args.runs == 0 {
+        return Err(Error::bad_input("--runs must be at least 1"));
+    }
     if args.timeout == 0 {
         return Err(Error::bad_input("--timeout must be at least 1 second"));
     }
@@ -237,20 +248,35 @@ pub fn main(args: &LabArgs) -> Result<i32> {
 }
 
 fn run_jobs(jobs: &[Job], backends: Vec<Backend>, args: &LabArgs, scratch: &Path) -> Result<Results> {
-    let mut results = Results { backends, ..Results::default() };
+    let mut results = Results { backends, runs: args.runs, ..Results::default() };
     let started = Instant::now();
     for (i, job) in jobs.iter().enumerate() {
         let copy = format!("lab-{}-{}.bin", job.workload, job.backend.name);
         let (image, n) = workload::prepare(&job.image, args.iterations, scratch, &copy)?;
         eprint!("vmm lab: [{:>2}/{}] {} on {} (N={n}) ... ", i + 1, jobs.len(), job.workload, job.backend.name);
         let t = Instant::now();
-        match run_one(job, &image, n, args.timeout) {
-            Ok((measures, notes)) => {
+        let mut runs = Vec::new();
+        let mut failed = None;
+        for r in 0..args.runs {
+            if args.runs > 1 {
+                eprint!("run {}/{} ", r + 1, args.runs);
+            }
+            match run_one(job, &image, n, args.timeout) {
+                Ok(run) => runs.push(run),
+                Err(reason) => {
+                    failed = Some(reason);
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => {
                 eprintln!("{:.1} s", t.elapsed().as_secs_f64());
-                results.measures.extend(measures);
+                let notes = runs.first().map(|(_, notes)| notes.clone()).unwrap_or_default();
+                results.measures.extend(measure::median_run(runs.into_iter().map(|(m, _)| m).collect()));
                 results.notes.extend(notes.into_iter().map(|n| (job.workload.into(), job.backend.name.into(), n)));
             }
-            Err(reason) => {
+            Some(reason) => {
                 eprintln!("FAILED: {reason}");
                 results.failures.push(Failure {
                     workload: job.workload.into(),

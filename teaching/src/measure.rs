@@ -111,10 +111,30 @@ pub fn measure(
         .collect()
 }
 
-/// How many times the reference's cost this one's is (`None` when either is not positive:
-/// an event cheaper than the noise has no meaningful ratio).
+/// The median of several runs of one workload, phase by phase: of each phase, the run whose
+/// ns per event (compute: fraction of native) is the median, with that run's counts, so every
+/// figure of a row comes from one run. The upper median of an even count, as
+/// `common::stats::median`.
+pub fn median_run(runs: Vec<Vec<Measure>>) -> Vec<Measure> {
+    let phases = runs.iter().map(Vec::len).min().unwrap_or(0);
+    (0..phases)
+        .map(|i| {
+            let mut of_phase: Vec<&Measure> = runs.iter().map(|r| &r[i]).collect();
+            let key = |m: &Measure| m.of_native().unwrap_or_else(|| m.ns_per_event());
+            of_phase.sort_by(|a, b| key(a).total_cmp(&key(b)));
+            of_phase[of_phase.len() / 2].clone()
+        })
+        .collect()
+}
+
+/// Below this an event's ns per event is within the noise of a phase's timing (and of the
+/// baseline subtracted from it): a ratio to it would say nothing.
+pub const RATIO_FLOOR_NS: f64 = 20.0;
+
+/// How many times the reference's cost this one's is; `None` when either is below
+/// [`RATIO_FLOOR_NS`].
 pub fn ratio(ns: f64, reference_ns: f64) -> Option<f64> {
-    (ns > 0.0 && reference_ns > 0.0).then(|| ns / reference_ns)
+    (ns >= RATIO_FLOOR_NS && reference_ns >= RATIO_FLOOR_NS).then(|| ns / reference_ns)
 }
 
 #[cfg(test)]
@@ -160,10 +180,30 @@ mod tests {
     }
 
     #[test]
+    fn the_median_run_of_each_phase() {
+        let run = |a: u64, b: u64| {
+            let phases = [phase(0, &[], &[]), phase(a, &[("x", a as i64)], &[]), phase(b, &[], &[])];
+            measure("mmio", "riscv", &["read", "write"], &phases, 1, None)
+        };
+        let m = median_run(vec![run(30, 1), run(10, 3), run(20, 2)]);
+        assert_eq!((m[0].phase_ns, m[0].exits["x"]), (20, 20), "phase 1: its median run, with its counts");
+        assert_eq!(m[1].phase_ns, 2);
+        assert_eq!(median_run(vec![run(5, 6)]), run(5, 6));
+        assert!(median_run(Vec::new()).is_empty());
+        // Compute: by the fraction of native.
+        let c = |guest: u64, native: u64| {
+            measure(COMPUTE, "x86-kvm", &["compute"], &[phase(0, &[], &[]), phase(guest, &[], &[])], 1, Some(native))
+        };
+        let m = median_run(vec![c(100, 90), c(100, 99), c(100, 50)]);
+        assert_eq!(m[0].of_native(), Some(0.9));
+    }
+
+    #[test]
     fn ratios() {
         assert_eq!(ratio(3000.0, 1500.0), Some(2.0));
         assert_eq!(ratio(-5.0, 1500.0), None);
         assert_eq!(ratio(5.0, 0.0), None);
+        assert_eq!(ratio(50_000.0, 1.0), None, "a reference within the noise");
     }
 
     #[test]

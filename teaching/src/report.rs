@@ -189,7 +189,9 @@ pub fn html(results: &Results, charts: &[(String, String)]) -> String {
          <h1>vmm lab: hardware-assisted and trap-and-emulate virtualization, same workloads</h1>\n\
          <p>Each workload makes N events of one kind after a baseline phase running the same loop without the event. \
          ns per event = (event phase &minus; baseline) / N; compute is measured against the same kernel run natively. \
-         The ratio is to {reference}. The guide is <code>docs/lab.md</code>.</p>\n<h2>Where each figure was measured</h2>\n<ul>\n"
+         The ratio is to {reference}. The guide is <code>docs/lab.md</code>.</p>\n<h2>Where each figure was measured</h2>\n\
+         <p>All in one <code>vmm lab</code> run{}:</p>\n<ul>\n",
+        if results.runs > 1 { format!(", each figure the median of {} runs", results.runs) } else { String::new() }
     );
     for b in &results.backends {
         let _ = writeln!(s, "<li><b>{}</b>: {}</li>", esc(b.name), esc(&b.measured_on));
@@ -342,7 +344,7 @@ pub fn json(results: &Results) -> String {
     let notes: Vec<_> =
         results.notes.iter().map(|(w, b, n)| json!({ "workload": w, "backend": b, "note": n })).collect();
     let doc = json!({ "vmm_lab": {
-        "backends": backends, "reference": results.backends.first().map(|b| b.name),
+        "backends": backends, "reference": results.backends.first().map(|b| b.name), "runs": results.runs.max(1),
         "measures": measures, "failures": failures, "notes": notes,
     }});
     serde_json::to_string_pretty(&doc).expect("a JSON value always serializes") + "\n"
@@ -375,6 +377,7 @@ mod tests {
             ],
             failures: vec![Failure { workload: "mmio".into(), backend: "riscv".into(), reason: "a <bad> run".into() }],
             notes: vec![("console-out".into(), "x86-kvm".into(), "flavor: PVM".into())],
+            runs: 1,
         }
     }
 

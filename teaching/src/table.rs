@@ -13,8 +13,10 @@ pub fn per_event(v: f64) -> String {
         format!("{v:.0}")
     } else if a >= 0.01 {
         format!("{v:.2}")
-    } else {
+    } else if a >= 0.0001 {
         format!("{v:.4}")
+    } else {
+        format!("{v:.1e}")
     }
 }
 
@@ -172,7 +174,11 @@ pub fn render(results: &Results) -> String {
             ns(c.native_ns_per_iteration)
         );
     }
-    let _ = writeln!(s, "measured on (every figure above, in this one run):");
+    let runs = match results.runs {
+        0 | 1 => "in this one run".to_string(),
+        r => format!("in this run, each the median of {r} runs"),
+    };
+    let _ = writeln!(s, "measured on (every figure above, {runs}):");
     for b in &results.backends {
         let _ = writeln!(s, "  {:<8} {}", b.name, b.measured_on);
     }
@@ -230,6 +236,7 @@ mod tests {
         assert_eq!(per_event(1.0), "1.00");
         assert_eq!(per_event(0.0001), "0.0001");
         assert_eq!(per_event(0.0), "0");
+        assert_eq!(per_event(0.000025), "2.5e-5");
         assert_eq!(per_event(4096.0), "4096");
         assert_eq!(ns(1234567.4), "1,234,567");
         assert_eq!(ns(-1234.0), "-1,234");
