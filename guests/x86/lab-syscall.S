@@ -9,28 +9,10 @@
 lab_name:	.asciz "syscall"
 
 main:
-	mov $0xc0000080, %ecx		# EFER.SCE: syscall/sysret on
-	rdmsr
-	or $1, %eax
-	wrmsr
-	mov $0xc0000081, %ecx		# STAR: sysret from USER32_CS, syscall to KERNEL_CS
-	xor %eax, %eax
-	mov $(USER32_CS << 16) | KERNEL_CS, %edx
-	wrmsr
-	mov $0xc0000082, %ecx		# LSTAR: the entry
 	lea sys_entry(%rip), %rax
-	xor %edx, %edx
-	wrmsr
-	mov $0xc0000084, %ecx		# SFMASK: interrupts off in the kernel
-	mov $0x200, %eax
-	wrmsr
-	pushq $USER_DS | 3		# to ring 3: SS, RSP, RFLAGS (IOPL 3), CS, RIP
-	pushq $USER_STACK
-	pushq $0x3002
-	pushq $USER_CS | 3
+	call lab_syscall_init
 	lea user(%rip), %rax
-	push %rax
-	iretq
+	jmp lab_to_user
 
 user:
 	MARK 0

@@ -1,7 +1,8 @@
 # lab-timer.bin (teaching lab): phase 1 takes N timer interrupts from the PIT at 1 kHz (KVM's
 # in-kernel PIT and PIC, --lab-devices), halting between them: each is an interrupt injected,
 # a handler run, an EOI `out` and an `iretq`, all inside KVM. Phase 0: the same loop without
-# waiting. A tick may land between the last check and `cli`, so phase 1 holds N or N+1 ticks.
+# waiting. Interrupts are on only across `hlt` and the handler's return, so phase 1 takes N
+# ticks, or N+1 when another is already pending as the last handler returns.
 	.code64
 	.set LAB_DEFAULT_N, 500
 	.include "lab.inc"

@@ -77,7 +77,11 @@ fn parse_descriptors(block: &[u8], count: usize, name_size: usize) -> Option<Vec
         let name = &d[size_of::<kvm_stats_desc>()..];
         let name = String::from_utf8_lossy(&name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())]);
         let kind = flags & KVM_STATS_TYPE_MASK;
-        if size != 1 || kind == KVM_STATS_TYPE_LINEAR_HIST || kind == KVM_STATS_TYPE_LOG_HIST || offset % 8 != 0 {
+        if size != 1
+            || kind == KVM_STATS_TYPE_LINEAR_HIST
+            || kind == KVM_STATS_TYPE_LOG_HIST
+            || !offset.is_multiple_of(8)
+        {
             continue;
         }
         let is_count = flags & KVM_STATS_UNIT_MASK == KVM_STATS_UNIT_NONE;
