@@ -39,7 +39,7 @@ install_if_changed() {
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 for guest in hello sbi-probe csr-test echo spin paged devices blk \
-    lab-console-out lab-priv-reg lab-page-touch lab-timer lab-syscall lab-mmio lab-compute; do
+    lab-console-out lab-priv-reg lab-page-touch lab-page-touch-sv39 lab-timer lab-syscall lab-mmio lab-compute; do
     "$objcopy" -O binary "$CRATE/target/$TARGET/release/$guest" "$tmp/$guest.bin"
     install_if_changed "$tmp/$guest.bin" "$OUT/$guest.bin"
 done

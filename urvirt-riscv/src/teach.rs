@@ -5,6 +5,9 @@
 //! The workload guests are `target/guests/riscv/lab-<workload>.bin` (guests/riscv/src/bin/lab_*.rs).
 //! Each makes marks 0, 1, 2, ... with the SBI call [`common::marks::RISCV_MARK_EID`]; phase 0
 //! is the baseline loop, phases 1.. are the phases [`WORKLOADS`] names, each with N events.
+//! page-touch runs with paging off; `lab-page-touch-sv39.bin` (not a lab workload, for
+//! `vmm run --stats`) is the same loop with the guest's Sv39 on, where each first touch is a
+//! SIGSEGV that fills URVirt's software TLB.
 //!
 //! The host layer: what the host Linux did for the guest thread without a signal reaching
 //! URVirt, read with `getrusage(RUSAGE_THREAD)` inside the mark's signal handler (a plain
@@ -121,7 +124,7 @@ pub fn native_compute(iterations: u64) -> Duration {
 
 /// `vmm lab-native compute N`: runs the native baseline and prints its JSON line on stdout.
 /// On riscv64 Linux it runs here; elsewhere inside the riscv64 lab host, whose output is
-/// relayed (use [`native_compute_in_lab`] to get the figure as a value).
+/// relayed (read the figure back with [`parse_native_compute`]).
 pub fn lab_native(workload: &str, iterations: u64) -> common::Result<i32> {
     if workload != "compute" {
         return Err(common::Error::bad_input(format!(
@@ -136,35 +139,16 @@ pub fn lab_native(workload: &str, iterations: u64) -> common::Result<i32> {
     }
     #[cfg(not(all(target_arch = "riscv64", target_os = "linux")))]
     {
-        Ok(run_in_lab(iterations, common::console::Console::stdout())?.0)
-    }
-}
-
-/// The native compute time measured inside the riscv64 lab host (on a host that is not
-/// riscv64 Linux): boots the lab host, runs `vmm lab-native compute N` there.
-#[cfg(not(all(target_arch = "riscv64", target_os = "linux")))]
-pub fn native_compute_in_lab(iterations: u64) -> common::Result<Duration> {
-    let console = common::console::Console::capture();
-    let (code, text) = run_in_lab(iterations, console)?;
-    match parse_native_compute(&text) {
-        Some(d) if code == 0 => Ok(d),
-        _ => Err(common::Error::guest(format!(
-            "lab-native compute in the riscv64 lab host gave no result (exit {code}): {}",
-            text.trim()
-        ))),
+        run_in_lab(iterations)
     }
 }
 
 #[cfg(not(all(target_arch = "riscv64", target_os = "linux")))]
-fn run_in_lab(iterations: u64, console: common::console::Console) -> common::Result<(i32, String)> {
-    let config = crate::RiscvConfig {
-        vm: common::vm::VmConfig { console: console.clone(), ..common::vm::VmConfig::default() },
-        ecall_trap: crate::EcallTrap::Auto,
-        stats: false,
-    };
+fn run_in_lab(iterations: u64) -> common::Result<i32> {
+    let config =
+        crate::RiscvConfig { vm: common::vm::VmConfig::default(), ecall_trap: crate::EcallTrap::Auto, stats: false };
     let args = ["lab-native".to_string(), "compute".to_string(), iterations.to_string()];
-    let code = crate::lab::run_inner(&config, &args, &[])?.exit_code();
-    Ok((code, String::from_utf8_lossy(&console.captured()).into_owned()))
+    Ok(crate::lab::run_inner(&config, &args, &[])?.exit_code())
 }
 
 #[cfg(test)]

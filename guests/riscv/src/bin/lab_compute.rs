@@ -16,7 +16,7 @@ extern "C" {
     fn lab_compute_kernel(n: u64) -> u64;
 }
 
-lab_params!(20_000_000);
+lab_params!(200_000_000);
 const NAME: &str = "compute";
 const TICK_HZ: u64 = 100;
 

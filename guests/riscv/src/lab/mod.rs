@@ -4,6 +4,8 @@
 //!
 //! A workload makes marks 0, 1, 2, ...; phase 0 (mark 0 to 1) is the baseline loop, each later
 //! phase does N events of one kind (see common/src/marks.rs for the contract).
+pub mod page_touch;
+
 use crate::sbi;
 use core::arch::asm;
 use core::ptr::{addr_of, read_volatile};
