@@ -11,9 +11,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # conflicts with 7.2's qemu-system-common. So QEMU comes from backports.
 BACKPORTS_PKGS=(qemu-system-misc qemu-system-x86)
 # lz4: the x86 guest kernel is LZ4-compressed. debootstrap: the fresh-machine set-up test.
+# chromium: tests/teach_lab.rs opens the `vmm lab --report` page in headless Chromium.
 MAIN_PKGS=(qemu-user gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils opensbi linux-source-6.1 linux-source-6.12
   linux-image-amd64 busybox-static flex bison bc libelf-dev libssl-dev cpio make gcc xz-utils lz4 debootstrap
-  gdb-multiarch ca-certificates seabios
+  gdb-multiarch ca-certificates seabios chromium
   bindfs)  # bindfs: a real FUSE file system for tests/mem_file.rs (-o direct_io cannot map shared+writable)
 MIRROR="${VMM_APT_MIRROR:-http://deb.debian.org}"
 

@@ -38,13 +38,21 @@ pub enum Command {
     Info(InfoArgs),
     /// Measure vmm against raw baselines in one run (x86: exit cost, start-up; RISC-V: SBI call, compute loop)
     Bench(BenchArgs),
-    /// For `vmm lab`: a workload's native baseline (RISC-V compute) as one JSON line
+    /// The teaching lab: the same workloads on KVM and on URVirt; exits or signals and ns per event
+    Lab(teaching::LabArgs),
+    /// For `vmm lab`: a workload's native baseline (compute) as one JSON line
     #[command(hide = true)]
     LabNative(LabNativeArgs),
 }
 
 #[derive(Args)]
 pub struct LabNativeArgs {
+    /// Whose kernel: the x86 one (here, or with --lab inside the x86 lab host) or the RISC-V one
+    #[arg(long, value_enum, default_value = "riscv")]
+    pub arch: Arch,
+    /// x86: inside the x86 lab host
+    #[arg(long)]
+    pub lab: bool,
     /// The workload (only `compute` has a native baseline)
     pub workload: String,
     /// Iterations of its kernel

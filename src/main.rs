@@ -29,7 +29,10 @@ fn main() {
         Command::Run(args) => run(&args),
         Command::Info(args) => info(&args),
         Command::Bench(args) => bench(&args),
-        Command::LabNative(args) => urvirt_riscv::teach::lab_native(&args.workload, args.iterations),
+        Command::Lab(args) => teaching::main(&args),
+        Command::LabNative(args) => {
+            teaching::native::main(args.arch == Arch::X86, args.lab, &args.workload, args.iterations)
+        }
     }
     .unwrap_or_else(|e| {
         common::stdout_buffer::flush();

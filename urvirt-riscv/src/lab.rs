@@ -17,8 +17,9 @@ const DEFAULT_FIRMWARE: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_ju
 /// Where Debian's libc6-riscv64-cross keeps the riscv64 loader and libraries.
 const CROSS_LIBS: &str = "/usr/riscv64-linux-gnu/lib";
 /// What the dynamically linked riscv64 vmm needs (its PT_INTERP and DT_NEEDED entries). ld.so
-/// looks in /lib when there is no cache, so they all go there.
-const SHARED_LIBS: [&str; 3] = ["ld-linux-riscv64-lp64d.so.1", "libc.so.6", "libgcc_s.so.1"];
+/// looks in /lib when there is no cache, so they all go there. libm: the lab's report (`vmm lab`)
+/// uses floating-point functions.
+const SHARED_LIBS: [&str; 4] = ["ld-linux-riscv64-lp64d.so.1", "libc.so.6", "libgcc_s.so.1", "libm.so.6"];
 // loglevel=1: only KERN_EMERG (a panic) reaches the console, and only matters when a boot fails.
 const KERNEL_CMDLINE: &str = "console=ttyS0 quiet loglevel=1 panic=-1";
 /// Where the guest sits in the initramfs when the user's path cannot be used as is.

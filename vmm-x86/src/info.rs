@@ -41,7 +41,7 @@ pub fn flavor(cpu_flags: &str, pvm_loaded: bool) -> &'static str {
 }
 
 /// The "flags" line of /proc/cpuinfo, or "" if it cannot be read.
-fn cpu_flags() -> String {
+pub fn cpu_flags() -> String {
     let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     text.lines()
         .find(|l| l.starts_with("flags"))
