@@ -168,6 +168,13 @@ fn bad_gdb_options_are_one_line_usage_errors() {
     let out = run_vmm(&["run", "--gdb", "localhost", &bin], LIMIT);
     assert_exit(&out, 2);
     assert_eq!(stderr(&out), "vmm: bad --gdb 'localhost': give PORT or ADDR:PORT, e.g. 1234 or 127.0.0.1:1234\n");
+    // A port someone else holds: one line, before the guest starts.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = run_vmm(&["run", "--mode", "long", "--gdb", &port, &bin], LIMIT);
+    assert_exit(&out, 2);
+    assert_eq!(stderr(&out), format!("vmm: --gdb 127.0.0.1:{port}: cannot listen: Address already in use\n"));
+    assert_eq!(stdout(&out), "", "the guest did not run");
     let out = run_vmm(&["run", "--gdb", "1234", "--lab", &bin], LIMIT);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("--gdb does not apply to --lab runs"), "{}", describe(&out));
