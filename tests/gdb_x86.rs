@@ -179,3 +179,24 @@ fn bad_gdb_options_are_one_line_usage_errors() {
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("--gdb does not apply to --lab runs"), "{}", describe(&out));
 }
+
+#[test]
+fn a_gdb_that_dies_leaves_the_guest_running_without_breakpoints() {
+    require_kvm();
+    let (bin, elf) = guest("gdb");
+    let vmm = GdbVmm::spawn(&["--mode", "long", "--gdb-wait", &bin], LIMIT);
+    // gdb is killed (SIGKILL, by its own shell) while the guest waits at a breakpoint.
+    let commands = ["hbreak bump", "continue", "shell kill -9 $PPID"];
+    let (status, text) = run_gdb("gdb-dies", &elf, &vmm.addr, &commands, LIMIT);
+    let out = vmm.wait();
+    let ctx = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
+    assert!(text.contains(" in bump ()"), "{}", ctx());
+    assert_eq!(status, None, "gdb died of its signal: {}", ctx());
+    assert!(
+        stderr(&out).contains("vmm: gdb: gdb closed the connection; the guest runs on without it\n"),
+        "{}",
+        ctx()
+    );
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "gdb guest done\n", "the breakpoint went with gdb: {}", ctx());
+}
