@@ -192,11 +192,7 @@ fn a_gdb_that_dies_leaves_the_guest_running_without_breakpoints() {
     let ctx = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
     assert!(text.contains(" in bump ()"), "{}", ctx());
     assert_eq!(status, None, "gdb died of its signal: {}", ctx());
-    assert!(
-        stderr(&out).contains("vmm: gdb: gdb closed the connection; the guest runs on without it\n"),
-        "{}",
-        ctx()
-    );
+    assert!(stderr(&out).contains("vmm: gdb: gdb closed the connection; the guest runs on without it\n"), "{}", ctx());
     assert_exit(&out, 0);
     assert_eq!(stdout(&out), "gdb guest done\n", "the breakpoint went with gdb: {}", ctx());
 }
