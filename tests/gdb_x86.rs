@@ -196,3 +196,20 @@ fn a_gdb_that_dies_leaves_the_guest_running_without_breakpoints() {
     assert_exit(&out, 0);
     assert_eq!(stdout(&out), "gdb guest done\n", "the breakpoint went with gdb: {}", ctx());
 }
+
+#[test]
+fn a_fifth_hardware_breakpoint_is_refused_in_one_line() {
+    require_kvm();
+    let (bin, elf) = guest("gdb");
+    let vmm = GdbVmm::spawn(&["--mode", "long", "--gdb-wait", &bin], LIMIT);
+    // gdb inserts breakpoints when it resumes: the fifth finds DR0-DR3 taken. The failed
+    // command ends gdb's batch, and gdb detaches on its way out.
+    let commands = ["hbreak bump", "hbreak *0x2000", "hbreak *0x2010", "hbreak *0x2020", "hbreak *0x2030", "continue"];
+    let (status, text) = run_gdb("gdb-five", &elf, &vmm.addr, &commands, LIMIT);
+    let out = vmm.wait();
+    let ctx = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
+    assert!(text.contains("Could not insert hardware breakpoints"), "{}", ctx());
+    assert!(stderr(&out).contains("\nvmm: gdb: all 4 debug registers are in use"), "{}", ctx());
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "gdb guest done\n", "{}", ctx());
+}
