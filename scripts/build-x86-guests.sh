@@ -3,7 +3,8 @@
 # with GNU binutils into target/guests/x86/.
 # Each guest is linked at 0x1000 (where vmm loads and enters flat binaries) and stripped to a
 # raw binary; the linked ELF stays beside it (NAME.elf) so gdb can load its symbols
-# (`gdb target/guests/x86/gdb.elf`) while vmm runs the .bin. Idempotent: a guest is rebuilt only when its source or an .inc is newer than its binary.
+# (`gdb target/guests/x86/gdb.elf`) while vmm runs the .bin. Idempotent: a guest is rebuilt
+# only when its source or an .inc is newer than its binary.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +25,7 @@ for s in "$src"/*.S; do
     for dep in "$s" "${BASH_SOURCE[0]}" "$src"/*.inc; do
         [[ -f "$bin" && "$bin" -nt "$dep" ]] || fresh=0
     done
+    [[ -f "$out/$name.elf" ]] || fresh=0
     ((fresh)) && continue
     if grep -q '^\s*\.code64' "$s"; then as_flags=(--64); ld_emul=elf_x86_64; else as_flags=(--32); ld_emul=elf_i386; fi
     tmp="$(mktemp -d)"

@@ -168,7 +168,48 @@ fn bad_gdb_options_are_one_line_usage_errors() {
     let out = run_vmm(&["run", "--gdb", "localhost", &bin], LIMIT);
     assert_exit(&out, 2);
     assert_eq!(stderr(&out), "vmm: bad --gdb 'localhost': give PORT or ADDR:PORT, e.g. 1234 or 127.0.0.1:1234\n");
+    // A port someone else holds: one line, before the guest starts.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = run_vmm(&["run", "--mode", "long", "--gdb", &port, &bin], LIMIT);
+    assert_exit(&out, 2);
+    assert_eq!(stderr(&out), format!("vmm: --gdb 127.0.0.1:{port}: cannot listen: Address already in use\n"));
+    assert_eq!(stdout(&out), "", "the guest did not run");
     let out = run_vmm(&["run", "--gdb", "1234", "--lab", &bin], LIMIT);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("--gdb does not apply to --lab runs"), "{}", describe(&out));
+}
+
+#[test]
+fn a_gdb_that_dies_leaves_the_guest_running_without_breakpoints() {
+    require_kvm();
+    let (bin, elf) = guest("gdb");
+    let vmm = GdbVmm::spawn(&["--mode", "long", "--gdb-wait", &bin], LIMIT);
+    // gdb is killed (SIGKILL, by its own shell) while the guest waits at a breakpoint.
+    let commands = ["hbreak bump", "continue", "shell kill -9 $PPID"];
+    let (status, text) = run_gdb("gdb-dies", &elf, &vmm.addr, &commands, LIMIT);
+    let out = vmm.wait();
+    let ctx = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
+    assert!(text.contains(" in bump ()"), "{}", ctx());
+    assert_eq!(status, None, "gdb died of its signal: {}", ctx());
+    assert!(stderr(&out).contains("vmm: gdb: gdb closed the connection; the guest runs on without it\n"), "{}", ctx());
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "gdb guest done\n", "the breakpoint went with gdb: {}", ctx());
+}
+
+#[test]
+fn a_fifth_hardware_breakpoint_is_refused_in_one_line() {
+    require_kvm();
+    let (bin, elf) = guest("gdb");
+    let vmm = GdbVmm::spawn(&["--mode", "long", "--gdb-wait", &bin], LIMIT);
+    // gdb inserts breakpoints when it resumes: the fifth finds DR0-DR3 taken. The failed
+    // command ends gdb's batch, and gdb detaches on its way out.
+    let commands = ["hbreak bump", "hbreak *0x2000", "hbreak *0x2010", "hbreak *0x2020", "hbreak *0x2030", "continue"];
+    let (status, text) = run_gdb("gdb-five", &elf, &vmm.addr, &commands, LIMIT);
+    let out = vmm.wait();
+    let ctx = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
+    assert!(text.contains("Could not insert hardware breakpoints"), "{}", ctx());
+    assert!(stderr(&out).contains("\nvmm: gdb: all 4 debug registers are in use"), "{}", ctx());
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "gdb guest done\n", "{}", ctx());
 }

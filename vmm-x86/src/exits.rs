@@ -314,6 +314,8 @@ mod tests {
         );
         assert_eq!(dispatch(Exit::InternalError), ("internal-error", Action::Fail(Failure::InternalError)));
         assert_eq!(dispatch(Exit::Interrupted), ("intr", Action::CheckTimeout));
+        let step = Exit::Debug { exception: 1, dr6: 0x4000 };
+        assert_eq!(dispatch(step), ("debug", Action::Debug { exception: 1, dr6: 0x4000 }));
         assert_eq!(dispatch(Exit::SystemEvent { kind: 1 }), ("system-event", Action::Stop(GuestExit::PowerOff(0))));
         assert_eq!(dispatch(Exit::Other("debug")), ("debug", Action::Fail(Failure::Unhandled("debug"))));
     }
