@@ -147,8 +147,9 @@ pub fn run(gdb: &mut Gdb, st: &mut RunState) {
         let resume = st.debug.resume.take();
         if resume == Some(Resume::Step) {
             plant_step(st);
-        } else if st.hart.csrs.timer_deadline != u64::MAX {
-            // A timer SIGALRM that came while the guest was stopped found no guest: look again.
+        } else {
+            // A SIGALRM that came while the guest was stopped (its timer, --timeout) found no
+            // guest: one trap soon after it goes on looks at both again.
             st.guest_timer.arm(Some(Duration::from_millis(1)));
         }
         if session.is_some() || pending.is_some() {
