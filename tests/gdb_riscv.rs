@@ -157,7 +157,8 @@ fn break_read_step_and_run_to_the_end() {
     assert_eq!(value(&text, "COUNTERAGAIN"), "1", "{all}");
     assert!(text.contains("exited normally"), "gdb saw the guest end with status 0: {all}");
     // 100 and 20 written by gdb (memory and a register), then the third tick's 3.
-    assert_eq!(stdout, "gdb guest: start\ngdb guest: counter 123", "{all}");
+    // And the guest's own ebreak went to its own handler, not to gdb.
+    assert_eq!(stdout, "gdb guest: start\ngdb guest: own ebreak handled\ngdb guest: counter 123", "{all}");
     assert_eq!(status, Some(0), "{all}");
 }
 
