@@ -10,7 +10,7 @@ Exit codes:
   0      the guest halted, powered off with status 0, or the user pressed Ctrl-A x
   1      the guest failed: triple fault, emulation failure, unhandled exit, stuck, timeout
   2      bad usage or bad input: missing/unreadable/empty/malformed image, image larger than
-         guest RAM, no /dev/kvm or no permission, bad --mem or --timeout
+         guest RAM, no /dev/kvm or no permission, bad --mem, --timeout or --gdb
   3      vmm stopped itself: a system call outside its seccomp allowlist (see --no-seccomp)
   4      vmm itself failed (a panic: a bug in vmm)
   65-124 the guest powered off with its own status s = 1..60 (code 64 + s; an SBI shutdown

@@ -42,6 +42,11 @@ pub enum Exit<'a> {
     },
     /// KVM_RUN returned EINTR or KVM_EXIT_INTR: a signal (the timeout watchdog) kicked us out.
     Interrupted,
+    /// KVM_EXIT_DEBUG (with --gdb): a single step or a breakpoint, by exception vector and DR6.
+    Debug {
+        exception: u32,
+        dr6: u64,
+    },
     /// Any other exit reason, by name.
     Other(&'static str),
 }
@@ -87,6 +92,11 @@ pub enum Action<'a> {
     CheckTimeout,
     /// The guest ended normally.
     Stop(GuestExit),
+    /// A debug exit for gdb (gdb.rs), or unhandled without --gdb.
+    Debug {
+        exception: u32,
+        dr6: u64,
+    },
     Fail(Failure),
 }
 
@@ -111,6 +121,7 @@ pub fn dispatch(exit: Exit<'_>) -> (&'static str, Action<'_>) {
         }
         Exit::SystemEvent { .. } => ("system-event", Action::Fail(Failure::Unhandled("system-event"))),
         Exit::Interrupted => ("intr", Action::CheckTimeout),
+        Exit::Debug { exception, dr6 } => ("debug", Action::Debug { exception, dr6 }),
         Exit::Other(name) => (name, Action::Fail(Failure::Unhandled(name))),
     }
 }
@@ -259,7 +270,7 @@ pub fn from_kvm(exit: VcpuExit<'_>, io_size: u8) -> Exit<'_> {
         VcpuExit::Unknown => Exit::Other("unknown"),
         VcpuExit::Exception => Exit::Other("exception"),
         VcpuExit::Hypercall(_) => Exit::Other("hypercall"),
-        VcpuExit::Debug(_) => Exit::Other("debug"),
+        VcpuExit::Debug(arch) => Exit::Debug { exception: arch.exception, dr6: arch.dr6 },
         VcpuExit::IrqWindowOpen => Exit::Other("irq-window-open"),
         VcpuExit::Nmi => Exit::Other("nmi"),
         VcpuExit::IoapicEoi(_) => Exit::Other("ioapic-eoi"),
@@ -303,6 +314,8 @@ mod tests {
         );
         assert_eq!(dispatch(Exit::InternalError), ("internal-error", Action::Fail(Failure::InternalError)));
         assert_eq!(dispatch(Exit::Interrupted), ("intr", Action::CheckTimeout));
+        let step = Exit::Debug { exception: 1, dr6: 0x4000 };
+        assert_eq!(dispatch(step), ("debug", Action::Debug { exception: 1, dr6: 0x4000 }));
         assert_eq!(dispatch(Exit::SystemEvent { kind: 1 }), ("system-event", Action::Stop(GuestExit::PowerOff(0))));
         assert_eq!(dispatch(Exit::Other("debug")), ("debug", Action::Fail(Failure::Unhandled("debug"))));
     }

@@ -33,6 +33,25 @@ const fn kvm_ior(nr: u64, size: usize) -> u64 {
     (2 << 30) | ((size as u64) << 16) | (0xAE << 8) | nr
 }
 
+/// `_IOW(KVMIO, nr, T)` and `_IOWR(KVMIO, nr, T)`.
+const fn kvm_iow(nr: u64, size: usize) -> u64 {
+    (1 << 30) | ((size as u64) << 16) | (0xAE << 8) | nr
+}
+const fn kvm_iowr(nr: u64, size: usize) -> u64 {
+    (3 << 30) | ((size as u64) << 16) | (0xAE << 8) | nr
+}
+
+/// What the vCPU thread also asks with --gdb (gdb.rs): KVM_SET_REGS, KVM_GET_SREGS,
+/// KVM_TRANSLATE (virtual addresses), KVM_GET_FPU, KVM_SET_FPU, KVM_SET_GUEST_DEBUG.
+pub const GDB_IOCTLS: &[u64] = &[
+    kvm_iow(0x82, std::mem::size_of::<kvm_bindings::kvm_regs>()),
+    kvm_ior(0x83, std::mem::size_of::<kvm_bindings::kvm_sregs>()),
+    kvm_iowr(0x85, std::mem::size_of::<kvm_bindings::kvm_translation>()),
+    kvm_ior(0x8c, std::mem::size_of::<kvm_bindings::kvm_fpu>()),
+    kvm_iow(0x8d, std::mem::size_of::<kvm_bindings::kvm_fpu>()),
+    kvm_iow(0x9b, std::mem::size_of::<kvm_bindings::kvm_guest_debug>()),
+];
+
 /// The vCPU thread's ioctl requests: KVM_RUN (`_IO(KVMIO, 0x80)`) and KVM_GET_REGS (the RIP of
 /// a failed exit's message).
 pub const VCPU_IOCTLS: &[u64] = &[0xAE80, kvm_ior(0x81, std::mem::size_of::<kvm_bindings::kvm_regs>())];
@@ -70,6 +89,8 @@ mod tests {
     #[test]
     fn kvm_requests_match_linux_kvm_h() {
         assert_eq!(VCPU_IOCTLS, &[0xAE80, 0x8090_AE81]);
+        // KVM_SET_REGS, KVM_GET_SREGS, KVM_TRANSLATE, KVM_GET_FPU, KVM_SET_FPU, KVM_SET_GUEST_DEBUG
+        assert_eq!(GDB_IOCTLS, &[0x4090_AE82, 0x8138_AE83, 0xC018_AE85, 0x81A0_AE8C, 0x41A0_AE8D, 0x4048_AE9B]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`disks`] - `--disk`: virtio-blk over virtio-mmio, irqfd, announced on the command line.
 //! - [`diag`] - one-line diagnostics for dead guests (RIP, instruction bytes).
 //! - [`watchdog`] - kicking the vCPU out of KVM_RUN: --timeout and Ctrl-A x.
+//! - [`gdb`] - `--gdb`: the gdb remote stub's x86 target and its run-loop hooks.
 //! - [`jail`] - the seccomp allowlists of the vCPU and console threads.
 //! - [`vm`] - the VM, its vCPU and the run loop.
 //! - [`info`] - `vmm info`.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod diag;
 pub mod disks;
 pub mod exits;
+pub mod gdb;
 pub mod info;
 pub mod irq;
 pub mod jail;

@@ -172,6 +172,8 @@ impl X86Vm {
             common::jail::install_reporter()?;
         }
         self.start_console(&quit, &kicker)?;
+        let gdb =
+            self.config.vm.gdb.map(|g| crate::gdb::start(&g, &self.mem, &kicker, self.config.vm.jail)).transpose()?;
         let cx = RunContext {
             devices: &self.devices,
             timeout: self.config.vm.timeout,
@@ -183,7 +185,7 @@ impl X86Vm {
         let ending = std::thread::scope(|s| {
             let thread = std::thread::Builder::new()
                 .name("vcpu".into())
-                .spawn_scoped(s, || run_loop(vcpu, &cx, stats))
+                .spawn_scoped(s, || run_loop(vcpu, &cx, stats, gdb))
                 .map_err(|e| {
                     Error::bad_input(format!("cannot start the vCPU thread: {}", common::image::io_reason(&e)))
                 })?;
@@ -238,6 +240,7 @@ fn run_loop(
     vcpu: &mut VcpuFd,
     cx: &RunContext<'_>,
     stats: &mut Stats,
+    gdb: Option<crate::gdb::GdbLink>,
 ) -> Result<std::result::Result<GuestExit, Pending>> {
     let run: *mut kvm_run = vcpu.get_kvm_run();
     let _armed = cx.kicker.arm(run);
@@ -246,8 +249,10 @@ fn run_loop(
     let watchdog = cx.timeout.map(|t| Watchdog::start(t, cx.kicker.clone())).transpose()?;
     let probe = common::console::jail_probe_requested("vcpu");
     if cx.jail {
-        common::jail::apply_with_ioctls("vcpu", jail::VCPU, jail::VCPU_IOCTLS)?;
+        let (calls, ioctls) = crate::gdb::jail_lists(gdb.is_some());
+        common::jail::apply_with_ioctls("vcpu", &calls, &ioctls)?;
     }
+    let mut gdb = gdb.map(crate::gdb::Debugger::new);
     if probe {
         common::console::jail_probe();
     }
@@ -260,6 +265,10 @@ fn run_loop(
         // Ctrl-A x before this thread was armed could not kick it: look before entering.
         if cx.quit.load(Ordering::SeqCst) {
             break Ok(GuestExit::UserQuit);
+        }
+        // gdb: a stopped guest waits here until gdb resumes it (or kills it).
+        if let Some(exit) = gdb.as_mut().map(|g| g.before_run(vcpu)).transpose()?.flatten() {
+            break Ok(exit);
         }
         let result = vcpu.run();
         let returned = Instant::now();
@@ -281,13 +290,19 @@ fn run_loop(
         let mut device = "";
         let step = match action {
             Action::Resume => Ok(None),
-            Action::CheckTimeout => match &watchdog {
-                Some(w) if w.fired() => {
+            // A kick may come from gdb's watcher (Ctrl-C, a new connection): gdb looks first.
+            Action::CheckTimeout => match (gdb.as_mut().and_then(|g| g.on_kick(vcpu)), &watchdog) {
+                (Some(exit), _) => Ok(Some(exit)),
+                (None, Some(w)) if w.fired() => {
                     Ok(Some(GuestExit::Failed(watchdog::timeout_message(cx.timeout.unwrap_or_default()))))
                 }
                 _ => Ok(None),
             },
             Action::Stop(exit) => Ok(Some(exit)),
+            Action::Debug { exception, dr6 } => match gdb.as_mut() {
+                Some(g) => Ok(g.on_debug_exit(vcpu, exception, dr6)),
+                None => Err(Failure::Unhandled("debug")),
+            },
             Action::Fail(f) => Err(f),
             io => match exits::apply(io, cx.devices) {
                 Applied::Done { device: d } => {
@@ -325,6 +340,9 @@ fn run_loop(
             }
         }
     };
+    if let Some(g) = gdb.as_mut() {
+        g.finish(vcpu, ending.as_ref().unwrap_or(&GuestExit::Failed(String::new())));
+    }
     // The watchdog goes before the guard disarms the kicker it holds.
     drop(watchdog);
     Ok(ending)

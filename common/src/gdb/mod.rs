@@ -76,7 +76,7 @@ pub fn listen(config: &GdbConfig) -> Result<Link> {
         let (stream, _) = listener
             .accept()
             .map_err(|e| Error::bad_input(format!("--gdb {bound}: accept failed: {}", crate::image::io_reason(&e))))?;
-        Some(stream)
+        Some(accepted(stream))
     } else {
         crate::console::say(&format!("vmm: gdb can connect on {bound}"));
         None
@@ -96,9 +96,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Wraps an accepted stream: no Nagle delay, since gdb waits for each reply.
+    /// Wraps an accepted stream (see [`accepted`]).
     pub fn new(stream: TcpStream) -> Connection {
-        let _ = stream.set_nodelay(true);
         Connection { stream, out: Vec::new(), input: Vec::new(), next: 0 }
     }
 
@@ -148,6 +147,13 @@ impl gdbstub::conn::Connection for Connection {
     }
 }
 
+/// A stream just accepted, made ready for gdb: no Nagle delay, since gdb waits for each
+/// reply. Done where it is accepted, outside the vCPU thread's jail (setsockopt).
+pub(crate) fn accepted(stream: TcpStream) -> TcpStream {
+    let _ = stream.set_nodelay(true);
+    stream
+}
+
 /// Whether `fd` is readable (or at its end) within `timeout_ms` (0: look, do not wait).
 pub(crate) fn poll_readable(fd: i32, timeout_ms: i32) -> bool {
     let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
@@ -157,12 +163,19 @@ pub(crate) fn poll_readable(fd: i32, timeout_ms: i32) -> bool {
 }
 
 /// What a thread serving gdb needs besides its own list (for a backend's vCPU thread jail):
-/// reading and writing the socket (recvfrom, sendto: std's TcpStream uses recv and send) and
-/// looking whether gdb sent something (poll; ppoll where there is no poll, as on riscv64).
-#[cfg(target_arch = "x86_64")]
-pub const SESSION_SYSCALLS: &[i64] = &[libc::SYS_recvfrom, libc::SYS_sendto, libc::SYS_poll, libc::SYS_ppoll];
-#[cfg(not(target_arch = "x86_64"))]
-pub const SESSION_SYSCALLS: &[i64] = &[libc::SYS_recvfrom, libc::SYS_sendto, libc::SYS_ppoll];
+/// reading and writing the socket (recvfrom, sendto: std's TcpStream uses recv and send),
+/// looking whether gdb sent something (poll; ppoll where there is no poll, as on riscv64),
+/// and closing the connection when the session ends (close; a debug build first checks the
+/// descriptor with fcntl F_GETFD).
+pub const SESSION_SYSCALLS: &[i64] = &[
+    libc::SYS_recvfrom,
+    libc::SYS_sendto,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_close,
+    libc::SYS_fcntl,
+];
 
 #[cfg(test)]
 mod tests {

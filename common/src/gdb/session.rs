@@ -13,7 +13,7 @@ use crate::vm::{GuestExit, Outcome};
 use crate::{Error, Result};
 use gdbstub::common::Signal;
 use gdbstub::conn::Connection as _;
-use gdbstub::stub::state_machine::GdbStubStateMachine;
+use gdbstub::stub::state_machine::{state, GdbStubStateMachine, GdbStubStateMachineInner};
 use gdbstub::stub::{DisconnectReason, GdbStub, SingleThreadStopReason};
 use gdbstub::target::Target;
 
@@ -109,7 +109,7 @@ where
                 },
                 // Ctrl-C while stopped: reported when gdb next resumes.
                 GdbStubStateMachine::CtrlCInterrupt(m) => m.interrupt_handled(target, Some(Stop::Interrupted.reason())),
-                GdbStubStateMachine::Disconnected(m) => return ended(m.get_reason()),
+                GdbStubStateMachine::Disconnected(m) => return ended(m),
             };
             match next {
                 Ok(machine) => self.machine = Some(machine),
@@ -164,7 +164,7 @@ where
     /// Keeps the machine a transition returned, or ends the session.
     fn settle(&mut self, next: std::result::Result<Machine<T>, impl std::fmt::Display>) -> Option<Served> {
         match next {
-            Ok(GdbStubStateMachine::Disconnected(m)) => Some(ended(m.get_reason())),
+            Ok(GdbStubStateMachine::Disconnected(m)) => Some(ended(m)),
             Ok(machine) => {
                 self.machine = Some(machine);
                 None
@@ -190,10 +190,20 @@ where
     }
 }
 
-fn ended(reason: DisconnectReason) -> Served {
-    match reason {
+type Disconnected<T> = GdbStubStateMachineInner<'static, state::Disconnected, T, Connection>;
+
+fn ended<T: Target>(mut m: Disconnected<T>) -> Served {
+    match m.get_reason() {
         DisconnectReason::Disconnect => Served::Detached,
-        DisconnectReason::Kill => Served::Killed,
+        DisconnectReason::Kill => {
+            // gdb sends vKill (gdbstub announces multiprocess) and waits for its OK, which
+            // gdbstub outside extended mode does not send: without it gdb reports "Remote
+            // connection closed" and fails the command. An old-style `k` expects no answer
+            // and gdb closes without reading this.
+            let conn = m.borrow_conn();
+            let _ = conn.write_all(b"$OK#9a").and_then(|_| conn.flush());
+            Served::Killed
+        }
         DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_) => Served::Ended,
     }
 }

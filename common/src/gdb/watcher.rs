@@ -7,7 +7,7 @@
 //! It watches only while the vCPU thread says the guest runs ([`Watcher::watch`]); while the
 //! guest is stopped the vCPU thread reads the socket itself and the watcher keeps out of it.
 //! After one interrupt it pauses by itself, so bytes not read yet do not kick again and again.
-use super::{poll_readable, Connection, Link};
+use super::{accepted, poll_readable, Connection, Link};
 use crate::{Error, Result};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -105,6 +105,7 @@ fn watch_loop(
             }
             // One gdb per run: the listener closes once it is taken.
             if let Ok((stream, _)) = l.accept() {
+                let stream = accepted(stream);
                 watched = stream.try_clone().ok();
                 *shared.new_connection.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream);
                 listener = None;
