@@ -105,13 +105,26 @@ fn gdb_attaches_to_a_running_guest_and_detaches() {
     // No --gdb-wait: the guest runs at once; --timeout ends it after gdb has gone.
     let vmm = GdbVmm::spawn(&["--arch", "riscv", "--timeout", "20", &path], LIMIT);
     vmm.wait_for_stdout("spinning forever", LIMIT);
-    let cmds = commands(&["echo CONNECTED\\n", "info symbol $pc", "printf \"SP %#lx\\n\", $sp", "detach"]);
+    let cmds = commands(&[
+        "echo CONNECTED\\n",
+        "info symbol $pc",
+        "printf \"SP %#lx\\n\", $sp",
+        "monitor phys",
+        "printf \"FIRST %#x\\n\", *(unsigned int *)0x80200000",
+        "monitor virt",
+        "detach",
+    ]);
     let (status, text) = run_gdb("riscv-gdb-attach", &elf, &vmm.addr, &cmds, LIMIT);
     let out = vmm.wait();
     let all = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
     let connected = text.split_once("CONNECTED").map_or("", |(_, s)| s);
     assert!(connected.contains("guest_main + "), "connecting stopped the guest in its loop: {}", all());
     assert!(value(&text, "SP").starts_with("0x8020"), "the guest's stack, in its RAM: {}", all());
+    assert!(text.contains("memory addresses are guest physical"), "{}", all());
+    let first = u32::from_le_bytes(
+        std::fs::read(path_str(&artifact("guests/riscv/spin.bin"))).unwrap()[..4].try_into().unwrap(),
+    );
+    assert_eq!(hex(&value(&text, "FIRST")), first as u64, "guest RAM by physical address: {}", all());
     assert!(text.contains("[Inferior 1 (process 1) detached]"), "{}", all());
     // Detached, the guest spun on until --timeout.
     assert!(stderr(&out).contains("timeout"), "{}", all());

@@ -45,6 +45,8 @@ pub struct Debug {
     pub stepping: bool,
     /// Set by the target's resume/step when gdb lets the guest go on.
     pub resume: Option<Resume>,
+    /// `monitor phys`: gdb's memory addresses are guest-physical even with Sv39 on.
+    pub physical: bool,
     /// The guest's FP registers at the stop, for the next entry (the enter handler would
     /// otherwise start the guest with zeroed ones, as at boot).
     pub guest_fp: Option<SavedRegs>,
