@@ -5,6 +5,7 @@ use super::{describe, root};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,9 @@ pub struct GdbVmm {
     /// The stderr lines up to and including that one.
     first_lines: String,
     rest: JoinHandle<String>,
+    /// Its stdout so far, read as it comes ([`GdbVmm::wait_for_stdout`]).
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stdout_reader: JoinHandle<()>,
 }
 
 impl GdbVmm {
@@ -64,14 +68,33 @@ impl GdbVmm {
             let _ = err.read_to_string(&mut s);
             s
         });
-        GdbVmm { child, addr, first_lines, rest }
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let (mut out, sink) = (child.stdout.take().unwrap(), Arc::clone(&stdout));
+        let stdout_reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = out.read(&mut buf) {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        GdbVmm { child, addr, first_lines, rest, stdout, stdout_reader }
+    }
+
+    /// Waits until the guest has printed `text` (say, that it is now spinning), at most
+    /// `limit_secs`.
+    pub fn wait_for_stdout(&self, text: &str, limit_secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(limit_secs);
+        while !String::from_utf8_lossy(&self.stdout.lock().unwrap()).contains(text) {
+            let seen = String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned();
+            assert!(Instant::now() < deadline, "vmm never printed {text:?}; its stdout so far: {seen:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits for vmm to end (its own limit bounds this) and returns what it did.
     pub fn wait(mut self) -> Output {
-        let mut stdout = Vec::new();
-        let _ = self.child.stdout.take().unwrap().read_to_end(&mut stdout);
         let status = self.child.wait().expect("wait for vmm");
+        let _ = self.stdout_reader.join();
+        let stdout = std::mem::take(&mut *self.stdout.lock().unwrap());
         let stderr = self.first_lines + &self.rest.join().unwrap();
         let out = Output { status, stdout, stderr: stderr.into_bytes() };
         assert_ne!(out.status.code(), Some(124), "vmm hung past its limit: {}", describe(&out));

@@ -211,6 +211,12 @@ mod tests {
         );
         let vm = LabHostVm::new(config(None, false)).unwrap();
         assert_eq!(vm.inner_args().join(" "), "run --arch riscv --mem 67108864 --ecall seccomp /guest.bin");
+        let mut c = config(None, false);
+        c.vm.gdb = Some(common::gdb::GdbConfig { addr: "127.0.0.1:1234".parse().unwrap(), wait: true });
+        assert_eq!(
+            LabHostVm::new(c).unwrap().inner_args().join(" "),
+            "run --arch riscv --mem 67108864 --ecall seccomp --gdb 127.0.0.1:1234 --gdb-wait /guest.bin"
+        );
     }
 
     #[test]

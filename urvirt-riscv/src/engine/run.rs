@@ -365,7 +365,10 @@ impl RunState {
     /// budgets the timer, Ctrl-A x and --timeout are polled, as their signals would be.
     fn interpret(&mut self) -> Option<Handled> {
         if self.debug.stepping {
-            // A debugger's single-step: one instruction, then the stop.
+            // A debugger's single-step: at most one instruction, then the stop.
+            if !self.paging_on() || self.paging.native(self.hart.pc) {
+                return None;
+            }
             let mut p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console, &self.devices.bus);
             let h = self.paging.step_one(&mut self.hart, &mut p);
             return Some(h.unwrap_or(Handled { kind: "sigsegv interpreted", action: Action::Resume }));

@@ -45,6 +45,8 @@ pub struct Debug {
     pub stepping: bool,
     /// Set by the target's resume/step when gdb lets the guest go on.
     pub resume: Option<Resume>,
+    /// `monitor phys`: gdb's memory addresses are guest-physical even with Sv39 on.
+    pub physical: bool,
     /// The guest's FP registers at the stop, for the next entry (the enter handler would
     /// otherwise start the guest with zeroed ones, as at boot).
     pub guest_fp: Option<SavedRegs>,
@@ -147,8 +149,9 @@ pub fn run(gdb: &mut Gdb, st: &mut RunState) {
         let resume = st.debug.resume.take();
         if resume == Some(Resume::Step) {
             plant_step(st);
-        } else if st.hart.csrs.timer_deadline != u64::MAX {
-            // A timer SIGALRM that came while the guest was stopped found no guest: look again.
+        } else {
+            // A SIGALRM that came while the guest was stopped (its timer, --timeout) found no
+            // guest: one trap soon after it goes on looks at both again.
             st.guest_timer.arm(Some(Duration::from_millis(1)));
         }
         if session.is_some() || pending.is_some() {

@@ -6,8 +6,10 @@
 //!
 //! Memory: gdb's addresses are guest-virtual when the guest has Sv39 on (translated by the
 //! guest's own page tables, [`crate::mmu`], as S-mode with SUM and MXR would see them, so
-//! kernel and user pages both read), guest-physical otherwise. Only RAM: gdb never touches
-//! a device register (a read can have side effects). A walk sets the A bit as any walk does.
+//! kernel and user pages both read), guest-physical otherwise; `monitor phys` makes them
+//! guest-physical always, `monitor virt` goes back. Breakpoints are always at the addresses
+//! the guest runs at (virtual with Sv39). Only RAM: gdb never touches a device register (a
+//! read can have side effects). A walk sets the A bit as any walk does.
 use super::breakpoints::{CodeMem, Owner};
 use super::engine::Resume;
 use crate::engine::run::RunState;
@@ -15,6 +17,7 @@ use crate::hart::{Access, Mode};
 use crate::mmu::{self, Regime, PAGE_SIZE};
 use crate::platform::GuestRam;
 use gdbstub::common::Signal;
+use gdbstub::outputln;
 use gdbstub::target::ext::base::singlethread::{
     SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep, SingleThreadSingleStepOps,
 };
@@ -22,6 +25,7 @@ use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
     Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, SwBreakpoint, SwBreakpointOps,
 };
+use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
 use gdbstub_arch::riscv::reg::RiscvCoreRegs;
 
@@ -32,12 +36,18 @@ pub struct DebugMem<'a> {
 }
 
 impl<'a> DebugMem<'a> {
-    /// The stopped guest's memory.
+    /// The stopped guest's memory at the addresses it runs at.
     pub fn of(st: &'a mut RunState) -> Self {
+        Self::new(st, false)
+    }
+
+    /// The same, or by guest-physical address with `physical`.
+    fn new(st: &'a mut RunState, physical: bool) -> Self {
         // SAFETY: the guest is stopped and the monitor's view of RAM is mapped for the whole
         // run; this is the only slice of it while the DebugMem lives (it borrows the RunState).
         let bytes = unsafe { std::slice::from_raw_parts_mut(st.ram_view as *mut u8, st.ram_size as usize) };
-        let regime = Regime { satp: st.hart.csrs.satp, mode: Mode::Supervisor, sum: true, mxr: true };
+        let satp = if physical { 0 } else { st.hart.csrs.satp };
+        let regime = Regime { satp, mode: Mode::Supervisor, sum: true, mxr: true };
         DebugMem { ram: GuestRam { base: st.ram_base, bytes }, regime }
     }
 
@@ -87,6 +97,10 @@ impl Target for RunState {
     fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
         Some(self)
     }
+
+    fn support_monitor_cmd(&mut self) -> Option<MonitorCmdOps<'_, Self>> {
+        Some(self)
+    }
 }
 
 impl SingleThreadBase for RunState {
@@ -104,7 +118,7 @@ impl SingleThreadBase for RunState {
     }
 
     fn read_addrs(&mut self, start: u64, data: &mut [u8]) -> TargetResult<usize, Self> {
-        let mut mem = DebugMem::of(self);
+        let mut mem = DebugMem::new(self, self.debug.physical);
         let n = mem.pages(start, data.len(), |ram, at| data[at..at + ram.len()].copy_from_slice(ram));
         // gdb sees the guest's code, not our ebreaks.
         self.debug.breakpoints.hide(start, &mut data[..n]);
@@ -115,7 +129,7 @@ impl SingleThreadBase for RunState {
     }
 
     fn write_addrs(&mut self, start: u64, data: &[u8]) -> TargetResult<(), Self> {
-        if !DebugMem::of(self).write(start, data) {
+        if !DebugMem::new(self, self.debug.physical).write(start, data) {
             return Err(TargetError::NonFatal);
         }
         crate::engine::memory::flush_icache_range(self.ram_base, self.ram_size);
@@ -193,5 +207,26 @@ impl HwBreakpoint for RunState {
 
     fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         Ok(self.set_breakpoint(addr, false))
+    }
+}
+
+/// The same words as the x86 stub's (vmm-x86/src/gdb/target.rs).
+impl MonitorCmd for RunState {
+    fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), String> {
+        match cmd {
+            b"phys" => {
+                self.debug.physical = true;
+                outputln!(out, "memory addresses are guest physical");
+            }
+            b"virt" => {
+                self.debug.physical = false;
+                outputln!(out, "memory addresses are guest virtual (through the page tables when paging is on)");
+            }
+            _ => outputln!(
+                out,
+                "vmm monitor commands: phys (addresses are guest physical), virt (guest virtual, the default)"
+            ),
+        }
+        Ok(())
     }
 }
