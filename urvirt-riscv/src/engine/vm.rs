@@ -58,6 +58,11 @@ impl UrvirtVm {
         unsafe { self.mem.bytes() }
     }
 
+    /// Swaps the tracer for the next runs (the benchmark's trace on/off rounds on one VM).
+    pub(crate) fn swap_trace(&mut self, trace: Option<common::trace::Tracer>) -> Option<common::trace::Tracer> {
+        std::mem::replace(&mut self.trace, trace)
+    }
+
     pub(crate) fn flush_icache(&self) {
         self.mem.flush_icache();
     }
