@@ -130,7 +130,8 @@ impl Decoder {
             let len = std::str::from_utf8(&self.pending[MAGIC.len() + 1..HEADER_LEN])
                 .ok()
                 .and_then(|s| usize::from_str_radix(s, 16).ok());
-            let Some(len) = len.filter(|_| matches!(kind, START | STDOUT | STDERR | EXIT | CREDIT | GDB | TRACE)) else {
+            let Some(len) = len.filter(|_| matches!(kind, START | STDOUT | STDERR | EXIT | CREDIT | GDB | TRACE))
+            else {
                 // Not a real frame: the magic byte itself is noise; look further on.
                 self.note_noise(1);
                 continue;
