@@ -261,3 +261,16 @@ fn a_ctrl_c_in_the_same_segment_as_continue_still_stops_the_guest() {
     assert_eq!(killed, "+$OK#9a", "{}", describe(&out));
     assert_exit(&out, 1);
 }
+
+#[test]
+fn a_timeout_ends_a_debugged_run_and_gdb_hears_its_exit_code() {
+    require_kvm();
+    let (bin, elf) = guest("gdb-spin");
+    let vmm = GdbVmm::spawn(&["--mode", "long", "--timeout", "1", "--gdb-wait", &bin], LIMIT);
+    let (status, text) = run_gdb("gdb-timeout", &elf, &vmm.addr, &["continue"], LIMIT);
+    let out = vmm.wait();
+    let ctx = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
+    assert!(text.contains("[Inferior 1 (process 1) exited with code 01]"), "{}", ctx());
+    assert_exit(&out, 1);
+    assert!(stderr(&out).ends_with("vmm: guest did not finish within 1 s (--timeout)\n"), "{}", ctx());
+}
