@@ -210,6 +210,11 @@ pub fn main(args: &LabArgs) -> Result<i32> {
         return Err(Error::bad_input("--timeout must be at least 1 second"));
     }
     let workloads = choose_workloads(&args.only)?;
+    // A report that cannot be written is found out before minutes of runs, not after.
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::bad_input(format!("--report: cannot make {}: {e}", dir.display())))?;
+    }
     let backends = choose_backends(args.arch, args.x86_host)?;
     let guests = match &args.guests {
         Some(g) => g.clone(),
