@@ -89,7 +89,11 @@ fn run(args: &RunArgs) -> Result<i32> {
         stats_json: args.stats_json,
     };
     let image = Image::read(&args.image, mem_size)?;
-    common::stdout_buffer::start(vm.jail)?;
+    // The x86 backend starts the console output thread itself, once its vCPU runs: the
+    // guest's first instruction need not wait for it.
+    if args.arch != Arch::X86 || args.lab {
+        common::stdout_buffer::start(vm.jail)?;
+    }
     let mut machine = match args.arch {
         Arch::X86 => cli::x86_vm(args, vm)?,
         Arch::Riscv => urvirt_riscv::new_vm(urvirt_riscv::RiscvConfig {

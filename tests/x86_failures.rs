@@ -263,7 +263,8 @@ fn the_console_jail_refuses_a_call_outside_its_list() {
     require_kvm();
     // A guest that never ends: only the console thread's refused call can end this run.
     let args = ["run", "--arch", "x86", "--timeout", "20", &guest("loop.bin")];
-    let out = run_vmm_env(&args, 30, &[("VMM_TEST_JAIL_PROBE", "console")]);
+    // A pipe on stdin: with /dev/null there is no console input thread to probe.
+    let out = run_vmm_env_piped_stdin(&args, 30, &[("VMM_TEST_JAIL_PROBE", "console")]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert_eq!(stderr(&out), jail_line("console"), "{}", describe(&out));
 }
@@ -273,7 +274,7 @@ fn no_seccomp_lets_the_same_calls_through() {
     require_kvm();
     for thread in ["vcpu", "console"] {
         let args = ["run", "--arch", "x86", "--no-seccomp", &guest("hello.bin")];
-        let out = run_vmm_env(&args, 30, &[("VMM_TEST_JAIL_PROBE", thread)]);
+        let out = run_vmm_env_piped_stdin(&args, 30, &[("VMM_TEST_JAIL_PROBE", thread)]);
         assert_eq!(out.status.code(), Some(0), "{thread}: {}", describe(&out));
         assert_eq!(stdout(&out), "Hello\n", "{thread}: {}", describe(&out));
         assert_eq!(stderr(&out), "", "{thread}: {}", describe(&out));

@@ -53,6 +53,18 @@ pub fn run_vmm_env(args: &[&str], limit_secs: u64, env: &[(&str, &str)]) -> Outp
     out
 }
 
+/// [`run_vmm_env`] with stdin a pipe (closed at once) instead of /dev/null: vmm starts its
+/// console input thread only when stdin can deliver something.
+pub fn run_vmm_env_piped_stdin(args: &[&str], limit_secs: u64, env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new("timeout");
+    c.arg("--kill-after=5").arg(limit_secs.to_string()).arg(env!("CARGO_BIN_EXE_vmm")).args(args);
+    c.envs(env.iter().copied());
+    c.stdin(Stdio::piped());
+    let out = c.output().expect("spawn vmm");
+    assert_ne!(out.status.code(), Some(124), "vmm hung past {limit_secs}s: {}", describe(&out));
+    out
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -16,6 +16,18 @@
 //!   workload reads it N times (each read is a KVM_EXIT_MMIO that vmm handles).
 //!
 //! The mark port [`common::marks::X86_MARK_PORT`] is on every flat guest's bus ([`MarkPort`]).
+//! At each mark [`MarkRecorder`] records KVM's vCPU counters (kvm_stats.rs) and, last,
+//! [`HOST_MINFLT`], the vCPU thread's minor faults.
+//!
+//! What this host's kvm-pvm (no VMX/SVM) does with them, as the tests found (tests/teach_x86.rs):
+//! guest ring 0 runs in KVM's instruction emulator (`insn_emulation` counts about every
+//! instruction; a cpuid, CR or MSR access is one more emulated instruction, not an exit), guest
+//! ring 3 runs natively (so the compute kernel runs in ring 3, at native speed), a first touch
+//! of a page is a fault of the vCPU thread (`host_minflt`), not a KVM `pf_taken`; `syscall` and
+//! the return are 2 KVM exits; `sysret` is not emulated (the syscall guest returns with `iretq`)
+//! and `sti` in ring 3 is refused even with IOPL 3. In the x86 lab host (SVM under QEMU TCG) the
+//! same images show the hardware picture: cpuid = 1 exit, CR read+write = 2, first touch = 1
+//! `pf_taken` (NPT), second touch and syscall = 0.
 use crate::exits::Devices;
 use crate::kvm_stats::{self, KvmStats};
 use common::bus::{BusDevice, DeviceRequest};
@@ -216,6 +228,8 @@ pub struct MarkRecorder {
     kvm: Option<KvmStats>,
     /// KVM's counters when the run started, for the --stats notes.
     before: Vec<u64>,
+    /// Why KVM's counters could not be opened, if they could not (a --stats note).
+    problem: Option<String>,
     values: [u64; MAX_COUNTERS],
     started: Instant,
 }
@@ -223,13 +237,17 @@ pub struct MarkRecorder {
 impl MarkRecorder {
     /// Opens `vcpu`'s KVM statistics (if the kernel has them) and names them in `stats`.
     pub fn start(handle: MarkHandle, kvm: &Kvm, vcpu: &VcpuFd, stats: &mut Stats) -> Result<MarkRecorder> {
-        let mut kvm = KvmStats::open(kvm, vcpu)?;
+        // Without KVM's counters the run still goes on: the marks then hold only the faults.
+        let (mut kvm, problem) = match KvmStats::open(kvm, vcpu) {
+            Ok(k) => (k, None),
+            Err(e) => (None, Some(format!("KVM's own counters: not available ({})", e.message))),
+        };
         let before = kvm.as_mut().map(|k| k.snapshot()).unwrap_or_default();
         let mut names = kvm.as_ref().map(|k| k.names()).unwrap_or_default();
         names.truncate(MAX_COUNTERS - 1);
         names.push(HOST_MINFLT.into());
         stats.marks.host_names = names;
-        Ok(MarkRecorder { handle, kvm, before, values: [0; MAX_COUNTERS], started: Instant::now() })
+        Ok(MarkRecorder { handle, kvm, before, problem, values: [0; MAX_COUNTERS], started: Instant::now() })
     }
 
     /// Called with the device that handled each exit; records a mark if it was the mark port.
@@ -258,7 +276,7 @@ impl MarkRecorder {
                 let after = k.snapshot();
                 kvm_stats::changed_notes(&k.counters, &self.before, &after)
             }
-            None => vec![kvm_stats::NO_STATS_NOTE.into()],
+            None => vec![self.problem.clone().unwrap_or_else(|| kvm_stats::NO_STATS_NOTE.into())],
         }
     }
 }

@@ -182,6 +182,7 @@ impl X86Vm {
             quit: &quit,
             jail: self.config.vm.jail,
         };
+        let to_stdout = !self.config.vm.console.is_capture();
         let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
         let mut marks = teach::MarkRecorder::start(self.marks.clone(), &self.kvm, vcpu, stats)?;
         let ending = std::thread::scope(|s| {
@@ -191,6 +192,10 @@ impl X86Vm {
                 .map_err(|e| {
                     Error::bad_input(format!("cannot start the vCPU thread: {}", common::image::io_reason(&e)))
                 })?;
+            // Output is written directly until this thread is ready.
+            if to_stdout {
+                common::stdout_buffer::start(cx.jail)?;
+            }
             // A panic on the vCPU thread stays a panic (the hook has restored the terminal).
             thread.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         })?;
