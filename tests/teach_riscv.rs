@@ -261,3 +261,23 @@ fn lab_native_compute_runs_in_the_lab_host() {
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("no native baseline for workload `timer`"), "{}", describe(&out));
 }
+
+#[test]
+fn stats_shows_the_host_layer_beside_the_signals() {
+    require_riscv_lab();
+    let image = artifact("guests/riscv/lab-page-touch.bin");
+    let out = run_vmm(&["run", "--arch", "riscv", "--stats", "--mem", "160M", path_str(&image)], 300);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    let note = err.lines().find(|l| l.starts_with("urvirt: host layer (Linux, no signal to URVirt"));
+    let note = note.unwrap_or_else(|| panic!("no host layer note: {}", describe(&out)));
+    let minor: u64 = note
+        .split(": ")
+        .nth(2)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no minor fault count in {note}"));
+    assert!(minor >= 8192, "8192 fresh pages are as many minor faults: {note}");
+    assert!(note.contains(" major, ") && note.contains("involuntary context switches"), "{note}");
+    assert_eq!(row_count(&err, "sigsegv tlb fill"), None, "no signal for them: {err}");
+}
