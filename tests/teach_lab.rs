@@ -148,6 +148,7 @@ fn bad_options_are_one_line_and_exit_2() {
             "vmm: the lab workload image /nonexistent/x86/lab-",
         ),
         (&["lab-native", "--arch", "riscv", "--lab", "compute", "5"], "vmm: lab-native: --lab applies to --arch x86"),
+        (&["lab", "--report", "/dev/null/report"], "vmm: --report: cannot make /dev/null/report: "),
     ];
     for (args, start) in cases {
         let out = run_vmm(args, 60);

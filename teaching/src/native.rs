@@ -28,7 +28,12 @@ fn x86_native(lab: bool, iterations: u64) -> Result<i32> {
     if lab {
         let inner =
             ["lab-native", "--arch", "x86", "compute"].map(String::from).into_iter().chain([iterations.to_string()]);
-        let vm = common::vm::VmConfig { mem_size: 0, ..common::vm::VmConfig::default() };
+        // A lab host that never comes back is stopped (the kernel itself takes well under 1 s).
+        let vm = common::vm::VmConfig {
+            mem_size: 0,
+            timeout: Some(std::time::Duration::from_secs(600)),
+            ..common::vm::VmConfig::default()
+        };
         return Ok(vmm_x86::lab::run_inner(&vm, &inner.collect::<Vec<_>>(), &[])?.exit_code());
     }
     // Timed here rather than with teach::native_compute, to print the kernel's result too

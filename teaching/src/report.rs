@@ -82,7 +82,7 @@ fn chart_error<E: std::fmt::Debug>(e: E) -> Error {
 pub fn chart_svg(workload: &str, bars: &[Bar], backends: &[Backend]) -> Result<String> {
     let n = bars.len().max(1) as u32;
     let legend_height = 20 * backends.len() as u32 + 10;
-    let height = 90 + 30 * n + legend_height;
+    let height = 90 + 30 * n.max(2) + legend_height;
     let positive: Vec<f64> = bars.iter().map(|b| b.ns).filter(|v| *v > 0.0).collect();
     let lo = positive.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = positive.iter().copied().fold(0.0, f64::max);
@@ -92,12 +92,15 @@ pub fn chart_svg(workload: &str, bars: &[Bar], backends: &[Backend]) -> Result<S
         let root = SVGBackend::with_string(&mut svg, (820, height)).into_drawing_area();
         root.fill(&WHITE).map_err(chart_error)?;
         let (plot, legend) = root.split_vertically(height - legend_height);
+        // The segments of 0..k are 0..=k (plotters counts the end in), but an empty range
+        // draws nothing: one bar gets an empty row above it.
+        let last_row = (n - 1).max(1);
         let mut chart = ChartBuilder::on(&plot)
             .caption(format!("{workload}: ns per event (log scale)"), ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(230)
-            .build_cartesian_2d((lo..hi).log_scale(), (0..n).into_segmented())
+            .build_cartesian_2d((lo..hi).log_scale(), (0..last_row).into_segmented())
             .map_err(chart_error)?;
         // Bars run top to bottom in table order; the y axis counts up from the bottom.
         let row = |i: usize| n - 1 - i as u32;
@@ -110,7 +113,7 @@ pub fn chart_svg(workload: &str, bars: &[Bar], backends: &[Backend]) -> Result<S
         chart
             .configure_mesh()
             .disable_y_mesh()
-            .y_labels(n as usize + 1)
+            .y_labels(last_row as usize + 1)
             .y_label_formatter(&label_of)
             .x_label_formatter(&|v| table::ns(*v))
             .x_desc("ns per event (event phase minus baseline); compute: ns per iteration")
