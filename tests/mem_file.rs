@@ -172,3 +172,36 @@ fn riscv_pattern_lands_in_the_shared_file() {
     assert_eq!(std::fs::metadata(&ram).unwrap().len(), 16 << 20);
     assert_eq!(at(&ram, 0x80_0000, 264), expected_pattern(), "at guest physical 0x8080_0000");
 }
+
+#[test]
+fn riscv_without_mem_share_the_file_is_only_read() {
+    require_riscv_lab();
+    let ram = scratch_file("riscv-private", "ram.img", &vec![0xaa; 16 << 20]);
+    let guest = artifact("guests/riscv/pattern.bin");
+    let out = run_vmm(&["run", "--arch", "riscv", "--mem", "16M", "--mem-file", path_str(&ram), path_str(&guest)], 180);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "ok\n");
+    assert!(std::fs::read(&ram).unwrap().iter().all(|&b| b == 0xaa), "the guest's writes stay private");
+}
+
+#[test]
+fn mem_options_that_cannot_work_are_refused_before_anything_runs() {
+    let guest = path_str(&artifact("guests/x86/pattern.bin")).to_string();
+    let out = run_vmm(&["run", "--mem-share", &guest], 30);
+    assert_exit(&out, 2);
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", describe(&out));
+    let dir = scratch_dir("riscv-disk-and-mem");
+    let (ram, disk) = (dir.join("ram.img"), test_disk("riscv-disk-and-mem", 8));
+    let rv = path_str(&artifact("guests/riscv/pattern.bin")).to_string();
+    let out = run_vmm(
+        &["run", "--arch", "riscv", "--mem-file", path_str(&ram), "--mem-share", "--disk", path_str(&disk), &rv],
+        30,
+    );
+    assert_exit(&out, 2);
+    assert_eq!(
+        stderr(&out),
+        "vmm: --disk with --mem-file --mem-share is not supported through the RISC-V lab host yet\n",
+        "{}",
+        describe(&out)
+    );
+}

@@ -79,6 +79,20 @@ impl MemFile {
             .map_err(|e| self.error(&format!("cannot read it: {}", io_reason(&e))))
     }
 
+    /// URVirt runs the guest's code straight from its RAM mappings (PROT_EXEC), which a
+    /// `noexec` mount refuses: say so instead of a failed mmap at 0x80000000.
+    pub fn require_exec(&self) -> Result<()> {
+        let Ok(c) = std::ffi::CString::new(self.path.as_os_str().as_bytes()) else { return Ok(()) };
+        // SAFETY: statvfs is plain data that the call fills; `c` is NUL-terminated.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let noexec = unsafe { libc::statvfs(c.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_NOEXEC != 0 };
+        if noexec && self.shared {
+            return Err(self.error("is on a noexec mount, and URVirt runs the guest's code from its RAM mappings"));
+        }
+        Ok(())
+    }
+
     /// Pushes what the guest wrote towards the disk (the page cache already holds it: this is
     /// for a block device in a lab host, whose page cache must reach the virtual disk).
     pub fn sync(&self) {
