@@ -145,7 +145,7 @@ pub struct RunArgs {
     /// the rows it starts ("io-out" takes "io-out debug-0xf1", "sigsys sbi" every SBI call)
     #[arg(long, value_name = "K1,K2", requires = "trace")]
     pub trace_kinds: Option<String>,
-    /// Back guest RAM with FILE (its first --mem bytes). Without --mem-share the file is the
+    /// Back guest RAM with PATH (its first --mem bytes). Without --mem-share the file is the
     /// guest's initial RAM, only read (as QEMU's share=off); with it the guest's writes land in it
     #[arg(long, value_name = "PATH")]
     pub mem_file: Option<PathBuf>,

@@ -3,6 +3,8 @@
 //! a directory, a character device, a file too small that cannot grow (procfs), a read-only
 //! mount (a tmpfs mounted ro in a private mount namespace) and a file system that cannot map
 //! a file shared and writable (a real FUSE file system: bindfs with -o direct_io).
+#[cfg(target_arch = "x86_64")]
+mod pty;
 mod support;
 use std::path::Path;
 use std::process::Output;
@@ -204,4 +206,47 @@ fn mem_options_that_cannot_work_are_refused_before_anything_runs() {
         "{}",
         describe(&out)
     );
+}
+
+/// Ctrl-A x through the RISC-V lab host, the longest way for the guest's RAM to reach the
+/// file (the lab's block device, init's sync, QEMU): the loaded image is in the file, and
+/// the trace of the run came back too.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn riscv_ctrl_a_x_keeps_ram_and_trace() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    require_riscv_lab();
+    let (mut master, slave) = pty::pty();
+    let dir = scratch_dir("riscv-ctrl-a-x");
+    let (ram, trace) = (dir.join("ram.img"), dir.join("run.trace"));
+    let spin = artifact("guests/riscv/spin.bin");
+    let args = ["run", "--arch", "riscv", "--timeout", "60", "--mem", "16M", "--mem-share", "--trace"];
+    let mut child = vmm()
+        .args(args)
+        .arg(&trace)
+        .arg("--mem-file")
+        .arg(&ram)
+        .arg(&spin)
+        .stdin(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stdout(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn vmm");
+    pty::wait_for_raw(&slave, &mut child);
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("spinning forever") {
+        let mut buf = [0u8; 256];
+        let n = master.read(&mut buf).unwrap();
+        seen.extend_from_slice(&buf[..n]);
+        assert!(start.elapsed() < Duration::from_secs(60), "the guest never printed");
+    }
+    master.write_all(&[0x01, b'x']).unwrap();
+    let status = pty::wait_exit(&mut child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "Ctrl-A x is a normal quit");
+    let image = std::fs::read(&spin).unwrap();
+    assert_eq!(at(&ram, 0x20_0000, image.len()), image, "the guest's RAM (its image at 0x8020_0000) is in the file");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(text.lines().any(|l| l.contains("\tsigsys sbi ")), "the trace came back: {text}");
 }
