@@ -191,11 +191,12 @@ pub fn parse_disk(text: &str) -> Result<DiskConfig> {
 pub fn trace_and_mem_file(
     args: &RunArgs,
 ) -> Result<(Option<common::trace::TraceConfig>, Option<common::mem_file::MemFileConfig>)> {
-    if args.lab && (args.trace.is_some() || args.mem_file.is_some()) {
-        return Err(Error::bad_input("--trace and --mem-file do not apply with --lab (the x86 lab host)"));
-    }
     let kinds = args.trace_kinds.as_deref().map(common::trace::TraceConfig::parse_kinds).transpose()?;
     let trace = args.trace.clone().map(|path| common::trace::TraceConfig { path, kinds: kinds.unwrap_or_default() });
+    // An unwritable trace file is refused here, before any VM or lab host is made.
+    if let Some(t) = &trace {
+        common::trace::Tracer::create(t)?;
+    }
     let mem_file = args.mem_file.clone().map(|path| common::mem_file::MemFileConfig { path, shared: args.mem_share });
     Ok((trace, mem_file))
 }

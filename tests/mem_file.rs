@@ -250,3 +250,35 @@ fn riscv_ctrl_a_x_keeps_ram_and_trace() {
     let text = std::fs::read_to_string(&trace).unwrap();
     assert!(text.lines().any(|l| l.contains("\tsigsys sbi ")), "the trace came back: {text}");
 }
+
+/// The x86 lab host carries both files the same way: the pattern reaches the user's file, and
+/// the trace of the inner run comes back.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_lab_pattern_and_trace_come_back() {
+    require_x86_lab();
+    let dir = scratch_dir("x86-lab");
+    let (ram, trace) = (dir.join("ram.img"), dir.join("run.trace"));
+    let guest = artifact("guests/x86/pattern.bin");
+    let out = run_vmm(
+        &[
+            "run",
+            "--lab",
+            "--mem",
+            "64K",
+            "--trace",
+            path_str(&trace),
+            "--mem-file",
+            path_str(&ram),
+            "--mem-share",
+            path_str(&guest),
+        ],
+        300,
+    );
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "ok\n");
+    assert_eq!(at(&ram, 0x8000, 264), expected_pattern());
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let outs = text.lines().filter(|l| l.contains("\tio-out debug-0xf1\tport=0xf1\t")).count();
+    assert_eq!(outs, 3, "one line per byte of \"ok\\n\": {text}");
+}

@@ -52,17 +52,20 @@ impl MemFile {
     /// The whole of guest RAM as one vm-memory region at guest physical `base` (x86: 0):
     /// shared, or a private copy-on-write mapping of the file.
     pub fn guest_ram(&self, base: u64) -> Result<GuestRam> {
-        if self.shared {
+        if self.shared && !self.block_device {
             return crate::memory::from_fd(self.fd(), 0, base, self.size);
         }
+        // A private mapping, or a block device (a lab host's /dev/vmm-mem), whose length
+        // from_fd's fstat check cannot see (open() checked it with BLKGETSIZE64).
         use vm_memory::{FileOffset, GuestAddress, GuestRegionMmap, MmapRegion};
+        let flags = if self.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
         let fail = |e: &dyn std::fmt::Display| self.error(&format!("cannot map it: {e}"));
         let file = self.file.try_clone().map_err(|e| fail(&io_reason(&e)))?;
         let region = MmapRegion::build(
             Some(FileOffset::new(file, 0)),
             self.size as usize,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_NORESERVE,
+            flags | libc::MAP_NORESERVE,
         )
         .map_err(|e| fail(&e))?;
         let region = GuestRegionMmap::new(region, GuestAddress(base)).ok_or_else(|| fail(&"address wraps"))?;
