@@ -174,7 +174,7 @@ pub struct RunArgs {
     /// the rows it starts ("io-out" takes "io-out debug-0xf1", "sigsys sbi" every SBI call)
     #[arg(long, value_name = "K1,K2", requires = "trace")]
     pub trace_kinds: Option<String>,
-    /// Back guest RAM with FILE (its first --mem bytes). Without --mem-share the file is the
+    /// Back guest RAM with PATH (its first --mem bytes). Without --mem-share the file is the
     /// guest's initial RAM, only read (as QEMU's share=off); with it the guest's writes land in it
     #[arg(long, value_name = "PATH")]
     pub mem_file: Option<PathBuf>,
@@ -220,11 +220,12 @@ pub fn parse_disk(text: &str) -> Result<DiskConfig> {
 pub fn trace_and_mem_file(
     args: &RunArgs,
 ) -> Result<(Option<common::trace::TraceConfig>, Option<common::mem_file::MemFileConfig>)> {
-    if args.lab && (args.trace.is_some() || args.mem_file.is_some()) {
-        return Err(Error::bad_input("--trace and --mem-file do not apply with --lab (the x86 lab host)"));
-    }
     let kinds = args.trace_kinds.as_deref().map(common::trace::TraceConfig::parse_kinds).transpose()?;
     let trace = args.trace.clone().map(|path| common::trace::TraceConfig { path, kinds: kinds.unwrap_or_default() });
+    // An unwritable trace file is refused here, before any VM or lab host is made.
+    if let Some(t) = &trace {
+        common::trace::Tracer::create(t)?;
+    }
     let mem_file = args.mem_file.clone().map(|path| common::mem_file::MemFileConfig { path, shared: args.mem_share });
     Ok((trace, mem_file))
 }

@@ -3,6 +3,8 @@
 //! a directory, a character device, a file too small that cannot grow (procfs), a read-only
 //! mount (a tmpfs mounted ro in a private mount namespace) and a file system that cannot map
 //! a file shared and writable (a real FUSE file system: bindfs with -o direct_io).
+#[cfg(target_arch = "x86_64")]
+mod pty;
 mod support;
 use std::path::Path;
 use std::process::Output;
@@ -171,4 +173,112 @@ fn riscv_pattern_lands_in_the_shared_file() {
     assert_eq!(stdout(&out), "ok\n");
     assert_eq!(std::fs::metadata(&ram).unwrap().len(), 16 << 20);
     assert_eq!(at(&ram, 0x80_0000, 264), expected_pattern(), "at guest physical 0x8080_0000");
+}
+
+#[test]
+fn riscv_without_mem_share_the_file_is_only_read() {
+    require_riscv_lab();
+    let ram = scratch_file("riscv-private", "ram.img", &vec![0xaa; 16 << 20]);
+    let guest = artifact("guests/riscv/pattern.bin");
+    let out = run_vmm(&["run", "--arch", "riscv", "--mem", "16M", "--mem-file", path_str(&ram), path_str(&guest)], 180);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "ok\n");
+    assert!(std::fs::read(&ram).unwrap().iter().all(|&b| b == 0xaa), "the guest's writes stay private");
+}
+
+#[test]
+fn mem_options_that_cannot_work_are_refused_before_anything_runs() {
+    let guest = path_str(&artifact("guests/x86/pattern.bin")).to_string();
+    let out = run_vmm(&["run", "--mem-share", &guest], 30);
+    assert_exit(&out, 2);
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", describe(&out));
+    let dir = scratch_dir("riscv-disk-and-mem");
+    let (ram, disk) = (dir.join("ram.img"), test_disk("riscv-disk-and-mem", 8));
+    let rv = path_str(&artifact("guests/riscv/pattern.bin")).to_string();
+    let out = run_vmm(
+        &["run", "--arch", "riscv", "--mem-file", path_str(&ram), "--mem-share", "--disk", path_str(&disk), &rv],
+        30,
+    );
+    assert_exit(&out, 2);
+    assert_eq!(
+        stderr(&out),
+        "vmm: --disk with --mem-file --mem-share is not supported through the RISC-V lab host yet\n",
+        "{}",
+        describe(&out)
+    );
+}
+
+/// Ctrl-A x through the RISC-V lab host, the longest way for the guest's RAM to reach the
+/// file (the lab's block device, init's sync, QEMU): the loaded image is in the file, and
+/// the trace of the run came back too.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn riscv_ctrl_a_x_keeps_ram_and_trace() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    require_riscv_lab();
+    let (mut master, slave) = pty::pty();
+    let dir = scratch_dir("riscv-ctrl-a-x");
+    let (ram, trace) = (dir.join("ram.img"), dir.join("run.trace"));
+    let spin = artifact("guests/riscv/spin.bin");
+    let args = ["run", "--arch", "riscv", "--timeout", "60", "--mem", "16M", "--mem-share", "--trace"];
+    let mut child = vmm()
+        .args(args)
+        .arg(&trace)
+        .arg("--mem-file")
+        .arg(&ram)
+        .arg(&spin)
+        .stdin(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stdout(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn vmm");
+    pty::wait_for_raw(&slave, &mut child);
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("spinning forever") {
+        let mut buf = [0u8; 256];
+        let n = master.read(&mut buf).unwrap();
+        seen.extend_from_slice(&buf[..n]);
+        assert!(start.elapsed() < Duration::from_secs(60), "the guest never printed");
+    }
+    master.write_all(&[0x01, b'x']).unwrap();
+    let status = pty::wait_exit(&mut child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "Ctrl-A x is a normal quit");
+    let image = std::fs::read(&spin).unwrap();
+    assert_eq!(at(&ram, 0x20_0000, image.len()), image, "the guest's RAM (its image at 0x8020_0000) is in the file");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(text.lines().any(|l| l.contains("\tsigsys sbi ")), "the trace came back: {text}");
+}
+
+/// The x86 lab host carries both files the same way: the pattern reaches the user's file, and
+/// the trace of the inner run comes back.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_lab_pattern_and_trace_come_back() {
+    require_x86_lab();
+    let dir = scratch_dir("x86-lab");
+    let (ram, trace) = (dir.join("ram.img"), dir.join("run.trace"));
+    let guest = artifact("guests/x86/pattern.bin");
+    let out = run_vmm(
+        &[
+            "run",
+            "--lab",
+            "--mem",
+            "64K",
+            "--trace",
+            path_str(&trace),
+            "--mem-file",
+            path_str(&ram),
+            "--mem-share",
+            path_str(&guest),
+        ],
+        300,
+    );
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "ok\n");
+    assert_eq!(at(&ram, 0x8000, 264), expected_pattern());
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let outs = text.lines().filter(|l| l.contains("\tio-out debug-0xf1\tport=0xf1\t")).count();
+    assert_eq!(outs, 3, "one line per byte of \"ok\\n\": {text}");
 }

@@ -52,17 +52,20 @@ impl MemFile {
     /// The whole of guest RAM as one vm-memory region at guest physical `base` (x86: 0):
     /// shared, or a private copy-on-write mapping of the file.
     pub fn guest_ram(&self, base: u64) -> Result<GuestRam> {
-        if self.shared {
+        if self.shared && !self.block_device {
             return crate::memory::from_fd(self.fd(), 0, base, self.size);
         }
+        // A private mapping, or a block device (a lab host's /dev/vmm-mem), whose length
+        // from_fd's fstat check cannot see (open() checked it with BLKGETSIZE64).
         use vm_memory::{FileOffset, GuestAddress, GuestRegionMmap, MmapRegion};
+        let flags = if self.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
         let fail = |e: &dyn std::fmt::Display| self.error(&format!("cannot map it: {e}"));
         let file = self.file.try_clone().map_err(|e| fail(&io_reason(&e)))?;
         let region = MmapRegion::build(
             Some(FileOffset::new(file, 0)),
             self.size as usize,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_NORESERVE,
+            flags | libc::MAP_NORESERVE,
         )
         .map_err(|e| fail(&e))?;
         let region = GuestRegionMmap::new(region, GuestAddress(base)).ok_or_else(|| fail(&"address wraps"))?;
@@ -77,6 +80,20 @@ impl MemFile {
         self.file
             .read_exact_at(&mut ram[..len], 0)
             .map_err(|e| self.error(&format!("cannot read it: {}", io_reason(&e))))
+    }
+
+    /// URVirt runs the guest's code straight from its RAM mappings (PROT_EXEC), which a
+    /// `noexec` mount refuses: say so instead of a failed mmap at 0x80000000.
+    pub fn require_exec(&self) -> Result<()> {
+        let Ok(c) = std::ffi::CString::new(self.path.as_os_str().as_bytes()) else { return Ok(()) };
+        // SAFETY: statvfs is plain data that the call fills; `c` is NUL-terminated.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let noexec = unsafe { libc::statvfs(c.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_NOEXEC != 0 };
+        if noexec && self.shared {
+            return Err(self.error("is on a noexec mount, and URVirt runs the guest's code from its RAM mappings"));
+        }
+        Ok(())
     }
 
     /// Pushes what the guest wrote towards the disk (the page cache already holds it: this is

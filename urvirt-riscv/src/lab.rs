@@ -121,10 +121,6 @@ impl LabHostVm {
                 "--disk with --mem-file --mem-share is not supported through the RISC-V lab host yet",
             ));
         }
-        // The trace file lives here: an unwritable one is refused before booting too.
-        if let Some(t) = &config.vm.trace {
-            common::trace::Tracer::create(t)?;
-        }
         Ok(LabHostVm { config, guest: None, guest_path: FALLBACK_GUEST.into() })
     }
 

@@ -288,6 +288,7 @@ impl LabVm {
             args.extend(["--initrd".into(), initrd.clone()]);
         }
         args.extend(lab::inner_disk_args(&c.vm.disks));
+        args.extend(lab::passthrough::inner_args(&c.vm));
         args.push(self.files.first().map_or(FALLBACK_IMAGE.into(), |(path, _)| path.clone()));
         args
     }

@@ -69,6 +69,7 @@ impl GuestMemory {
         crate::config::check_mem(size)?;
         let fd = match file {
             Some(f) if f.shared => {
+                f.require_exec()?;
                 f.fd().try_clone_to_owned().map_err(|_| os_err("cannot use the --mem-file (dup)"))?
             }
             _ => new_memfd(size)?,
