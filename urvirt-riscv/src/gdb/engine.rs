@@ -174,14 +174,16 @@ pub fn run(gdb: &mut Gdb, st: &mut RunState) {
         }
         stopped = match st.debug.stop.take() {
             None => break,
-            Some(Stop::Interrupted) if session.is_none() => match gdb.watcher.take_connection().or(pending.take()) {
-                // gdb connected while the guest ran: it is stopped for the new session.
-                Some(conn) => {
-                    session = start_session(conn, st);
-                    session.is_some()
+            Some(Stop::Interrupted) if session.is_none() => {
+                match gdb.watcher.take_connection().or_else(|| pending.take()) {
+                    // gdb connected while the guest ran: it is stopped for the new session.
+                    Some(conn) => {
+                        session = start_session(conn, st);
+                        session.is_some()
+                    }
+                    None => false,
                 }
-                None => false,
-            },
+            }
             Some(Stop::Interrupted) => {
                 let s = session.as_mut().expect("a session");
                 match s.take_interrupt(st) {
