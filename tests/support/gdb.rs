@@ -119,7 +119,9 @@ fn command_file(test: &str, elf: &Path, addr: &str, commands: &[&str]) -> PathBu
 /// A gdb-multiarch running a command file in batch mode.
 pub struct Gdb {
     child: Child,
-    output: JoinHandle<String>,
+    /// gdb's output so far (a thread appends to it as gdb writes).
+    output: Arc<Mutex<String>>,
+    reader: JoinHandle<()>,
     deadline: Instant,
 }
 
@@ -139,12 +141,27 @@ impl Gdb {
             .stderr(write)
             .spawn()
             .expect("spawn gdb-multiarch");
-        let output = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = read.read_to_string(&mut text);
-            text
+        let output = Arc::new(Mutex::new(String::new()));
+        let theirs = output.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = read.read(&mut buf) {
+                theirs.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
         });
-        Gdb { child, output, deadline: Instant::now() + Duration::from_secs(limit_secs) }
+        Gdb { child, output, reader, deadline: Instant::now() + Duration::from_secs(limit_secs) }
+    }
+
+    /// Waits until gdb has printed one of `texts` (within gdb's limit).
+    pub fn wait_for_output(&self, texts: &[&str]) {
+        while !texts.iter().any(|t| self.output.lock().unwrap().contains(t)) {
+            assert!(
+                Instant::now() < self.deadline,
+                "gdb never printed any of {texts:?}; its output:\n{}",
+                self.output.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Ctrl-C, as a user at gdb's terminal gives it: gdb then sends the stub its interrupt byte.
@@ -162,12 +179,14 @@ impl Gdb {
             }
             if Instant::now() > self.deadline {
                 let _ = self.child.kill();
-                let text = self.output.join().unwrap();
-                panic!("gdb-multiarch hung past its limit; its output:\n{text}");
+                let _ = self.reader.join();
+                panic!("gdb-multiarch hung past its limit; its output:\n{}", self.output.lock().unwrap());
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        (status.code(), self.output.join().unwrap())
+        let _ = self.reader.join();
+        let text = self.output.lock().unwrap().clone();
+        (status.code(), text)
     }
 }
 

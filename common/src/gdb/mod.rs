@@ -141,6 +141,9 @@ impl gdbstub::conn::Connection for Connection {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
         let result = std::io::Write::write_all(&mut self.stream, &self.out);
         self.out.clear();
         result

@@ -98,7 +98,9 @@ where
         loop {
             let Some(machine) = self.machine.take() else { return Served::Ended };
             let next = match machine {
-                GdbStubStateMachine::Running(m) => {
+                GdbStubStateMachine::Running(mut m) => {
+                    // gdbstub acknowledges a resume (`+`, before no-ack mode) without a flush.
+                    let _ = m.borrow_conn().flush();
                     self.machine = Some(m.into());
                     return Served::Resumed;
                 }
@@ -138,6 +140,7 @@ where
             let next = match machine {
                 GdbStubStateMachine::Running(mut m) => {
                     if !m.borrow_conn().has_input() {
+                        let _ = m.borrow_conn().flush();
                         self.machine = Some(m.into());
                         return None;
                     }

@@ -91,13 +91,25 @@ impl Debugger {
                 self.session = Some(self.target.with_vcpu(vcpu, |t| Session::new(conn, t))?);
             }
         }
-        if let Some(session) = self.session.as_mut() {
+        while let Some(session) = self.session.as_mut() {
             if !session.is_running() {
                 self.watcher.pause();
                 let served = self.target.with_vcpu(vcpu, |t| session.serve(t));
                 if let Some(exit) = self.ended(served) {
                     return Ok(Some(exit));
                 }
+                continue;
+            }
+            // A Ctrl-C right behind the resume may already be read (into the connection's
+            // buffer, where the watcher cannot see it): take it before the guest runs.
+            let end = self.target.with_vcpu(vcpu, |t| session.take_interrupt(t));
+            if let Some(served) = end {
+                if let Some(exit) = self.ended(served) {
+                    return Ok(Some(exit));
+                }
+            }
+            if self.session.as_ref().is_some_and(|s| s.is_running()) {
+                break;
             }
         }
         self.apply_guest_debug(vcpu);

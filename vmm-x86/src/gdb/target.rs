@@ -102,6 +102,18 @@ impl X86Target {
         done
     }
 
+    /// A debug register for a breakpoint; when all four are taken gdb says it cannot insert
+    /// the breakpoint, and vmm says why (on kvm-pvm `break` needs one too).
+    fn take_debug_register(&mut self, addr: u64, kind: Slot) -> bool {
+        let taken = self.breakpoints.add_hw(addr, kind);
+        if !taken {
+            let why =
+                if self.sw_in_debug_registers { " (kvm-pvm cannot run int3, so break takes one too)" } else { "" };
+            common::console::say(&format!("vmm: gdb: all 4 debug registers are in use{why}"));
+        }
+        taken
+    }
+
     /// Puts back every byte an `int3` replaced and drops all breakpoints (gdb detached).
     pub fn clear_breakpoints(&mut self) {
         for p in self.breakpoints.take_all_sw() {
@@ -213,7 +225,7 @@ impl GdbBreakpoints for X86Target {
 impl SwBreakpoint for X86Target {
     fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         if self.sw_in_debug_registers {
-            return Ok(self.breakpoints.add_hw(addr, Slot::Sw));
+            return Ok(self.take_debug_register(addr, Slot::Sw));
         }
         if self.breakpoints.sw(addr).is_some() {
             return Ok(true);
@@ -238,7 +250,7 @@ impl SwBreakpoint for X86Target {
 
 impl HwBreakpoint for X86Target {
     fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        Ok(self.breakpoints.add_hw(addr, Slot::Hw))
+        Ok(self.take_debug_register(addr, Slot::Hw))
     }
 
     fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
