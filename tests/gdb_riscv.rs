@@ -130,3 +130,15 @@ fn gdb_attaches_to_a_running_guest_and_detaches() {
     assert!(stderr(&out).contains("timeout"), "{}", all());
     assert_eq!(out.status.code(), Some(1), "{}", all());
 }
+
+#[test]
+fn a_timeout_ends_a_debugged_run_and_gdb_hears_its_exit_code() {
+    let (path, elf) = guest("spin");
+    let vmm = GdbVmm::spawn(&["--arch", "riscv", "--timeout", "5", "--gdb-wait", &path], LIMIT);
+    let (status, text) = run_gdb("riscv-gdb-timeout", &elf, &vmm.addr, &commands(&["continue"]), LIMIT);
+    let out = vmm.wait();
+    let all = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
+    assert!(text.contains("[Inferior 1 (process 1) exited with code 01]"), "{}", all());
+    assert!(stderr(&out).ends_with("vmm: guest did not finish within 5 s (--timeout)\n"), "{}", all());
+    assert_eq!(out.status.code(), Some(1), "{}", all());
+}
