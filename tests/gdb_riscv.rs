@@ -142,3 +142,25 @@ fn a_timeout_ends_a_debugged_run_and_gdb_hears_its_exit_code() {
     assert!(stderr(&out).ends_with("vmm: guest did not finish within 5 s (--timeout)\n"), "{}", all());
     assert_eq!(out.status.code(), Some(1), "{}", all());
 }
+
+#[test]
+fn a_gdb_that_dies_leaves_the_guest_running_without_breakpoints() {
+    let (path, elf) = guest("gdb-target");
+    let vmm = GdbVmm::spawn(&["--arch", "riscv", "--gdb-wait", &path], LIMIT);
+    // gdb is killed (SIGKILL, by its own shell) while the guest waits at a breakpoint: the
+    // outer vmm sees the connection end and tells the inner one over the serial line.
+    let cmds = commands(&["break *gdb_tick", "continue", "shell kill -9 $PPID"]);
+    let (status, text) = run_gdb("riscv-gdb-dies", &elf, &vmm.addr, &cmds, LIMIT);
+    let out = vmm.wait();
+    let all = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
+    assert!(text.contains(" in gdb_tick ()"), "{}", all());
+    assert_eq!(status, None, "gdb died of its signal: {}", all());
+    assert!(stderr(&out).contains("vmm: gdb: gdb closed the connection; the guest runs on without it\n"), "{}", all());
+    assert_eq!(
+        stdout(&out),
+        "gdb guest: start\ngdb guest: own ebreak handled\ngdb guest: counter 6\n",
+        "the breakpoint went with gdb: {}",
+        all()
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", all());
+}

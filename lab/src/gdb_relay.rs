@@ -11,7 +11,9 @@
 //!
 //! In the key stream a Ctrl-A is already an escape (`C-a C-a` one Ctrl-A, `C-a x` quit, see
 //! [`super::keys`]); a gdb frame is `C-a g`, the payload length as 4 hex digits, the payload.
-//! A guest's own Ctrl-A g is sent as `C-a C-a g`, so it can never start one.
+//! A guest's own Ctrl-A g is sent as `C-a C-a g`, so it can never start one. An empty frame
+//! ([`CLOSED`]) says gdb went away: init shuts its end of the pair, so the stub reads the end
+//! of its connection as it would a closed TCP socket (and lets the guest run on).
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
@@ -24,6 +26,9 @@ const GDB_KEY: u8 = b'g';
 /// The largest payload of one inbound frame: small against the 1 KiB credit window.
 pub const MAX_INBOUND: usize = 256;
 const HEADER: usize = 2 + 4;
+
+/// The frame the outer vmm sends when gdb's connection ends.
+pub const CLOSED: [u8; HEADER] = [CTRL_A, GDB_KEY, b'0', b'0', b'0', b'0'];
 
 /// Set by init for the inner vmm: the descriptor of its end of the gdb socket pair.
 pub const FD_ENV: &str = "VMM_LAB_GDB_FD";
@@ -42,6 +47,8 @@ pub fn encode_inbound(bytes: &[u8], out: &mut Vec<u8>) {
 #[derive(Debug, Default)]
 pub struct Splitter {
     state: State,
+    /// An empty frame ([`CLOSED`]) came: gdb went away.
+    pub closed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -80,7 +87,11 @@ impl Splitter {
                         // A header that does not parse cannot come from the outer vmm; drop it.
                         let len = std::str::from_utf8(&digits).ok().and_then(|s| usize::from_str_radix(s, 16).ok());
                         match len {
-                            Some(0) | None => State::Keys,
+                            Some(0) => {
+                                self.closed = true;
+                                State::Keys
+                            }
+                            None => State::Keys,
                             Some(n) => State::Payload(n),
                         }
                     }
@@ -146,6 +157,7 @@ pub fn serve_outer(listener: TcpListener, peer: &GdbPeer, to_init: impl Fn(&[u8]
                 }
             }
         }
+        to_init(&CLOSED);
     });
 }
 
@@ -200,9 +212,12 @@ impl InitSide {
             return input.to_vec();
         }
         let (keys, gdb) = self.splitter.feed(input);
-        if !gdb.is_empty() {
-            if let Some((ours, _)) = &mut self.pair {
+        if let Some((ours, _)) = &mut self.pair {
+            if !gdb.is_empty() {
                 let _ = ours.write_all(&gdb);
+            }
+            if self.splitter.closed {
+                let _ = ours.shutdown(std::net::Shutdown::Write);
             }
         }
         keys
@@ -264,6 +279,17 @@ mod tests {
         let mut s = Splitter::default();
         let gdb: Vec<u8> = wire.iter().flat_map(|b| s.feed(std::slice::from_ref(b)).1).collect();
         assert_eq!(gdb, data);
+    }
+
+    #[test]
+    fn an_empty_frame_says_gdb_went_away() {
+        let mut s = Splitter::default();
+        let mut wire = Vec::new();
+        encode_inbound(b"$D#44", &mut wire);
+        assert_eq!(s.feed(&wire), (Vec::new(), b"$D#44".to_vec()));
+        assert!(!s.closed);
+        assert_eq!(s.feed(&[&CLOSED[..], b"k"].concat()), (b"k".to_vec(), Vec::new()));
+        assert!(s.closed);
     }
 
     #[test]
