@@ -16,15 +16,6 @@ fn guest(name: &str) -> (String, std::path::PathBuf) {
     (path_str(&elf).to_string(), elf)
 }
 
-/// gdb waits for the lab host's boot before the stub's first answer.
-const PREAMBLE: [&str; 1] = ["set remotetimeout 60"];
-
-/// gdb's command list: `set architecture` must come before `file` and `target remote`, which
-/// the support code writes first, so the ELF (riscv:rv64) sets it.
-fn commands<'a>(rest: &[&'a str]) -> Vec<&'a str> {
-    PREAMBLE.iter().copied().chain(rest.iter().copied()).collect()
-}
-
 /// The value printed on gdb's line `NAME value`.
 fn value(out: &str, name: &str) -> String {
     let prefix = format!("{name} ");
@@ -43,7 +34,7 @@ fn hex(text: &str) -> u64 {
 fn break_read_step_write_and_run_to_the_end() {
     let (path, elf) = guest("gdb-target");
     let vmm = GdbVmm::spawn(&["--arch", "riscv", "--gdb-wait", &path], LIMIT);
-    let cmds = commands(&[
+    let cmds = [
         "printf \"PC0 %#lx\\n\", $pc",
         "break *gdb_tick",
         "continue",
@@ -60,7 +51,7 @@ fn break_read_step_write_and_run_to_the_end() {
         "set var $a0 = 20",
         "delete",
         "continue",
-    ]);
+    ];
     let (status, text) = run_gdb("riscv-gdb-break", &elf, &vmm.addr, &cmds, LIMIT);
     let out = vmm.wait();
     let all = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
@@ -83,7 +74,7 @@ fn break_read_step_write_and_run_to_the_end() {
 fn ctrl_c_stops_a_spinning_guest_and_kill_ends_the_run() {
     let (path, elf) = guest("spin");
     let vmm = GdbVmm::spawn(&["--arch", "riscv", "--gdb-wait", &path], LIMIT);
-    let cmds = commands(&["continue", "echo STOPPED\\n", "info symbol $pc", "kill"]);
+    let cmds = ["continue", "echo STOPPED\\n", "info symbol $pc", "kill"];
     let gdb = Gdb::spawn("riscv-gdb-ctrl-c", &elf, &vmm.addr, &cmds, LIMIT);
     // The guest runs once it printed; then Ctrl-C, as a user at gdb's terminal would.
     vmm.wait_for_stdout("spinning forever", LIMIT);
@@ -105,7 +96,7 @@ fn gdb_attaches_to_a_running_guest_and_detaches() {
     // No --gdb-wait: the guest runs at once; --timeout ends it after gdb has gone.
     let vmm = GdbVmm::spawn(&["--arch", "riscv", "--timeout", "20", &path], LIMIT);
     vmm.wait_for_stdout("spinning forever", LIMIT);
-    let cmds = commands(&[
+    let cmds = [
         "echo CONNECTED\\n",
         "info symbol $pc",
         "printf \"SP %#lx\\n\", $sp",
@@ -113,7 +104,7 @@ fn gdb_attaches_to_a_running_guest_and_detaches() {
         "printf \"FIRST %#x\\n\", *(unsigned int *)0x80200000",
         "monitor virt",
         "detach",
-    ]);
+    ];
     let (status, text) = run_gdb("riscv-gdb-attach", &elf, &vmm.addr, &cmds, LIMIT);
     let out = vmm.wait();
     let all = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
@@ -129,4 +120,38 @@ fn gdb_attaches_to_a_running_guest_and_detaches() {
     // Detached, the guest spun on until --timeout.
     assert!(stderr(&out).contains("timeout"), "{}", all());
     assert_eq!(out.status.code(), Some(1), "{}", all());
+}
+
+#[test]
+fn a_timeout_ends_a_debugged_run_and_gdb_hears_its_exit_code() {
+    let (path, elf) = guest("spin");
+    let vmm = GdbVmm::spawn(&["--arch", "riscv", "--timeout", "5", "--gdb-wait", &path], LIMIT);
+    let (status, text) = run_gdb("riscv-gdb-timeout", &elf, &vmm.addr, &["continue"], LIMIT);
+    let out = vmm.wait();
+    let all = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
+    assert!(text.contains("[Inferior 1 (process 1) exited with code 01]"), "{}", all());
+    assert!(stderr(&out).ends_with("vmm: guest did not finish within 5 s (--timeout)\n"), "{}", all());
+    assert_eq!(out.status.code(), Some(1), "{}", all());
+}
+
+#[test]
+fn a_gdb_that_dies_leaves_the_guest_running_without_breakpoints() {
+    let (path, elf) = guest("gdb-target");
+    let vmm = GdbVmm::spawn(&["--arch", "riscv", "--gdb-wait", &path], LIMIT);
+    // gdb is killed (SIGKILL, by its own shell) while the guest waits at a breakpoint: the
+    // outer vmm sees the connection end and tells the inner one over the serial line.
+    let cmds = ["break *gdb_tick", "continue", "shell kill -9 $PPID"];
+    let (status, text) = run_gdb("riscv-gdb-dies", &elf, &vmm.addr, &cmds, LIMIT);
+    let out = vmm.wait();
+    let all = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
+    assert!(text.contains(" in gdb_tick ()"), "{}", all());
+    assert_eq!(status, None, "gdb died of its signal: {}", all());
+    assert!(stderr(&out).contains("vmm: gdb: gdb closed the connection; the guest runs on without it\n"), "{}", all());
+    assert_eq!(
+        stdout(&out),
+        "gdb guest: start\ngdb guest: own ebreak handled\ngdb guest: counter 6\n",
+        "the breakpoint went with gdb: {}",
+        all()
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", all());
 }

@@ -11,7 +11,11 @@
 //!
 //! In the key stream a Ctrl-A is already an escape (`C-a C-a` one Ctrl-A, `C-a x` quit, see
 //! [`super::keys`]); a gdb frame is `C-a g`, the payload length as 4 hex digits, the payload.
-//! A guest's own Ctrl-A g is sent as `C-a C-a g`, so it can never start one.
+//! A guest's own Ctrl-A g is sent as `C-a C-a g`, so it can never start one. An empty frame
+//! ([`CLOSED`]) says gdb went away: init shuts its end of the pair, so the stub reads the end
+//! of its connection as it would a closed TCP socket (and lets the guest run on).
+use common::gdb::GdbConfig;
+use socket2::{Domain, Socket, Type};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
@@ -24,6 +28,9 @@ const GDB_KEY: u8 = b'g';
 /// The largest payload of one inbound frame: small against the 1 KiB credit window.
 pub const MAX_INBOUND: usize = 256;
 const HEADER: usize = 2 + 4;
+
+/// The frame the outer vmm sends when gdb's connection ends.
+pub const CLOSED: [u8; HEADER] = [CTRL_A, GDB_KEY, b'0', b'0', b'0', b'0'];
 
 /// Set by init for the inner vmm: the descriptor of its end of the gdb socket pair.
 pub const FD_ENV: &str = "VMM_LAB_GDB_FD";
@@ -42,6 +49,8 @@ pub fn encode_inbound(bytes: &[u8], out: &mut Vec<u8>) {
 #[derive(Debug, Default)]
 pub struct Splitter {
     state: State,
+    /// An empty frame ([`CLOSED`]) came: gdb went away.
+    pub closed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -80,7 +89,11 @@ impl Splitter {
                         // A header that does not parse cannot come from the outer vmm; drop it.
                         let len = std::str::from_utf8(&digits).ok().and_then(|s| usize::from_str_radix(s, 16).ok());
                         match len {
-                            Some(0) | None => State::Keys,
+                            Some(0) => {
+                                self.closed = true;
+                                State::Keys
+                            }
+                            None => State::Keys,
                             Some(n) => State::Payload(n),
                         }
                     }
@@ -117,20 +130,39 @@ impl GdbPeer {
     }
 }
 
-/// The outer vmm's listener for `--gdb`: bound now (the line on stderr says where), accepted
-/// by [`serve_outer`] while the lab host boots; the inner vmm does the waiting.
-pub fn listen(config: &common::gdb::GdbConfig) -> common::Result<TcpListener> {
-    let config = common::gdb::GdbConfig { wait: false, ..*config };
-    let link = common::gdb::listen(&config)?;
-    Ok(link.into_listener().expect("a listening link"))
+/// The outer vmm's socket for `--gdb`: bound at once, so its address is known and printed
+/// (the same line as without a lab host), but listening only from [`serve_outer`], once the
+/// lab host's init has started. A gdb that connects earlier is refused and retries (gdb's
+/// `tcp auto-retry`, for up to `tcp connect-timeout`, 15 s), instead of sending its first
+/// packets to a stub that is not there yet and giving up on their answers after
+/// `remotetimeout` (2 s) while the lab host boots.
+pub struct OuterSocket(Socket);
+
+pub fn bind(config: &GdbConfig) -> common::Result<OuterSocket> {
+    let failed = |e: std::io::Error| {
+        common::Error::bad_input(format!("--gdb {}: cannot listen: {}", config.addr, common::image::io_reason(&e)))
+    };
+    let socket = Socket::new(Domain::for_address(config.addr), Type::STREAM, None).map_err(failed)?;
+    // As std's TcpListener::bind does: a port in TIME_WAIT from an earlier run is free again.
+    socket.set_reuse_address(true).map_err(failed)?;
+    socket.bind(&config.addr.into()).map_err(failed)?;
+    let bound = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(config.addr);
+    let line = if config.wait { "vmm: waiting for gdb on" } else { "vmm: gdb can connect on" };
+    common::console::say(&format!("{line} {bound}"));
+    Ok(OuterSocket(socket))
 }
 
-/// The outer vmm's relay: accepts one gdb connection on `listener` (on a thread of its own,
-/// so the lab host boots meanwhile), makes it `peer`'s, then sends everything gdb writes to
+/// The outer vmm's relay, once init has started: listens on `socket` and accepts one gdb
+/// connection (on a thread of its own), makes it `peer`'s, then sends everything gdb writes to
 /// init through `to_init` (which applies the credit window).
-pub fn serve_outer(listener: TcpListener, peer: &GdbPeer, to_init: impl Fn(&[u8]) + Send + 'static) {
+pub fn serve_outer(socket: OuterSocket, peer: &GdbPeer, to_init: impl Fn(&[u8]) + Send + 'static) {
     let answer = peer.clone();
     std::thread::spawn(move || {
+        if let Err(e) = socket.0.listen(1) {
+            common::console::say(&format!("vmm: --gdb: cannot listen: {}", common::image::io_reason(&e)));
+            return;
+        }
+        let listener: TcpListener = socket.0.into();
         let Ok((mut stream, _)) = listener.accept() else { return };
         let _ = stream.set_nodelay(true);
         let Ok(reader) = stream.try_clone() else { return };
@@ -146,6 +178,7 @@ pub fn serve_outer(listener: TcpListener, peer: &GdbPeer, to_init: impl Fn(&[u8]
                 }
             }
         }
+        to_init(&CLOSED);
     });
 }
 
@@ -200,9 +233,12 @@ impl InitSide {
             return input.to_vec();
         }
         let (keys, gdb) = self.splitter.feed(input);
-        if !gdb.is_empty() {
-            if let Some((ours, _)) = &mut self.pair {
+        if let Some((ours, _)) = &mut self.pair {
+            if !gdb.is_empty() {
                 let _ = ours.write_all(&gdb);
+            }
+            if self.splitter.closed {
+                let _ = ours.shutdown(std::net::Shutdown::Write);
             }
         }
         keys
@@ -264,6 +300,17 @@ mod tests {
         let mut s = Splitter::default();
         let gdb: Vec<u8> = wire.iter().flat_map(|b| s.feed(std::slice::from_ref(b)).1).collect();
         assert_eq!(gdb, data);
+    }
+
+    #[test]
+    fn an_empty_frame_says_gdb_went_away() {
+        let mut s = Splitter::default();
+        let mut wire = Vec::new();
+        encode_inbound(b"$D#44", &mut wire);
+        assert_eq!(s.feed(&wire), (Vec::new(), b"$D#44".to_vec()));
+        assert!(!s.closed);
+        assert_eq!(s.feed(&[&CLOSED[..], b"k"].concat()), (b"k".to_vec(), Vec::new()));
+        assert!(s.closed);
     }
 
     #[test]

@@ -176,6 +176,22 @@ mod tests {
     }
 
     #[test]
+    fn a_gdb_frame_waits_for_credit_for_all_of_it_and_is_never_dropped() {
+        let window = Arc::new(InputWindow::default());
+        window.grant(100);
+        let sent = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let (w, out) = (Arc::clone(&window), Arc::clone(&sent));
+        let sender =
+            std::thread::spawn(move || w.send_whole(&[7u8; 300], |wire| out.lock().unwrap().extend_from_slice(wire)));
+        // Far longer than the keys' patience would allow: a gdb frame still goes.
+        std::thread::sleep(PATIENCE + Duration::from_millis(200));
+        assert!(sent.lock().unwrap().is_empty(), "100 bytes of credit are not enough for 300");
+        window.grant(200);
+        sender.join().unwrap();
+        assert_eq!(sent.lock().unwrap().len(), 300, "sent whole");
+    }
+
+    #[test]
     fn a_closed_window_ends_a_waiting_sender() {
         let window = Arc::new(InputWindow::default());
         let w = Arc::clone(&window);

@@ -51,8 +51,9 @@ impl Drop for Qemu {
 /// Boots the lab with `initramfs` and relays until the inner vmm reports its exit.
 pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> {
     let boot_limit = boot_limit()?;
-    // --gdb: the outer side listens; gdb's bytes cross the serial line (super::gdb_relay).
-    let gdb_listener = vm.gdb.as_ref().map(super::gdb_relay::listen).transpose()?;
+    // --gdb: the outer side listens (once init is up); gdb's bytes cross the serial line
+    // (super::gdb_relay).
+    let gdb_socket = vm.gdb.as_ref().map(super::gdb_relay::bind).transpose()?;
     let gdb_peer = super::gdb_relay::GdbPeer::default();
     let initrd = memfd_with(initramfs)?;
     let mem_mib = (vm.mem_size >> 20) + host.ram_overhead_mib + 2 * (initramfs.len() as u64 >> 20);
@@ -140,14 +141,15 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
     let serial_in = Arc::new(Mutex::new(qemu.0.stdin.take().expect("piped stdin")));
     let keys_in = Arc::clone(&serial_in);
     let keys_window = Arc::clone(&window);
-    if let Some(listener) = gdb_listener {
-        let (gdb_in, gdb_window) = (Arc::clone(&serial_in), Arc::clone(&window));
-        super::gdb_relay::serve_outer(listener, &gdb_peer, move |wire| {
+    let (gdb_in, gdb_window) = (Arc::clone(&serial_in), Arc::clone(&window));
+    let mut gdb_relay = gdb_socket.map(|socket| {
+        let to_init = move |wire: &[u8]| {
             gdb_window.send_whole(wire, |w| {
                 let _ = gdb_in.lock().unwrap_or_else(|e| e.into_inner()).write_all(w);
             });
-        });
-    }
+        };
+        (socket, to_init)
+    });
     let quit = tx.clone();
     vm.console.start_input(
         move |bytes| {
@@ -172,6 +174,9 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
         match msg {
             Ok(Msg::Event(Event::Started)) => {
                 started = true;
+                if let Some((socket, to_init)) = gdb_relay.take() {
+                    super::gdb_relay::serve_outer(socket, &gdb_peer, to_init);
+                }
                 // No deadline at all if --timeout is too large to add (the inner vmm does the same).
                 deadline = vm.timeout.and_then(|t| run_deadline(Instant::now(), t));
             }

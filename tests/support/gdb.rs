@@ -104,7 +104,12 @@ impl GdbVmm {
 
 /// Writes a gdb command file: `file ELF`, `target remote ADDR`, then `commands`.
 fn command_file(test: &str, elf: &Path, addr: &str, commands: &[&str]) -> PathBuf {
-    let mut text = format!("set pagination off\nset confirm off\nfile {}\ntarget remote {addr}\n", elf.display());
+    // The timeouts matter through a lab host, whose boot (seconds, more on a busy machine)
+    // comes before its stub answers or even listens (gdb retries a refused connection).
+    let mut text = format!(
+        "set pagination off\nset confirm off\nset remotetimeout 60\nset tcp connect-timeout 120\nfile {}\ntarget remote {addr}\n",
+        elf.display()
+    );
     for c in commands {
         text.push_str(c);
         text.push('\n');

@@ -58,11 +58,6 @@ impl Link {
     pub fn connected(stream: TcpStream) -> Link {
         Link { listener: None, accepted: Some(stream) }
     }
-
-    /// The listening socket, for a relay that accepts by itself (a lab host's outer vmm).
-    pub fn into_listener(self) -> Option<TcpListener> {
-        self.listener
-    }
 }
 
 /// Binds `config.addr`, says where on stderr, and with `wait` accepts one gdb before returning.

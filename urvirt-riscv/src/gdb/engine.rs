@@ -145,6 +145,18 @@ pub fn run(gdb: &mut Gdb, st: &mut RunState) {
             if !settle(&mut session, served, st) {
                 break;
             }
+            // A Ctrl-C right behind the resume may already be read (into the connection's
+            // buffer, where the watcher cannot see it): take it before the guest runs.
+            let early = session.as_mut().and_then(|s| s.take_interrupt(st));
+            if let Some(served) = early {
+                if !settle(&mut session, served, st) {
+                    break;
+                }
+            } else if session.as_ref().is_some_and(|s| !s.is_running()) {
+                // It was a Ctrl-C: gdb has been told the guest stopped.
+                st.debug.resume = None;
+                continue;
+            }
         }
         let resume = st.debug.resume.take();
         if resume == Some(Resume::Step) {
@@ -174,14 +186,16 @@ pub fn run(gdb: &mut Gdb, st: &mut RunState) {
         }
         stopped = match st.debug.stop.take() {
             None => break,
-            Some(Stop::Interrupted) if session.is_none() => match gdb.watcher.take_connection().or(pending.take()) {
-                // gdb connected while the guest ran: it is stopped for the new session.
-                Some(conn) => {
-                    session = start_session(conn, st);
-                    session.is_some()
+            Some(Stop::Interrupted) if session.is_none() => {
+                match gdb.watcher.take_connection().or_else(|| pending.take()) {
+                    // gdb connected while the guest ran: it is stopped for the new session.
+                    Some(conn) => {
+                        session = start_session(conn, st);
+                        session.is_some()
+                    }
+                    None => false,
                 }
-                None => false,
-            },
+            }
             Some(Stop::Interrupted) => {
                 let s = session.as_mut().expect("a session");
                 match s.take_interrupt(st) {
