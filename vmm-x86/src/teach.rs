@@ -236,11 +236,20 @@ pub struct MarkRecorder {
 
 impl MarkRecorder {
     /// Opens `vcpu`'s KVM statistics (if the kernel has them) and names them in `stats`.
-    pub fn start(handle: MarkHandle, kvm: &Kvm, vcpu: &VcpuFd, stats: &mut Stats) -> Result<MarkRecorder> {
+    /// Without `counting` (no --stats or --stats-json: nobody would see them) nothing is
+    /// opened, which keeps a plain run's start-up short.
+    pub fn start(
+        handle: MarkHandle,
+        kvm: &Kvm,
+        vcpu: &VcpuFd,
+        stats: &mut Stats,
+        counting: bool,
+    ) -> Result<MarkRecorder> {
         // Without KVM's counters the run still goes on: the marks then hold only the faults.
-        let (mut kvm, problem) = match KvmStats::open(kvm, vcpu) {
-            Ok(k) => (k, None),
-            Err(e) => (None, Some(format!("KVM's own counters: not available ({})", e.message))),
+        let (mut kvm, problem) = match counting.then(|| KvmStats::open(kvm, vcpu)) {
+            None => (None, None),
+            Some(Ok(k)) => (k, None),
+            Some(Err(e)) => (None, Some(format!("KVM's own counters: not available ({})", e.message))),
         };
         let before = kvm.as_mut().map(|k| k.snapshot()).unwrap_or_default();
         let mut names = kvm.as_ref().map(|k| k.names()).unwrap_or_default();

@@ -206,7 +206,7 @@ impl X86Vm {
         let to_stdout = !self.config.vm.console.is_capture();
         let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
         let trace = &mut self.trace;
-        let mut marks = teach::MarkRecorder::start(self.marks.clone(), &self.kvm, vcpu, stats)?;
+        let mut marks = teach::MarkRecorder::start(self.marks.clone(), &self.kvm, vcpu, stats, self.config.stats)?;
         let ending = std::thread::scope(|s| {
             let thread = std::thread::Builder::new()
                 .name("vcpu".into())
