@@ -48,7 +48,7 @@ fn quick_run_on_both_backends_fills_the_table() {
     assert_eq!(per_event(&table, "out to debug port", "x86-kvm"), 1.0, "{table}");
     assert_eq!(per_event(&table, "sbi putchar", "riscv"), 1.0, "{table}");
     assert_eq!(per_event(&table, "csrr sscratch", "riscv"), 1.0, "{table}");
-    assert_eq!(per_event(&table, "syscall+sysret", "x86-kvm"), 0.0, "{table}");
+    assert_eq!(per_event(&table, "syscall+iretq", "x86-kvm"), 0.0, "{table}");
     assert_eq!(per_event(&table, "mmio read", "x86-kvm"), 1.0, "{table}");
     assert!(row(&table, "csrr sscratch", "riscv").unwrap()[3].ends_with(" sig"), "{table}");
     // The ratio column is to x86-kvm, and every backend says where it was measured.

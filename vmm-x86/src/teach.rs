@@ -45,7 +45,7 @@ pub const WORKLOADS: &[(&str, &[&str])] = &[
     ("priv-reg", &["cpuid", "cr read+write", "rdmsr"]),
     ("page-touch", &["first touch", "second touch"]),
     ("timer", &["timer interrupt"]),
-    ("syscall", &["syscall+sysret"]),
+    ("syscall", &["syscall+iretq"]),
     ("mmio", &["mmio read"]),
     ("compute", &["compute with 100 Hz timer"]),
 ];
