@@ -214,7 +214,7 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
                 break GuestExit::Failed(format!(
                     "the lab host ({}) stopped {when} ({status}); last output: {}",
                     qemu_name(host),
-                    last_lines(&format!("{noise}\n{qemu_says}"))
+                    last_lines(&format!("{qemu_says}\n{noise}"))
                 ));
             }
             // The inner vmm did not report after Ctrl-A x: quit anyway.
