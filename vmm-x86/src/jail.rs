@@ -15,9 +15,6 @@
 /// signal's return, and ending the thread.
 pub const VCPU: &[i64] = &[
     libc::SYS_write,
-    // A mark reads KVM's statistics and the thread's page faults (teach.rs, kvm_stats.rs).
-    libc::SYS_pread64,
-    libc::SYS_getrusage,
     libc::SYS_mremap,
     libc::SYS_futex,
     libc::SYS_clock_gettime,
@@ -30,6 +27,11 @@ pub const VCPU: &[i64] = &[
     libc::SYS_sigaltstack,
     libc::SYS_exit,
 ];
+
+/// What the vCPU thread also calls with --stats or --stats-json: a mark reads KVM's
+/// statistics (pread64) and the thread's page faults (getrusage); see teach.rs, kvm_stats.rs.
+/// Without them no mark reads anything, so a plain run's thread may not.
+pub const COUNTING: &[i64] = &[libc::SYS_pread64, libc::SYS_getrusage];
 
 /// `_IOR(KVMIO, nr, T)`, as linux/kvm.h spells the KVM ioctl requests.
 const fn kvm_ior(nr: u64, size: usize) -> u64 {
