@@ -99,6 +99,17 @@ mod tests {
     }
 
     #[test]
+    fn counters_are_readable_only_when_counting() {
+        for gdb in [false, true] {
+            let (plain, _) = crate::gdb::jail_lists(gdb, false);
+            let (counting, _) = crate::gdb::jail_lists(gdb, true);
+            for nr in COUNTING {
+                assert!(!plain.contains(nr) && counting.contains(nr), "{}", common::jail::syscall_name(*nr));
+            }
+        }
+    }
+
+    #[test]
     fn neither_thread_may_open_files_start_programs_or_use_the_network() {
         let forbidden = [
             libc::SYS_open,
