@@ -160,6 +160,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE[,ro]")]
     pub disk: Vec<String>,
     /// Serve gdb's remote protocol on ADDR:PORT (PORT alone: 127.0.0.1:PORT; 0: a free port)
+    /// for one gdb connection per run (after it detaches, no other gdb can connect)
     #[arg(long, value_name = "ADDR:PORT")]
     pub gdb: Option<String>,
     /// With --gdb: stop before the first guest instruction until gdb connects (like QEMU's -S)
@@ -222,9 +223,10 @@ pub fn trace_and_mem_file(
 ) -> Result<(Option<common::trace::TraceConfig>, Option<common::mem_file::MemFileConfig>)> {
     let kinds = args.trace_kinds.as_deref().map(common::trace::TraceConfig::parse_kinds).transpose()?;
     let trace = args.trace.clone().map(|path| common::trace::TraceConfig { path, kinds: kinds.unwrap_or_default() });
-    // An unwritable trace file is refused here, before any VM or lab host is made.
+    // An unwritable trace file is refused here, before any VM or lab host is made; checked
+    // without opening it (no truncation, no header, no blocking on a FIFO).
     if let Some(t) = &trace {
-        common::trace::Tracer::create(t)?;
+        common::trace::Tracer::check_writable(&t.path)?;
     }
     let mem_file = args.mem_file.clone().map(|path| common::mem_file::MemFileConfig { path, shared: args.mem_share });
     Ok((trace, mem_file))

@@ -78,6 +78,50 @@ fn bad_trace_options_are_one_line_errors() {
     assert!(stderr(&out).starts_with("vmm: bad --trace-kinds 'hlt,,io-out': "), "{}", describe(&out));
 }
 
+/// A trace that cannot be written (a full disk: /dev/full) is one warning line; the guest's
+/// result stays: its exit code, its failure line, --stats.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_a_failing_trace_write_keeps_the_guests_result() {
+    require_kvm();
+    let warning = "vmm: warning: --trace /dev/full: writing the trace failed: ";
+    let out = run_vmm(&["run", "--stats", "--trace", "/dev/full", path_str(&artifact("guests/x86/hello.bin"))], 30);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "Hello\n");
+    let err = stderr(&out);
+    assert_eq!(err.lines().filter(|l| l.starts_with(warning)).count(), 1, "{}", describe(&out));
+    assert!(row_count(&err, "io-out debug-0xf1").is_some(), "--stats is still printed: {}", describe(&out));
+    let out = run_vmm(&["run", "--trace", "/dev/full", path_str(&artifact("guests/x86/badins.bin"))], 30);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(err.lines().any(|l| l.starts_with(warning)), "{}", describe(&out));
+    assert!(err.contains("guest read of unknown I/O port 0x99"), "the failure line stays: {}", describe(&out));
+}
+
+/// The check before the run opens nothing: a FIFO nobody reads is not blocked on, an existing
+/// file is not truncated when the run is refused for another reason.
+#[test]
+fn the_trace_check_opens_nothing() {
+    let dir = std::env::temp_dir().join(format!("vmm-trace-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let kept = dir.join("kept.trace");
+    std::fs::write(&kept, "old trace\n").unwrap();
+    let missing = dir.join("missing.bin");
+    for trace in [&fifo, &kept] {
+        // The image is missing: the run is refused after the trace check.
+        let out = run_vmm(&["run", "--trace", path_str(trace), path_str(&missing)], 30);
+        assert_exit(&out, 2);
+        assert!(!stderr(&out).contains("--trace"), "the trace path passed the check: {}", describe(&out));
+    }
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "old trace\n", "the check truncated the file");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn riscv_hello_traces_one_line_per_sbi_call() {
     require_riscv_lab();

@@ -3,7 +3,11 @@
 //! - With `--mem-share` the file is mapped MAP_SHARED: the guest's RAM *is* the file's page
 //!   cache, so every write the guest makes is in the file at once, whichever way the run ends
 //!   (halt, failure, timeout, Ctrl-A x, even a crash of vmm). A missing file is created, a
-//!   short one grown to the RAM size.
+//!   short one grown to the RAM size. Through a lab host (`--arch riscv` on x86, `--lab`) the
+//!   file is a virtual disk of the lab host: the guest's writes sit in the lab kernel's page
+//!   cache until the inner vmm's [`MemFile::sync`] and init's sync() at the end of the run, so
+//!   there every normal end (halt, failure, timeout, Ctrl-A x) keeps them, but killing the
+//!   outer vmm or its QEMU loses what was not synced yet.
 //! - Without it (QEMU's share=off) the file is the guest's *initial* RAM: it is opened
 //!   read-only and never written; the guest's writes stay private to the run.
 //!

@@ -14,7 +14,9 @@
 //! Recording never allocates and takes no lock: on URVirt it happens inside a synchronous
 //! signal handler. Lines are formatted into a buffer allocated up front and written with
 //! write(2) when it fills and at the end ([`Tracer::flush`], also on drop). The file is opened
-//! before the run, outside any seccomp jail; write(2) is allowed in every jail.
+//! before the run, outside any seccomp jail; write(2) is allowed in every jail. A write error
+//! (a full disk) ends the trace, not the run: it is one warning line at the end, and the
+//! guest's exit code and --stats stay as they were.
 //!
 //! When tracing is off a backend holds `None` instead of a [`Tracer`]: its hot path pays one
 //! predictable branch (`vmm bench` measures it).
@@ -100,6 +102,39 @@ impl Tracer {
         Ok(t)
     }
 
+    /// Whether `path` could be opened for the trace, checked without opening it: an existing
+    /// file (or FIFO, which an open would block on) must be writable, a new one needs a
+    /// writable directory. Used before a VM or lab host is made; the run opens it once.
+    pub fn check_writable(path: &Path) -> Result<()> {
+        let refuse = |why: String| Err(Error::bad_input(format!("--trace {}: {why}", path.display())));
+        let errno = |e: std::io::Error| crate::image::io_reason(&e);
+        let can_write = |p: &Path| {
+            let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
+                .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+            // SAFETY: `c` is a NUL-terminated path that outlives the call.
+            match unsafe { libc::access(c.as_ptr(), libc::W_OK) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => refuse("is a directory".into()),
+            Ok(_) => can_write(path).or_else(|e| refuse(errno(e))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                match std::fs::metadata(dir) {
+                    Ok(m) if m.is_dir() => can_write(dir).or_else(|e| refuse(errno(e))),
+                    Ok(_) => refuse(errno(std::io::Error::from_raw_os_error(libc::ENOTDIR))),
+                    Err(e) => refuse(errno(e)),
+                }
+            }
+            Err(e) => refuse(errno(e)),
+        }
+    }
+
     /// Times are measured from now on (call as the guest starts).
     pub fn restart_clock(&mut self) {
         self.start = Instant::now();
@@ -177,6 +212,15 @@ impl Tracer {
                 self.path.display(),
                 crate::image::io_reason(&std::io::Error::from_raw_os_error(errno))
             ))),
+        }
+    }
+
+    /// The end of a run: flushes, and a write error becomes one warning line on stderr. The
+    /// trace is a by-product: losing it must not replace the guest's result (exit code,
+    /// failure line, --stats).
+    pub fn finish_or_warn(&mut self) {
+        if let Err(e) = self.finish() {
+            crate::console::say(&format!("vmm: warning: {}", e.message));
         }
     }
 
@@ -303,6 +347,22 @@ mod tests {
         assert_eq!(le_value(&[0x34, 0x12]), 0x1234);
         assert_eq!(le_value(&[]), 0);
         assert_eq!(le_value(&[1, 2, 3, 4, 5, 6, 7, 8, 9]), 0x0807_0605_0403_0201);
+    }
+
+    #[test]
+    fn the_writability_check_creates_nothing_and_names_the_reason() {
+        let path = temp("check");
+        Tracer::check_writable(&path).unwrap();
+        assert!(!path.exists(), "checking must not create the file");
+        std::fs::write(&path, b"keep").unwrap();
+        Tracer::check_writable(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep", "checking must not truncate the file");
+        std::fs::remove_file(&path).unwrap();
+        for (bad, why) in [("/nonexistent-dir/t.trace", ""), ("/", "is a directory")] {
+            let e = Tracer::check_writable(Path::new(bad)).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.message.starts_with(&format!("--trace {bad}: {why}")), "{}", e.message);
+        }
     }
 
     #[test]

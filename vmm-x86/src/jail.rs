@@ -15,9 +15,6 @@
 /// signal's return, and ending the thread.
 pub const VCPU: &[i64] = &[
     libc::SYS_write,
-    // A mark reads KVM's statistics and the thread's page faults (teach.rs, kvm_stats.rs).
-    libc::SYS_pread64,
-    libc::SYS_getrusage,
     libc::SYS_mremap,
     libc::SYS_futex,
     libc::SYS_clock_gettime,
@@ -30,6 +27,11 @@ pub const VCPU: &[i64] = &[
     libc::SYS_sigaltstack,
     libc::SYS_exit,
 ];
+
+/// What the vCPU thread also calls with --stats or --stats-json: a mark reads KVM's
+/// statistics (pread64) and the thread's page faults (getrusage); see teach.rs, kvm_stats.rs.
+/// Without them no mark reads anything, so a plain run's thread may not.
+pub const COUNTING: &[i64] = &[libc::SYS_pread64, libc::SYS_getrusage];
 
 /// `_IOR(KVMIO, nr, T)`, as linux/kvm.h spells the KVM ioctl requests.
 const fn kvm_ior(nr: u64, size: usize) -> u64 {
@@ -94,6 +96,17 @@ mod tests {
         assert_eq!(VCPU_IOCTLS, &[0xAE80, 0x8090_AE81]);
         // KVM_SET_REGS, KVM_GET_SREGS, KVM_TRANSLATE, KVM_GET_FPU, KVM_SET_FPU, KVM_SET_GUEST_DEBUG
         assert_eq!(GDB_IOCTLS, &[0x4090_AE82, 0x8138_AE83, 0xC018_AE85, 0x81A0_AE8C, 0x41A0_AE8D, 0x4048_AE9B]);
+    }
+
+    #[test]
+    fn counters_are_readable_only_when_counting() {
+        for gdb in [false, true] {
+            let (plain, _) = crate::gdb::jail_lists(gdb, false);
+            let (counting, _) = crate::gdb::jail_lists(gdb, true);
+            for nr in COUNTING {
+                assert!(!plain.contains(nr) && counting.contains(nr), "{}", common::jail::syscall_name(*nr));
+            }
+        }
     }
 
     #[test]

@@ -231,6 +231,9 @@ pub struct MarkRecorder {
     /// Why KVM's counters could not be opened, if they could not (a --stats note).
     problem: Option<String>,
     values: [u64; MAX_COUNTERS],
+    /// --stats or --stats-json: marks are recorded (nobody would see them otherwise).
+    counting: bool,
+    /// When the guest was entered ([`MarkRecorder::restart_clock`]): marks' times count from it.
     started: Instant,
 }
 
@@ -256,13 +259,25 @@ impl MarkRecorder {
         names.truncate(MAX_COUNTERS - 1);
         names.push(HOST_MINFLT.into());
         stats.marks.host_names = names;
-        Ok(MarkRecorder { handle, kvm, before, problem, values: [0; MAX_COUNTERS], started: Instant::now() })
+        let values = [0; MAX_COUNTERS];
+        Ok(MarkRecorder { handle, kvm, before, problem, values, counting, started: Instant::now() })
+    }
+
+    /// Whether marks read counters (the vCPU thread's jail then allows pread64 and getrusage).
+    pub fn counting(&self) -> bool {
+        self.counting
+    }
+
+    /// Marks' times are measured from now on: called as the guest is entered, next to the
+    /// trace's clock, so a mark and a trace line of the same moment show the same time.
+    pub fn restart_clock(&mut self) {
+        self.started = Instant::now();
     }
 
     /// Called with the device that handled each exit; records a mark if it was the mark port.
     /// No allocation: one pread of KVM's counters.
     pub fn after_exit(&mut self, device: &str, stats: &mut Stats) {
-        if device != MARK_DEVICE {
+        if device != MARK_DEVICE || !self.counting {
             return;
         }
         let Some(id) = self.handle.take() else { return };

@@ -59,8 +59,9 @@ pub struct X86Vm {
     /// `--trace`: opened here, outside the jail; None when off.
     trace: Option<common::trace::Tracer>,
     /// `--mem-file`: the file behind guest RAM (kept open while the RAM is mapped).
-    _mem_file: Option<common::mem_file::MemFile>,
-    /// The mark port's ids (teach.rs).
+    mem_file: Option<common::mem_file::MemFile>,
+    /// The mark port's ids (teach.rs); the port is on flat guests' buses only (Linux never
+    /// writes it, and the strict bus should not hide a stray access to port 0xf2).
     marks: teach::MarkHandle,
 }
 
@@ -80,8 +81,7 @@ impl X86Vm {
             let dev = Arc::new(Mutex::new(DebugPort::new(config.vm.console.clone())));
             pio.insert(port, 1, name, dev).map_err(|e| Error::bad_input(format!("PIO bus: {e}")))?;
         }
-        let mut devices = Devices { pio, mmio: Bus::new(), strict: true };
-        let marks = teach::attach_mark_port(&mut devices)?;
+        let devices = Devices { pio, mmio: Bus::new(), strict: true };
         Ok(X86Vm {
             vcpu: None,
             vm,
@@ -92,8 +92,8 @@ impl X86Vm {
             loaded: None,
             input: None,
             trace,
-            _mem_file: mem_file,
-            marks,
+            mem_file,
+            marks: teach::MarkHandle::default(),
         })
     }
 
@@ -214,9 +214,13 @@ impl X86Vm {
                 .map_err(|e| {
                     Error::bad_input(format!("cannot start the vCPU thread: {}", common::image::io_reason(&e)))
                 })?;
-            // Output is written directly until this thread is ready.
+            // Output is written directly until this thread is ready, and for good if it cannot
+            // start: the vCPU thread already runs, so an error here must not end this scope
+            // (it would wait for a guest that may never stop, and lose its outcome).
             if to_stdout {
-                common::stdout_buffer::start(cx.jail)?;
+                if let Err(e) = common::stdout_buffer::start(cx.jail) {
+                    common::console::say(&format!("vmm: {}; guest output is written unbuffered", e.message));
+                }
             }
             // A panic on the vCPU thread stays a panic (the hook has restored the terminal).
             thread.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
@@ -283,7 +287,7 @@ fn run_loop(
     let watchdog = cx.timeout.map(|t| Watchdog::start(t, cx.kicker.clone())).transpose()?;
     let probe = common::console::jail_probe_requested("vcpu");
     if cx.jail {
-        let (calls, ioctls) = crate::gdb::jail_lists(gdb.is_some());
+        let (calls, ioctls) = crate::gdb::jail_lists(gdb.is_some(), marks.counting());
         common::jail::apply_with_ioctls("vcpu", &calls, &ioctls)?;
     }
     let mut gdb = gdb.map(crate::gdb::Debugger::new);
@@ -295,6 +299,7 @@ fn run_loop(
     if let Some(t) = trace.as_mut() {
         t.restart_clock();
     }
+    marks.restart_clock();
     // Counts (and with --trace, traces) the exit being handled; when off, one branch.
     let mut note =
         |stats: &mut Stats, kind, device, returned| crate::trace::note(stats, trace, run, kind, device, returned);
@@ -307,7 +312,7 @@ fn run_loop(
             break Ok(GuestExit::UserQuit);
         }
         // gdb: a stopped guest waits here until gdb resumes it (or kills it).
-        if let Some(exit) = gdb.as_mut().map(|g| g.before_run(vcpu)).transpose()?.flatten() {
+        if let Some(exit) = gdb.as_mut().and_then(|g| g.before_run(vcpu)) {
             break Ok(exit);
         }
         let result = vcpu.run();
@@ -422,6 +427,7 @@ impl VirtualMachine for X86Vm {
             )));
         }
         disks::attach(None, &mut self.devices.mmio, &self.mem, &self.config.vm)?;
+        self.marks = teach::attach_mark_port(&mut self.devices)?;
         if self.config.lab_devices {
             // The irqchip must exist before the vCPU.
             teach::attach_lab_devices(&self.vm, &mut self.devices)?;
@@ -442,7 +448,11 @@ impl VirtualMachine for X86Vm {
         let mut stats = Stats::new();
         let exit = self.run_vcpu(&mut stats)?;
         if let Some(t) = self.trace.as_mut() {
-            t.finish()?;
+            t.finish_or_warn();
+        }
+        // Inside a lab host the file is a block device: its page cache must reach the disk.
+        if let Some(m) = &self.mem_file {
+            m.sync();
         }
         self.notes(&mut stats);
         Ok(Outcome { exit, stats })

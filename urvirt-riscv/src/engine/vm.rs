@@ -132,7 +132,7 @@ impl VirtualMachine for UrvirtVm {
         // another run (the benchmark's).
         self.trace = trace;
         if let Some(t) = self.trace.as_mut() {
-            t.finish()?;
+            t.finish_or_warn();
         }
         if let Some(m) = &self.mem_file {
             m.sync();

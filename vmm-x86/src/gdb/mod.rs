@@ -47,9 +47,13 @@ pub fn start(config: &GdbConfig, mem: &GuestMemoryMmap, kicker: &Kicker, jail: b
     Ok(GdbLink { watcher, conn, mem: mem.clone(), pvm })
 }
 
-/// The vCPU thread's syscall and ioctl lists, with what serving gdb adds when `gdb`.
-pub fn jail_lists(gdb: bool) -> (Vec<i64>, Vec<u64>) {
+/// The vCPU thread's syscall and ioctl lists, with what serving gdb adds when `gdb` and what
+/// reading counters at marks adds when `counting` (--stats, --stats-json).
+pub fn jail_lists(gdb: bool, counting: bool) -> (Vec<i64>, Vec<u64>) {
     let (mut calls, mut ioctls) = (crate::jail::VCPU.to_vec(), crate::jail::VCPU_IOCTLS.to_vec());
+    if counting {
+        calls.extend_from_slice(crate::jail::COUNTING);
+    }
     if gdb {
         calls.extend_from_slice(common::gdb::SESSION_SYSCALLS);
         ioctls.extend_from_slice(crate::jail::GDB_IOCTLS);
@@ -85,10 +89,15 @@ impl Debugger {
     /// Before each KVM_RUN: a new gdb starts a session (the guest stops for it); while the
     /// guest is stopped, gdb is served until it resumes it. Then KVM gets the debug request
     /// for the run (step, breakpoints). `Some(exit)` ends the run (gdb killed it).
-    pub fn before_run(&mut self, vcpu: &VcpuFd) -> Result<Option<GuestExit>> {
+    pub fn before_run(&mut self, vcpu: &VcpuFd) -> Option<GuestExit> {
         if let Some(conn) = self.conn.take().or_else(|| self.watcher.take_connection()) {
+            // A session that cannot start (gdb went away at once) is said, and the guest runs
+            // on without it, as on URVirt.
             if self.session.is_none() {
-                self.session = Some(self.target.with_vcpu(vcpu, |t| Session::new(conn, t))?);
+                match self.target.with_vcpu(vcpu, |t| Session::new(conn, t)) {
+                    Ok(session) => self.session = Some(session),
+                    Err(e) => say(&format!("vmm: {}; the guest runs on without it", e.message)),
+                }
             }
         }
         while let Some(session) = self.session.as_mut() {
@@ -96,7 +105,7 @@ impl Debugger {
                 self.watcher.pause();
                 let served = self.target.with_vcpu(vcpu, |t| session.serve(t));
                 if let Some(exit) = self.ended(served) {
-                    return Ok(Some(exit));
+                    return Some(exit);
                 }
                 continue;
             }
@@ -105,7 +114,7 @@ impl Debugger {
             let end = self.target.with_vcpu(vcpu, |t| session.take_interrupt(t));
             if let Some(served) = end {
                 if let Some(exit) = self.ended(served) {
-                    return Ok(Some(exit));
+                    return Some(exit);
                 }
             }
             if self.session.as_ref().is_some_and(|s| s.is_running()) {
@@ -116,7 +125,7 @@ impl Debugger {
         if self.session.is_some() {
             self.watcher.watch();
         }
-        Ok(None)
+        None
     }
 
     /// KVM_EXIT_DEBUG: a breakpoint or the step. Tells gdb; the next `before_run` serves it.

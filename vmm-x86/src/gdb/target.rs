@@ -16,7 +16,7 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use gdbstub_arch::x86::reg::X86_64CoreRegs;
 use gdbstub_arch::x86::X86_64_SSE;
 use kvm_ioctls::VcpuFd;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 const PAGE: u64 = 4096;
 /// CR0.PG: paging is on, so gdb's addresses are virtual.
@@ -58,11 +58,18 @@ impl X86Target {
     }
 
     /// Runs `f` with the vCPU in reach of the gdbstub callbacks.
+    /// The pointer is reset by a drop guard, so a panic inside `f` cannot leave it dangling.
     pub fn with_vcpu<R>(&mut self, vcpu: &VcpuFd, f: impl FnOnce(&mut X86Target) -> R) -> R {
+        /// Clears the target's vCPU pointer when dropped (normal return or unwinding).
+        struct Lent<'a>(&'a mut X86Target);
+        impl Drop for Lent<'_> {
+            fn drop(&mut self) {
+                self.0.vcpu = std::ptr::null();
+            }
+        }
         self.vcpu = vcpu;
-        let result = f(self);
-        self.vcpu = std::ptr::null();
-        result
+        let lent = Lent(self);
+        f(&mut *lent.0)
     }
 
     fn vcpu(&self) -> Result<&VcpuFd, String> {
@@ -180,6 +187,13 @@ impl SingleThreadBase for X86Target {
 
     fn write_addrs(&mut self, addr: u64, data: &[u8]) -> TargetResult<(), Self> {
         let mem = &self.mem;
+        // Every page is checked before any is written: a write that crosses into an unmapped
+        // page fails whole, leaving guest memory as it was.
+        let in_ram = |a: u64| mem.address_in_range(GuestAddress(a));
+        let reachable = self.each_page(addr, data.len(), |phys, _, n| in_ram(phys) && in_ram(phys + n as u64 - 1));
+        if reachable < data.len() {
+            return Err(TargetError::NonFatal);
+        }
         let n = self
             .each_page(addr, data.len(), |phys, at, n| mem.write_slice(&data[at..at + n], GuestAddress(phys)).is_ok());
         if n < data.len() {
@@ -277,5 +291,50 @@ impl MonitorCmd for X86Target {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two pages of RAM, addressed physically (`monitor phys`), so no vCPU is needed.
+    fn target() -> X86Target {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 * PAGE as usize)]).unwrap();
+        let mut t = X86Target::new(mem, false);
+        t.physical = true;
+        t
+    }
+
+    #[test]
+    fn a_write_crossing_out_of_ram_changes_nothing() {
+        let mut t = target();
+        let end = 2 * PAGE - 2;
+        t.mem.write_slice(&[0xaa, 0xbb], GuestAddress(end)).unwrap();
+        assert!(t.write_addrs(end, &[1, 2, 3, 4]).is_err(), "the last two bytes have no RAM");
+        let mut kept = [0u8; 2];
+        t.mem.read_slice(&mut kept, GuestAddress(end)).unwrap();
+        assert_eq!(kept, [0xaa, 0xbb], "the reachable page was not written either");
+        assert!(t.write_addrs(PAGE - 2, &[1, 2, 3, 4]).is_ok());
+        let mut both = [0u8; 4];
+        t.mem.read_slice(&mut both, GuestAddress(PAGE - 2)).unwrap();
+        assert_eq!(both, [1, 2, 3, 4], "a write across two RAM pages lands whole");
+    }
+
+    #[test]
+    fn the_vcpu_pointer_is_reset_even_when_the_callback_panics() {
+        let mut t = target();
+        let kvm = kvm_ioctls::Kvm::new();
+        // Without /dev/kvm there is no VcpuFd to lend: this test needs one (fails loudly).
+        let vm = kvm.expect("/dev/kvm").create_vm().unwrap();
+        let vcpu = vm.create_vcpu(0).unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            t.with_vcpu(&vcpu, |t| {
+                assert!(t.vcpu().is_ok());
+                panic!("a callback that panics");
+            })
+        }));
+        assert!(caught.is_err());
+        assert!(t.vcpu().is_err(), "no dangling vCPU pointer after the panic");
     }
 }
