@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the RISC-V test guests (guests/riscv, riscv64gc-unknown-none-elf) into raw binaries:
 #   target/guests/riscv/{hello,sbi-probe,csr-test,echo,spin,paged,devices,blk,gdb-target,pattern}.bin (Rust S-mode kernels linked at 0x80200000)
-#   target/guests/riscv/{gdb-target,spin}.elf (the same, as ELF with symbols, for the gdb tests)
+#   target/guests/riscv/{gdb-target,spin,paged}.elf (the same, as ELF with symbols, for the gdb tests)
 #   target/guests/riscv/lab-<workload>.bin                      (the teaching lab's workloads, same kind)
 #   target/guests/riscv/garbage.bin                            (fixed pseudo-random bytes: not code)
 # Idempotent: cargo rebuilds only what changed; unchanged .bin files are left alone.
@@ -45,7 +45,7 @@ for guest in hello sbi-probe csr-test echo spin paged devices blk gdb-target pat
     install_if_changed "$tmp/$guest.bin" "$OUT/$guest.bin"
 done
 # The gdb tests run these as ELF (vmm loads ELF kernels) and give gdb the same file for symbols.
-for guest in gdb-target spin; do
+for guest in gdb-target spin paged; do
     install_if_changed "$CRATE/target/$TARGET/release/$guest" "$OUT/$guest.elf"
 done
 

@@ -155,3 +155,35 @@ fn a_gdb_that_dies_leaves_the_guest_running_without_breakpoints() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", all());
 }
+
+/// A breakpoint in code the engine interprets (the paged kernel's trampoline, in the Sv39
+/// upper half, which no host process can map) stops for gdb like any other, steps, and once
+/// deleted the kernel runs on to its usual end: the guest never sees gdb's ebreak.
+#[test]
+fn a_breakpoint_in_interpreted_code_stops_for_gdb() {
+    let (path, elf) = guest("paged");
+    let vmm = GdbVmm::spawn(&["--arch", "riscv", "--gdb-wait", &path], LIMIT);
+    let cmds = [
+        // Sv39 is on and the tasks are made, none has run yet (the symbol has no debug info
+        // and its name ends in a hash: rbreak finds it).
+        "rbreak ^paged::trap::start::",
+        "continue",
+        "delete",
+        "break *0xfffffffffffff000",
+        "continue",
+        "printf \"PCBP %#lx\\n\", $pc",
+        "stepi",
+        "printf \"PCSTEP %#lx\\n\", $pc",
+        "delete",
+        "continue",
+    ];
+    let (status, text) = run_gdb("riscv-gdb-interpreted", &elf, &vmm.addr, &cmds, LIMIT);
+    let out = vmm.wait();
+    let all = || format!("gdb status {status:?}, output:\n{text}\nvmm: {}", describe(&out));
+    assert_eq!(value(&text, "PCBP"), "0xfffffffffffff000", "stopped at the trampoline: {}", all());
+    assert_eq!(value(&text, "PCSTEP"), "0xfffffffffffff004", "stepi ran its csrrw: {}", all());
+    assert!(text.contains("[Inferior 1 (process 1) exited normally]"), "{}", all());
+    let lines = stdout(&out);
+    assert!(lines.ends_with("paged: all 18 checks passed\n") && !lines.contains("FAIL"), "{}", all());
+    assert_eq!(out.status.code(), Some(0), "{}", all());
+}

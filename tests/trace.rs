@@ -161,3 +161,30 @@ fn riscv_hello_traces_one_line_per_sbi_call() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0][1], "sigsys sbi legacy-shutdown");
 }
+
+/// A trace far larger than the tracer's 64 KiB buffer: the buffer is written out from inside
+/// the signal handler, under the guest thread's jail, many times over, and no line is lost.
+#[test]
+fn riscv_trace_larger_than_its_buffer_agrees_with_stats() {
+    require_riscv_lab();
+    let trace = trace_path("riscv-priv-reg");
+    let guest = artifact("guests/riscv/lab-priv-reg.bin");
+    let out = run_vmm(&["run", "--arch", "riscv", "--stats", "--trace", path_str(&trace), path_str(&guest)], 300);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("lab priv-reg done N=10000"), "{}", describe(&out));
+    let size = std::fs::metadata(&trace).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 8 * (64 << 10), "the trace ({size} bytes) is many buffers long");
+    let lines = read_trace(&trace);
+    let stats = stderr(&out);
+    // One line per trap: as many as --stats counted traps, and per kind as many as its row.
+    let traps = row_count(&stats, "trap from s-mode").unwrap_or(0) + row_count(&stats, "trap from u-mode").unwrap_or(0);
+    assert_eq!(lines.len() as u64, traps, "{stats}");
+    let mut kinds = std::collections::BTreeMap::<&str, u64>::new();
+    for f in &lines {
+        *kinds.entry(f[1].as_str()).or_default() += 1;
+    }
+    assert_eq!(kinds.get("sigill csrrw"), Some(&10_000), "the N csrw sscratch: {kinds:?}");
+    for (kind, n) in &kinds {
+        assert_eq!(row_count(&stats, kind), Some(*n), "{kind}: {stats}");
+    }
+}

@@ -187,17 +187,24 @@ pub struct InitSide {
     /// (init's end, the inner vmm's end until it has started); None without --gdb.
     pair: Option<(UnixStream, Option<UnixStream>)>,
     splitter: Splitter,
+    /// gdb's bytes the stub has not taken yet. init's end is non-blocking: a stub that is not
+    /// reading (its guest runs) must not stall init's one loop, which also relays the console
+    /// and the exit frame. gdb waits for answers, so this stays a few packets long.
+    to_stub: Vec<u8>,
+    /// Our end's write half is shut (gdb went away, everything before that delivered).
+    shut: bool,
 }
 
 impl InitSide {
     pub fn new(wanted: bool) -> std::io::Result<Self> {
         let pair = if wanted {
             let (ours, theirs) = UnixStream::pair()?;
+            ours.set_nonblocking(true)?;
             Some((ours, Some(theirs)))
         } else {
             None
         };
-        Ok(InitSide { pair, splitter: Splitter::default() })
+        Ok(InitSide { pair, splitter: Splitter::default(), to_stub: Vec::new(), shut: false })
     }
 
     /// Lets the inner vmm inherit its end and tells it where that is ([`FD_ENV`]).
@@ -222,26 +229,55 @@ impl InitSide {
         }
     }
 
-    /// The descriptor to poll for the stub's output (-1: none).
-    pub fn fd(&self) -> RawFd {
-        self.pair.as_ref().map_or(-1, |(ours, _)| ours.as_raw_fd())
+    /// What init polls for: the stub's output, and room for queued gdb bytes (fd -1: none).
+    pub fn pollfd(&self) -> libc::pollfd {
+        let fd = self.pair.as_ref().map_or(-1, |(ours, _)| ours.as_raw_fd());
+        let out = if self.to_stub.is_empty() { 0 } else { libc::POLLOUT };
+        libc::pollfd { fd, events: libc::POLLIN | out, revents: 0 }
     }
 
-    /// Console bytes in: gdb frames go to the stub, the rest is returned for the inner vmm's stdin.
+    /// Console bytes in: gdb frames are queued for the stub, the rest is returned for the
+    /// inner vmm's stdin.
     pub fn split(&mut self, input: &[u8]) -> Vec<u8> {
         if self.pair.is_none() {
             return input.to_vec();
         }
         let (keys, gdb) = self.splitter.feed(input);
-        if let Some((ours, _)) = &mut self.pair {
-            if !gdb.is_empty() {
-                let _ = ours.write_all(&gdb);
-            }
-            if self.splitter.closed {
-                let _ = ours.shutdown(std::net::Shutdown::Write);
+        self.to_stub.extend(gdb);
+        self.flush();
+        keys
+    }
+
+    /// Writes what the stub has room for, never waiting; once gdb went away and all it sent
+    /// is through, shuts our write half (the stub reads the end of its connection).
+    fn flush(&mut self) {
+        let Some((ours, _)) = &mut self.pair else { return };
+        while !self.to_stub.is_empty() {
+            match ours.write(&self.to_stub) {
+                Ok(n) => {
+                    self.to_stub.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // The stub's end is gone: nobody will read these.
+                Err(_) => self.to_stub.clear(),
             }
         }
-        keys
+        if self.splitter.closed && !self.shut {
+            let _ = ours.shutdown(std::net::Shutdown::Write);
+            self.shut = true;
+        }
+    }
+
+    /// init's poll said our end is ready (`revents`): write what is queued, relay what the
+    /// stub wrote.
+    pub fn ready(&mut self, revents: libc::c_short, buf: &mut [u8], send: impl Fn(&[u8])) {
+        if revents & libc::POLLOUT != 0 {
+            self.flush();
+        }
+        if revents & !libc::POLLOUT != 0 {
+            self.relay_out(buf, send);
+        }
     }
 
     /// The inner vmm ended: relay what its stub wrote last (gdb's "exited" reply).
@@ -261,7 +297,7 @@ impl InitSide {
         let Some((ours, _)) = &mut self.pair else { return };
         match ours.read(buf) {
             Ok(n) if n > 0 => send(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock) => {}
             _ => self.pair = None,
         }
     }
@@ -311,6 +347,32 @@ mod tests {
         assert!(!s.closed);
         assert_eq!(s.feed(&[&CLOSED[..], b"k"].concat()), (b"k".to_vec(), Vec::new()));
         assert!(s.closed);
+    }
+
+    #[test]
+    fn init_never_waits_for_a_stub_that_is_not_reading() {
+        let mut side = InitSide::new(true).expect("socket pair");
+        let mut stub = side.pair.as_mut().and_then(|(_, theirs)| theirs.take()).expect("the stub's end");
+        // Far more than a socket pair's buffer, while the stub reads nothing.
+        let data: Vec<u8> = (0..=255u8).cycle().take(4 << 20).collect();
+        let mut wire = Vec::new();
+        encode_inbound(&data, &mut wire);
+        wire.extend_from_slice(b"key");
+        wire.extend_from_slice(&CLOSED);
+        assert_eq!(side.split(&wire), b"key", "keys come back at once");
+        assert!(side.pollfd().events & libc::POLLOUT != 0, "bytes are queued");
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match stub.read(&mut buf).expect("read") {
+                0 => break,
+                n => got.extend_from_slice(&buf[..n]),
+            }
+            side.ready(libc::POLLOUT, &mut [], |_| {});
+        }
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "all of gdb's bytes, in order, then the end of the connection");
+        assert_eq!(side.pollfd().events, libc::POLLIN);
     }
 
     #[test]

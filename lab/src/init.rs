@@ -112,7 +112,7 @@ fn supervise() -> io::Result<InnerExit> {
             pollfd(outputs[0].0.as_ref().map_or(-1, |o| o.fd())),
             pollfd(outputs[1].0.as_ref().map_or(-1, |o| o.fd())),
             libc::pollfd { fd: if pending.is_empty() { -1 } else { input_fd }, events: libc::POLLOUT, revents: 0 },
-            pollfd(gdb.fd()),
+            gdb.pollfd(),
         ];
         // SAFETY: fds is a valid array of pollfd for its length; negative fds are ignored.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, if storming { 1 } else { -1 }) };
@@ -149,7 +149,7 @@ fn supervise() -> io::Result<InnerExit> {
             }
         }
         if fds[4].revents != 0 {
-            gdb.relay_out(&mut buf, |bytes| send(frame::GDB, bytes));
+            gdb.ready(fds[4].revents, &mut buf, |bytes| send(frame::GDB, bytes));
         }
         for (i, (output, kind)) in outputs.iter_mut().enumerate() {
             if fds[i + 1].revents == 0 {

@@ -46,7 +46,14 @@ pub enum Step {
 pub struct Interp {
     pub reservation: Option<u64>,
     pub fence_i: bool,
+    /// gdb is attached: an `ebreak` is left to the engine ([`DEBUGGER_EBREAK`]), which alone
+    /// knows whether it is one of gdb's breakpoints (stop for gdb) or the guest's own.
+    pub debugger: bool,
 }
+
+/// The kind of an `ebreak` the interpreter did not execute because gdb is attached: `pc`
+/// still points at it and no exception was delivered.
+pub const DEBUGGER_EBREAK: &str = "interp ebreak under gdb";
 
 fn bits(raw: u32, hi: u32, lo: u32) -> u32 {
     (raw >> lo) & ((1 << (hi - lo + 1)) - 1)
@@ -291,6 +298,7 @@ fn system(h: &mut Hart, w: u32, raw: u32, len: u64, platform: &mut dyn Platform,
             h.pc += 4;
             hart::on_ecall(h, platform)
         }
+        0x0010_0073 if st.debugger => Handled { kind: DEBUGGER_EBREAK, action: hart::Action::Resume },
         0x0010_0073 => hart::on_breakpoint(h),
         _ => hart::on_illegal(h, if len == 2 { raw & 0xffff } else { raw }, platform),
     }

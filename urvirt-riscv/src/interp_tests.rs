@@ -191,3 +191,25 @@ fn run_until_native_stops_after_traps_and_at_native_code() {
     let (stop, n) = with_machine(&mut t, &mut p, |p| run_until_native(&mut h, p, &mut st, 100, |_| true));
     assert_eq!((stop, n), (Stop::Native, 0));
 }
+
+#[test]
+fn ebreak_under_gdb_is_left_to_the_engine() {
+    let mut t = TestRam::new();
+    t.map(0x10000, RAM + 0x10_0000, 0, PTE_V | PTE_R | PTE_X);
+    // ebreak, then c.ebreak.
+    put(&mut t, RAM + 0x10_0000, &[0x73, 0x00, 0x10, 0x00, 0x02, 0x90]);
+    let (mut h, mut p) = (Hart::new(0x10000), FakePlatform::new());
+    (h.csrs.satp, h.csrs.stvec) = (t.satp(), 0x8000_0000);
+    let mut st = Interp { debugger: true, ..Interp::default() };
+    let s = step_once(&mut h, &mut t, &mut p, &mut st);
+    assert!(matches!(&s, Step::Handled(Handled { kind: DEBUGGER_EBREAK, action: Action::Resume })), "{s:?}");
+    assert_eq!((h.pc, h.csrs.scause), (0x10000, 0), "not executed, nothing delivered");
+    h.pc = 0x10004;
+    let s = step_once(&mut h, &mut t, &mut p, &mut st);
+    assert!(matches!(&s, Step::Handled(Handled { kind: DEBUGGER_EBREAK, .. })), "c.ebreak: {s:?}");
+    // Without gdb the guest takes its breakpoint exception.
+    st.debugger = false;
+    let s = step_once(&mut h, &mut t, &mut p, &mut st);
+    assert!(matches!(&s, Step::Handled(Handled { kind: "sigtrap ebreak", .. })), "{s:?}");
+    assert_eq!((h.csrs.scause, h.csrs.sepc, h.pc), (3, 0x10004, 0x8000_0000));
+}

@@ -32,7 +32,7 @@ const FAULT_KIND: &str = "sigsegv page fault";
 
 pub struct Paging {
     pub tlb: Tlb,
-    interp: Interp,
+    pub interp: Interp,
     host: Host,
     ram_base: u64,
     ram_size: u64,

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 const SYS_SECCOMP: i32 = 1;
 const SYS_USER_DISPATCH: i32 = 2;
 /// The statistics kind of a SIGTRAP at one of the debugger's breakpoints.
-const GDB_TRAP: &str = "sigtrap gdb breakpoint";
+pub(crate) const GDB_TRAP: &str = "sigtrap gdb breakpoint";
 /// The longest a `wfi` sleeps before letting the guest look around again.
 const WFI_MAX_SLEEP: Duration = Duration::from_millis(10);
 
@@ -370,13 +370,17 @@ impl RunState {
                 return None;
             }
             let mut p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console, &self.devices.bus);
-            let h = self.paging.step_one(&mut self.hart, &mut p);
+            let h = self.paging.step_one(&mut self.hart, &mut p).map(|h| self.gdb_ebreak(h));
             return Some(h.unwrap_or(Handled { kind: "sigsegv interpreted", action: Action::Resume }));
         }
         let mut last = None;
         loop {
             let mut p = engine_platform(self.ram_base, self.ram_view, self.ram_size, &self.console, &self.devices.bus);
             if let Some(h) = self.paging.interpret(&mut self.hart, &mut p) {
+                let h = self.gdb_ebreak(h);
+                if self.debug.stop.is_some() {
+                    return Some(h);
+                }
                 match h.action {
                     Action::Resume => {}
                     Action::WaitForInterrupt => self.wait_for_interrupt(),
@@ -398,6 +402,15 @@ impl RunState {
                 self.paging.sync(&before, 0, &self.hart);
             }
             self.rearm_guest_timer(false);
+        }
+    }
+
+    /// An interpreted `ebreak` with gdb attached goes to gdb::engine, which knows its own.
+    fn gdb_ebreak(&mut self, h: Handled) -> Handled {
+        if h.kind == crate::interp::DEBUGGER_EBREAK {
+            crate::gdb::engine::interpreted_ebreak(self)
+        } else {
+            h
         }
     }
 }
@@ -491,14 +504,8 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
         return;
     }
     if crate::gdb::engine::stop_now(st, pc) {
-        // Stopped for the debugger: the monitor serves gdb outside any handler.
-        st.in_guest = false;
-        // SAFETY: `uc` is this handler's live ucontext; the saved registers are the
-        // monitor's from the enter signal, the guest's FP registers are kept for re-entry.
-        unsafe {
-            st.debug.guest_fp = Some(context::save(uc));
-            context::restore(&st.monitor, uc);
-        }
+        // SAFETY: `uc` is this handler's live ucontext.
+        unsafe { stop_for_debugger(st, uc) };
         st.record(handled.kind, start, traced);
         return;
     }
@@ -515,6 +522,13 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
                 }
             }
         }
+        if st.exit.is_none() && st.debug.stop.is_some() {
+            // The interpreter reached a gdb breakpoint.
+            // SAFETY: `uc` is this handler's live ucontext.
+            unsafe { stop_for_debugger(st, uc) };
+            st.record(handled.kind, start, traced);
+            return;
+        }
         if st.exit.is_some() {
             st.in_guest = false;
             // SAFETY: as above.
@@ -528,4 +542,19 @@ pub unsafe fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
     unsafe { context::store(&st.hart, uc) };
     st.record(handled.kind, start, traced);
     sud::block();
+}
+
+/// Stopped for the debugger: leaves the guest and returns to the monitor, which serves gdb
+/// outside any handler.
+///
+/// # Safety
+/// `uc` must be the running handler's live ucontext.
+unsafe fn stop_for_debugger(st: &mut RunState, uc: *mut libc::ucontext_t) {
+    st.in_guest = false;
+    // SAFETY: the saved registers are the monitor's from the enter signal; the guest's FP
+    // registers are kept for re-entry.
+    unsafe {
+        st.debug.guest_fp = Some(context::save(uc));
+        context::restore(&st.monitor, uc);
+    }
 }

@@ -18,6 +18,7 @@ use super::target::DebugMem;
 use crate::engine::context::SavedRegs;
 use crate::engine::run::RunState;
 use crate::engine::{input, signals};
+use crate::hart::{Action, Handled};
 use common::gdb::{Connection, GdbConfig, Link, Served, Session, Stop, Watcher};
 use common::vm::GuestExit;
 use common::Result;
@@ -83,6 +84,16 @@ pub fn our_breakpoint(st: &mut RunState, pc: u64) -> bool {
     true
 }
 
+/// Handler side, for an `ebreak` the interpreter left at pc ([`crate::interp::DEBUGGER_EBREAK`]):
+/// one of ours stops the guest for gdb, as the SIGTRAP path does; any other is the guest's.
+pub fn interpreted_ebreak(st: &mut RunState) -> Handled {
+    if our_breakpoint(st, st.hart.pc) {
+        Handled { kind: crate::engine::run::GDB_TRAP, action: Action::Resume }
+    } else {
+        crate::hart::on_breakpoint(&mut st.hart)
+    }
+}
+
 /// Handler side, after a trap was handled: whether the guest must stop for the debugger now.
 /// `pc_before` is the pc the trap came from.
 pub fn stop_now(st: &mut RunState, pc_before: u64) -> bool {
@@ -125,6 +136,8 @@ pub fn prepare(config: &GdbConfig, jail: bool) -> Result<Gdb> {
 /// Runs the guest under gdb until it ends: enters it, serves gdb at every stop.
 pub fn run(gdb: &mut Gdb, st: &mut RunState) {
     st.debug.on = true;
+    // Code the interpreter runs (Sv39 upper half) hits gdb's breakpoints there too.
+    st.paging.interp.debugger = true;
     INTERRUPT.store(false, Ordering::SeqCst);
     let mut session: Option<Session<RunState>> = None;
     // With --gdb-wait the guest is stopped before its first instruction.
@@ -226,6 +239,7 @@ pub fn run(gdb: &mut Gdb, st: &mut RunState) {
         bps.clear(&mut DebugMem::of(st));
     }
     st.debug.on = false;
+    st.paging.interp.debugger = false;
 }
 
 fn start_session(conn: Connection, st: &mut RunState) -> Option<Session<RunState>> {
