@@ -187,8 +187,8 @@ fn timer_interrupts_are_taken_inside_kvm() {
     let n = 50;
     let (_, p) = run_workload("timer", Some(n), &[]);
     assert_eq!(p[1].vmm_events(), 0, "ticks, EOIs and hlt stay in KVM: {:?}", p[1]);
-    // The guest takes at least N ticks (one more if a second is pending as the last handler
-    // returns); KVM injected each one it took. Injections may exceed the ticks (SVM re-injects
+    // The guest takes exactly N ticks (its handler returns with interrupts off, so one tick
+    // per `hlt`); KVM injected each one it took. Injections may exceed the ticks (SVM re-injects
     // one whose delivery an exit cut short), and a wake-up may serve two ticks, so the halts
     // are only reported.
     assert!(p[1].kvm("irq_injections") >= n, "{:?}", p[1]);
