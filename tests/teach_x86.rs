@@ -141,33 +141,36 @@ fn console_out_is_one_vmm_exit_per_byte_and_n_comes_from_the_parameter_block() {
 fn priv_reg_events_never_reach_vmm() {
     let n = 500;
     let (_, p) = run_workload("priv-reg", Some(n), &[]);
-    for (phase, what) in p[1..].iter().zip(["cpuid", "cr read+write", "rdmsr"]) {
+    // What KVM handled itself: an exit into KVM (VMX/SVM) or an instruction KVM emulates
+    // (kvm-pvm), the baseline loop's own (kvm-pvm emulates it too) taken off. About one per
+    // event; cr read+write is two instructions, which SVM intercepts both of.
+    let handled = |ph: &Phase| (ph.kvm("exits") + ph.kvm("insn_emulation")) as i64;
+    for (phase, (what, per_event)) in p[1..].iter().zip([("cpuid", 1), ("cr read+write", 2), ("rdmsr", 1)]) {
         assert_eq!(phase.vmm_events(), 0, "{what} is handled inside KVM: {phase:?}");
-        // Each one is an exit into KVM (VMX/SVM) or an instruction KVM emulates (kvm-pvm).
-        let handled = phase.kvm("exits") + phase.kvm("insn_emulation");
-        assert!(handled >= n, "{what}: KVM handled {handled} < {n}: {phase:?}");
+        let got = handled(phase) - handled(&p[0]);
+        let want = n as i64..=(per_event * n + n / 10) as i64;
+        assert!(want.contains(&got), "{what}: KVM handled {got} more than the baseline, want {want:?}: {phase:?}");
         eprintln!("{what}: KVM exits {}, emulated instructions {}", phase.kvm("exits"), phase.kvm("insn_emulation"));
     }
-    // cpuid leaves the guest on every kind of KVM: VMX and SVM always intercept it, and the
-    // emulator runs it. kvm-pvm emulates far more than the N events themselves.
-    let cpuid = &p[1];
-    assert!(cpuid.kvm("exits") >= n || cpuid.kvm("insn_emulation") >= n, "{cpuid:?}");
 }
 
 #[test]
 fn page_touch_first_touches_fault_in_the_host_second_ones_do_not() {
     let n = 1000;
     let (_, p) = run_workload("page-touch", Some(n), &[]);
-    let faults = |ph: &Phase| ph.kvm("pf_taken") + ph.kvm(teach::HOST_MINFLT);
-    assert_eq!(p[1].vmm_events(), 0, "{:?}", p[1]);
-    assert_eq!(p[2].vmm_events(), 0, "{:?}", p[2]);
     // A fresh page is backed on its first write: a KVM page fault (EPT/NPT violation, or a
     // shadow page fault) or, where KVM emulates the write (kvm-pvm), a fault of the vCPU
-    // thread in the host kernel. The host may fault more (page tables of its own).
-    assert!(faults(&p[1]) >= n, "first touch: {} faults for {n} pages: {:?}", faults(&p[1]), p[1]);
+    // thread in the host kernel. Where KVM takes the fault and backs the page, both count one,
+    // so the larger of the two, baseline taken off, is about one per page.
+    let faults = |ph: &Phase| ph.kvm("pf_taken").max(ph.kvm(teach::HOST_MINFLT)) as i64;
+    assert_eq!(p[1].vmm_events(), 0, "{:?}", p[1]);
+    assert_eq!(p[2].vmm_events(), 0, "{:?}", p[2]);
+    let first = faults(&p[1]) - faults(&p[0]);
+    let want = n as i64..=(n + n / 10) as i64;
+    assert!(want.contains(&first), "first touch: {first} faults for {n} pages, want {want:?}: {:?}", p[1]);
     // The second write finds the page mapped: a handful at most (the host's own reasons).
-    assert!(faults(&p[2]) < n / 10, "second touch: {} faults: {:?}", faults(&p[2]), p[2]);
-    assert!(faults(&p[0]) < n / 10, "baseline: {:?}", p[0]);
+    assert!(faults(&p[2]) < (n / 10) as i64, "second touch: {} faults: {:?}", faults(&p[2]), p[2]);
+    assert!(faults(&p[0]) < (n / 10) as i64, "baseline: {:?}", p[0]);
 }
 
 #[test]
@@ -187,8 +190,8 @@ fn timer_interrupts_are_taken_inside_kvm() {
     let n = 50;
     let (_, p) = run_workload("timer", Some(n), &[]);
     assert_eq!(p[1].vmm_events(), 0, "ticks, EOIs and hlt stay in KVM: {:?}", p[1]);
-    // The guest takes at least N ticks (one more if a second is pending as the last handler
-    // returns); KVM injected each one it took. Injections may exceed the ticks (SVM re-injects
+    // The guest takes exactly N ticks (its handler returns with interrupts off, so one tick
+    // per `hlt`); KVM injected each one it took. Injections may exceed the ticks (SVM re-injects
     // one whose delivery an exit cut short), and a wake-up may serve two ticks, so the halts
     // are only reported.
     assert!(p[1].kvm("irq_injections") >= n, "{:?}", p[1]);

@@ -17,8 +17,11 @@ mod x86_teach {
 }
 use urvirt_riscv::teach as riscv_teach;
 
-/// (workload, phase names after the baseline).
-pub type Workloads = &'static [(&'static str, &'static [&'static str])];
+/// (workload, phases after the baseline as (name, event key)).
+pub type Workloads = &'static [(&'static str, Phases)];
+/// A workload's event phases: (name, the key shared with the other architecture's phase of the
+/// same event, "" when it has none).
+pub type Phases = &'static [(&'static str, &'static str)];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -79,7 +82,7 @@ impl Backend {
     }
 
     /// The phase names of `workload` on this backend, if it has that workload.
-    pub fn phases(&self, workload: &str) -> Option<&'static [&'static str]> {
+    pub fn phases(&self, workload: &str) -> Option<Phases> {
         self.workloads().iter().find(|(w, _)| *w == workload).map(|(_, p)| *p)
     }
 

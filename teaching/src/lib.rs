@@ -202,7 +202,7 @@ fn default_guests() -> Result<PathBuf> {
 struct Job {
     workload: &'static str,
     backend: Backend,
-    phases: &'static [&'static str],
+    phases: backend::Phases,
     image: PathBuf,
 }
 

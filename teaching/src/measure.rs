@@ -18,6 +18,8 @@ pub struct Measure {
     /// 1.. (phase 0 is the baseline).
     pub phase: usize,
     pub phase_name: String,
+    /// The event key shared with the other architecture's phase of the same event ("" = none).
+    pub event: String,
     pub backend: String,
     /// N: the events the phase made.
     pub events: u64,
@@ -85,7 +87,7 @@ fn minus(a: &BTreeMap<String, i64>, b: &BTreeMap<String, i64>) -> BTreeMap<Strin
 pub fn measure(
     workload: &str,
     backend: &str,
-    phase_names: &[&str],
+    phase_names: &[(&str, &str)],
     phases: &[Phase],
     events: u64,
     native_ns: Option<u64>,
@@ -96,10 +98,11 @@ pub fn measure(
         .iter()
         .zip(phase_names)
         .enumerate()
-        .map(|(i, (p, name))| Measure {
+        .map(|(i, (p, (name, event)))| Measure {
             workload: workload.into(),
             phase: i + 1,
             phase_name: name.to_string(),
+            event: event.to_string(),
             backend: backend.into(),
             events,
             // Native code makes no exits: compute's counts are all the guest's (its ticks).
@@ -153,7 +156,7 @@ mod tests {
             phase(51_000_000, &[("cpuid", 10_000), ("hlt", 1)], &[("exits", 10_003), ("insn_emulation", 10_000)]),
             phase(2_000_000, &[], &[("exits", 3), ("pf_taken", 5)]),
         ];
-        let m = measure("priv-reg", "x86-kvm", &["cpuid", "cr read+write"], &phases, 10_000, None);
+        let m = measure("priv-reg", "x86-kvm", &[("cpuid", ""), ("cr read+write", "")], &phases, 10_000, None);
         assert_eq!(m.len(), 2);
         assert_eq!((m[0].phase, m[0].phase_name.as_str()), (1, "cpuid"));
         assert_eq!(m[0].exits, BTreeMap::from([("cpuid".into(), 10_000)]));
@@ -171,7 +174,7 @@ mod tests {
     #[test]
     fn compute_is_measured_against_native() {
         let phases = [phase(10, &[], &[]), phase(2_000_000, &[("timer", 20)], &[("exits", 25)])];
-        let m = measure(COMPUTE, "riscv", &["compute"], &phases, 1000, Some(1_960_000));
+        let m = measure(COMPUTE, "riscv", &[("compute", "compute")], &phases, 1000, Some(1_960_000));
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].ns_per_event(), 2000.0);
         assert_eq!(m[0].baseline_ns, 1_960_000);
@@ -183,7 +186,7 @@ mod tests {
     fn the_median_run_of_each_phase() {
         let run = |a: u64, b: u64| {
             let phases = [phase(0, &[], &[]), phase(a, &[("x", a as i64)], &[]), phase(b, &[], &[])];
-            measure("mmio", "riscv", &["read", "write"], &phases, 1, None)
+            measure("mmio", "riscv", &[("read", ""), ("write", "")], &phases, 1, None)
         };
         let m = median_run(vec![run(30, 1), run(10, 3), run(20, 2)]);
         assert_eq!((m[0].phase_ns, m[0].exits["x"]), (20, 20), "phase 1: its median run, with its counts");
@@ -192,7 +195,14 @@ mod tests {
         assert!(median_run(Vec::new()).is_empty());
         // Compute: by the fraction of native.
         let c = |guest: u64, native: u64| {
-            measure(COMPUTE, "x86-kvm", &["compute"], &[phase(0, &[], &[]), phase(guest, &[], &[])], 1, Some(native))
+            measure(
+                COMPUTE,
+                "x86-kvm",
+                &[("compute", "compute")],
+                &[phase(0, &[], &[]), phase(guest, &[], &[])],
+                1,
+                Some(native),
+            )
         };
         let m = median_run(vec![c(100, 90), c(100, 99), c(100, 50)]);
         assert_eq!(m[0].of_native(), Some(0.9));
@@ -208,8 +218,8 @@ mod tests {
 
     #[test]
     fn missing_phases_give_no_rows() {
-        assert!(measure("mmio", "x86-kvm", &["read"], &[], 10, None).is_empty());
+        assert!(measure("mmio", "x86-kvm", &[("read", "")], &[], 10, None).is_empty());
         let only_baseline = [phase(5, &[], &[])];
-        assert!(measure("mmio", "x86-kvm", &["read"], &only_baseline, 10, None).is_empty());
+        assert!(measure("mmio", "x86-kvm", &[("read", "")], &only_baseline, 10, None).is_empty());
     }
 }

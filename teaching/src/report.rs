@@ -3,7 +3,7 @@
 //! (the raw figures). The page needs nothing from the network; a script in it counts the
 //! charts and marks the page loaded (the Chromium test reads that).
 use crate::backend::Backend;
-use crate::measure::{ratio, Measure};
+use crate::measure::Measure;
 use crate::table::{self, host_text, per_event, ratio_text};
 use crate::{Failure, Results};
 use common::{Error, Result};
@@ -166,7 +166,7 @@ fn esc(s: &str) -> String {
 
 /// One table row's cells for a measure (shared by the page and the CSV).
 fn cells(results: &Results, m: &Measure) -> Vec<String> {
-    let r = table::reference(results, m).and_then(|r| ratio(m.ns_per_event(), r.ns_per_event()));
+    let r = table::ratio_to_reference(results, m);
     let rows = m.exits_by_row().iter().map(|(k, v)| format!("{k} {}", per_event(*v))).collect::<Vec<_>>().join(", ");
     vec![
         m.phase_name.clone(),
@@ -174,7 +174,7 @@ fn cells(results: &Results, m: &Measure) -> Vec<String> {
         m.events.to_string(),
         per_event(m.exits_per_event()),
         if rows.is_empty() { "-".into() } else { rows },
-        table::ns(m.ns_per_event()),
+        table::cost_ns(results, m).map_or("-".into(), table::ns),
         ratio_text(r),
         host_text(m, 8),
     ]
@@ -297,7 +297,7 @@ pub fn csv(results: &Results) -> Result<String> {
     w.write_record(CSV_HEAD).map_err(bad)?;
     for m in &results.measures {
         let measured_on = results.backends.iter().find(|b| b.name == m.backend).map_or("", |b| b.measured_on.as_str());
-        let r = table::reference(results, m).and_then(|r| ratio(m.ns_per_event(), r.ns_per_event()));
+        let r = table::ratio_to_reference(results, m);
         let joined = |v: Vec<(String, f64)>| v.iter().map(|(k, x)| format!("{k}={x}")).collect::<Vec<_>>().join(";");
         w.write_record([
             m.workload.clone(),
@@ -328,7 +328,7 @@ pub fn json(results: &Results) -> String {
         .measures
         .iter()
         .map(|m| {
-            let r = table::reference(results, m).and_then(|r| ratio(m.ns_per_event(), r.ns_per_event()));
+            let r = table::ratio_to_reference(results, m);
             json!({
                 "workload": m.workload, "phase": m.phase, "phase_name": m.phase_name, "backend": m.backend,
                 "events": m.events, "exits": m.exits, "host": m.host, "phase_ns": m.phase_ns,
@@ -364,6 +364,7 @@ mod tests {
             workload: workload.into(),
             phase: 1,
             phase_name: name.into(),
+            event: "same event".into(),
             backend: backend.into(),
             events: 1000,
             exits: BTreeMap::from([("io-out debug-0xf1".into(), 1000)]),

@@ -42,6 +42,7 @@ pub fn ns(v: f64) -> String {
 pub fn ratio_text(r: Option<f64>) -> String {
     match r {
         Some(r) if r >= 100.0 => format!("{r:.0}x"),
+        Some(r) if r < 0.005 => "<0.01x".into(),
         Some(r) => format!("{r:.2}x"),
         None => "-".into(),
     }
@@ -86,10 +87,32 @@ pub fn fraction(v: f64) -> String {
     }
 }
 
-/// The reference backend's measure of the same workload and phase.
+/// The reference backend's measure of the same event: the same phase (same architecture,
+/// x86-lab against x86-kvm) or the same event key (across architectures; none for "").
 pub fn reference<'a>(results: &'a Results, m: &Measure) -> Option<&'a Measure> {
     let name = results.backends.first()?.name;
-    results.measures.iter().find(|r| r.backend == name && r.workload == m.workload && r.phase == m.phase)
+    let same_event = |r: &Measure| r.phase_name == m.phase_name || (!m.event.is_empty() && r.event == m.event);
+    results.measures.iter().find(|r| r.backend == name && r.workload == m.workload && same_event(r))
+}
+
+/// Whether ns/ev is the event's cost. Not for the x86 timer: its baseline does not wait, so
+/// (phase - baseline) / N is the PIT's period, not what an interrupt costs.
+pub fn is_cost(m: &Measure, x86: bool) -> bool {
+    !(x86 && m.workload == TIMER)
+}
+
+/// ns per event where it is a cost.
+pub fn cost_ns(results: &Results, m: &Measure) -> Option<f64> {
+    let x86 = results.backends.iter().find(|b| b.name == m.backend).is_some_and(Backend::is_x86);
+    is_cost(m, x86).then(|| m.ns_per_event())
+}
+
+const TIMER: &str = "timer";
+
+/// The "vs" column: this cost over the reference backend's for the same event.
+pub fn ratio_to_reference(results: &Results, m: &Measure) -> Option<f64> {
+    let r = reference(results, m)?;
+    ratio(cost_ns(results, m)?, cost_ns(results, r)?)
 }
 
 /// The whole table, with the legend and where each backend's figures were measured.
@@ -110,7 +133,7 @@ pub fn render(results: &Results) -> String {
     for m in &results.measures {
         let backend = results.backends.iter().find(|b| b.name == m.backend);
         let word = backend.map_or("", |b: &Backend| if b.is_x86() { "" } else { " sig" });
-        let r = reference(results, m).and_then(|r| ratio(m.ns_per_event(), r.ns_per_event()));
+        let r = ratio_to_reference(results, m);
         let workload = if m.workload == last_workload { String::new() } else { m.workload.clone() };
         last_workload = &m.workload;
         rows.push([
@@ -119,7 +142,7 @@ pub fn render(results: &Results) -> String {
             m.backend.clone(),
             m.events.to_string(),
             format!("{}{word}", per_event(m.exits_per_event())),
-            ns(m.ns_per_event()),
+            cost_ns(results, m).map_or("-".into(), ns),
             ratio_text(r),
             host_text(m, 3),
         ]);
@@ -187,7 +210,11 @@ pub fn render(results: &Results) -> String {
 }
 
 const LEGEND: &str = "\
-ns/ev: (event phase - baseline phase) / events; compute: ns per iteration in the guest.
+ns/ev: (event phase - baseline phase) / events; compute: ns per iteration in the guest;
+  x86 timer: '-' (its baseline does not wait for the ticks, so the difference is the 1 kHz period).
+vs: ns/ev over the reference backend's for the same event (the same phase, or across architectures
+  the phase of the same event; '-' where the other architecture has none). The backends run on different (emulated or real)
+  machines (see 'measured on' above): a ratio compares whole stacks, not one machine's costs.
 exits|signals/ev: what reached vmm per event (x86: KVM exits to vmm; riscv, 'sig': signals URVirt handled).
 host layer: what the host kernel counted per event (KVM's own statistics: exits it handled itself,
   page faults, emulated instructions; riscv: faults the host Linux resolved without a signal).
@@ -204,6 +231,7 @@ mod tests {
             workload: workload.into(),
             phase,
             phase_name: name.into(),
+            event: "same event".into(),
             backend: backend.into(),
             events: 100,
             exits: BTreeMap::from([("cpuid".into(), exits)]),
@@ -245,6 +273,34 @@ mod tests {
         assert_eq!(ratio_text(Some(15.44)), "15.44x");
         assert_eq!(ratio_text(Some(1234.4)), "1234x");
         assert_eq!(ratio_text(None), "-");
+        assert_eq!(ratio_text(Some(0.004)), "<0.01x");
+        assert_eq!(ratio_text(Some(0.005)), "0.01x");
+    }
+
+    #[test]
+    fn ratios_pair_phases_by_event_and_skip_the_x86_timer() {
+        let mut cpuid = m("priv-reg", 1, "cpuid", "x86-kvm", 100, 600_000, 100_000);
+        cpuid.event = String::new();
+        let rdmsr = m("priv-reg", 3, "rdmsr", "x86-kvm", 100, 600_000, 100_000);
+        let mut csrw = m("priv-reg", 2, "csrw sscratch", "riscv", 100, 1_100_000, 100_000);
+        csrw.event = "a write".into();
+        // Phase 1 on riscv, phase 3 on x86: the same event all the same.
+        let csrr = m("priv-reg", 1, "csrr sscratch", "riscv", 100, 1_100_000, 100_000);
+        let timer_x86 = m("timer", 1, "timer interrupt", "x86-kvm", 100, 100_100_000, 100_000);
+        let timer_rv = m("timer", 1, "timer interrupt", "riscv", 100, 2_100_000, 100_000);
+        let results = Results {
+            backends: vec![Backend::new(crate::backend::Kind::X86Kvm), Backend::new(crate::backend::Kind::Riscv)],
+            measures: vec![cpuid, rdmsr, csrr, csrw, timer_x86, timer_rv],
+            ..Results::default()
+        };
+        let ratios: Vec<Option<f64>> = results.measures.iter().map(|m| ratio_to_reference(&results, m)).collect();
+        assert_eq!(ratios, [Some(1.0), Some(1.0), Some(2.0), None, None, None]);
+        let t = render(&results);
+        let cols = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let timer = t.lines().find(|l| l.starts_with("timer")).unwrap();
+        assert_eq!(cols(timer)[..8], ["timer", "timer", "interrupt", "x86-kvm", "100", "1.00", "-", "-"], "{t}");
+        let rv = t.lines().find(|l| l.contains("riscv") && l.contains("20,000")).unwrap();
+        assert!(rv.contains(" - "), "{t}");
     }
 
     #[test]

@@ -16,15 +16,16 @@
 //! goes on, URVirt never hears of it (under KVM the same is an EPT/NPT fault KVM handles).
 use std::time::Duration;
 
-/// Each workload and the names of its phases after the baseline (phase 0).
-pub const WORKLOADS: &[(&str, &[&str])] = &[
-    ("console-out", &["sbi putchar", "uart thr store"]),
-    ("priv-reg", &["csrr sscratch", "csrw sscratch"]),
-    ("page-touch", &["first touch", "second touch"]),
-    ("timer", &["timer interrupt"]),
-    ("syscall", &["ecall + sret"]),
-    ("mmio", &["uart lsr read"]),
-    ("compute", &["compute, 100 Hz timer"]),
+/// Each workload and its phases after the baseline (phase 0): (name, event key). `vmm lab`
+/// compares a phase with the x86 phase of the same key (vmm_x86::teach); "" = none.
+pub const WORKLOADS: &[(&str, &[(&str, &str)])] = &[
+    ("console-out", &[("sbi putchar", ""), ("uart thr store", "device write")]),
+    ("priv-reg", &[("csrr sscratch", "privileged register read"), ("csrw sscratch", "")]),
+    ("page-touch", &[("first touch", "first touch"), ("second touch", "second touch")]),
+    ("timer", &[("timer interrupt", "timer interrupt")]),
+    ("syscall", &[("ecall + sret", "system call + return")]),
+    ("mmio", &[("uart lsr read", "device read")]),
+    ("compute", &[("compute, 100 Hz timer", "compute")]),
 ];
 
 /// The host counters every mark holds, in this order ([`common::marks::Marks::host_names`]):
