@@ -203,7 +203,6 @@ impl X86Vm {
             quit: &quit,
             jail: self.config.vm.jail,
         };
-        let to_stdout = !self.config.vm.console.is_capture();
         let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
         let trace = &mut self.trace;
         let mut marks = teach::MarkRecorder::start(self.marks.clone(), &self.kvm, vcpu, stats, self.config.stats)?;
@@ -214,14 +213,6 @@ impl X86Vm {
                 .map_err(|e| {
                     Error::bad_input(format!("cannot start the vCPU thread: {}", common::image::io_reason(&e)))
                 })?;
-            // Output is written directly until this thread is ready, and for good if it cannot
-            // start: the vCPU thread already runs, so an error here must not end this scope
-            // (it would wait for a guest that may never stop, and lose its outcome).
-            if to_stdout {
-                if let Err(e) = common::stdout_buffer::start(cx.jail) {
-                    common::console::say(&format!("vmm: {}; guest output is written unbuffered", e.message));
-                }
-            }
             // A panic on the vCPU thread stays a panic (the hook has restored the terminal).
             thread.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         })?;
