@@ -17,6 +17,8 @@ const LEAF_TOPOLOGY_V2: u32 = 0x1f;
 
 /// Leaf 1 ECX bit 31: "running under a hypervisor" (Linux then looks for KVM's leaves).
 pub const ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 ECX bit 24: the local APIC's TSC-deadline timer mode.
+const ECX_TSC_DEADLINE: u32 = 1 << 24;
 /// Leaf 1 EDX bit 28: more than one logical processor per package.
 const EDX_HTT: u32 = 1 << 28;
 
@@ -67,18 +69,40 @@ pub fn filter(entries: &mut [kvm_cpuid_entry2], apic_id: u8, cpus: u8) {
     }
 }
 
+/// Offers the TSC-deadline timer, which KVM_GET_SUPPORTED_CPUID leaves out even where KVM's
+/// in-kernel LAPIC emulates it (KVM_CAP_TSC_DEADLINE_TIMER says so; Firecracker sets it too).
+/// With it Linux skips calibrating the APIC timer against the PIT, a step that under emulation
+/// (the x86 lab host under load) can fail its check and leave the guest with no timer at all:
+/// "APIC timer disabled due to verification failure", then a boot that never ends.
+pub fn offer_tsc_deadline(entries: &mut [kvm_cpuid_entry2]) {
+    for e in entries.iter_mut().filter(|e| e.function == LEAF_FEATURES) {
+        e.ecx |= ECX_TSC_DEADLINE;
+    }
+}
+
 /// Sets the filtered CPUID on `vcpu`.
 pub fn setup(kvm: &Kvm, vcpu: &VcpuFd, apic_id: u8, cpus: u8) -> Result<()> {
     let mut cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| crate::kvm::setup_error("KVM_GET_SUPPORTED_CPUID", e))?;
     filter(cpuid.as_mut_slice(), apic_id, cpus);
+    if kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer) {
+        offer_tsc_deadline(cpuid.as_mut_slice());
+    }
     vcpu.set_cpuid2(&cpuid).map_err(|e| crate::kvm::setup_error("KVM_SET_CPUID2", e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tsc_deadline_bit_is_set_on_leaf_1_only() {
+        let mut e = [leaf(LEAF_FEATURES, 0, 0, 0, 0, 0), leaf(LEAF_PMU, 0, 0, 0, 0, 0)];
+        offer_tsc_deadline(&mut e);
+        assert_eq!(e[0].ecx & ECX_TSC_DEADLINE, ECX_TSC_DEADLINE);
+        assert_eq!(e[1].ecx, 0);
+    }
 
     fn leaf(function: u32, index: u32, eax: u32, ebx: u32, ecx: u32, edx: u32) -> kvm_cpuid_entry2 {
         kvm_cpuid_entry2 { function, index, eax, ebx, ecx, edx, ..Default::default() }
