@@ -175,6 +175,23 @@ pub const SESSION_SYSCALLS: &[i64] = &[
     libc::SYS_fcntl,
 ];
 
+/// gdb's `monitor` commands, the same on every backend: `phys` makes gdb's memory addresses
+/// guest physical, `virt` guest virtual (through the guest's page tables while paging is on).
+/// Updates `physical` and returns the line to show gdb.
+pub fn monitor_command(cmd: &[u8], physical: &mut bool) -> &'static str {
+    match cmd {
+        b"phys" => {
+            *physical = true;
+            "memory addresses are guest physical"
+        }
+        b"virt" => {
+            *physical = false;
+            "memory addresses are guest virtual (through the page tables when paging is on)"
+        }
+        _ => "vmm monitor commands: phys (addresses are guest physical), virt (guest virtual, the default)",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

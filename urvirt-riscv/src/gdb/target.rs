@@ -213,20 +213,7 @@ impl HwBreakpoint for RunState {
 /// The same words as the x86 stub's (vmm-x86/src/gdb/target.rs).
 impl MonitorCmd for RunState {
     fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), String> {
-        match cmd {
-            b"phys" => {
-                self.debug.physical = true;
-                outputln!(out, "memory addresses are guest physical");
-            }
-            b"virt" => {
-                self.debug.physical = false;
-                outputln!(out, "memory addresses are guest virtual (through the page tables when paging is on)");
-            }
-            _ => outputln!(
-                out,
-                "vmm monitor commands: phys (addresses are guest physical), virt (guest virtual, the default)"
-            ),
-        }
+        outputln!(out, "{}", common::gdb::monitor_command(cmd, &mut self.debug.physical));
         Ok(())
     }
 }

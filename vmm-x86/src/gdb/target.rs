@@ -274,22 +274,7 @@ impl HwBreakpoint for X86Target {
 
 impl MonitorCmd for X86Target {
     fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), Self::Error> {
-        match cmd {
-            b"phys" => {
-                self.physical = true;
-                outputln!(out, "memory addresses are guest physical");
-            }
-            b"virt" => {
-                self.physical = false;
-                outputln!(out, "memory addresses are guest virtual (through the page tables when paging is on)");
-            }
-            _ => {
-                outputln!(
-                    out,
-                    "vmm monitor commands: phys (addresses are guest physical), virt (guest virtual, the default)"
-                )
-            }
-        }
+        outputln!(out, "{}", common::gdb::monitor_command(cmd, &mut self.physical));
         Ok(())
     }
 }
