@@ -6,8 +6,8 @@
 #      and nested paging; its KVM_AMD then offers a /dev/kvm. Cached under
 #      ${VMM_CACHE:-$HOME/.cache/vmm}/x86-lab-host-<hash>/bzImage, copied to target/x86-lab/bzImage;
 #   2. a check of qemu-system-x86_64;
-#   3. a static x86_64 build of vmm (it is /init in the lab host's initramfs, which has no libc),
-#      target/x86_64-unknown-linux-gnu/release/vmm (--target keeps it apart from the normal build).
+#   3. vmm's release build, static (musl, .cargo/config.toml), which is /init in the lab host's
+#      initramfs, which has no libc: target/x86_64-unknown-linux-musl/release/vmm.
 # Usage: scripts/build-x86-lab.sh [kernel|qemu|vmm]...   (no argument: all three, in order)
 # Idempotent: a cached kernel is reused; cargo rebuilds only what changed.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -85,12 +85,10 @@ check_qemu() {
 # --- 3. the static x86_64 vmm ----------------------------------------------------------------
 
 build_vmm() {
-    # RUSTFLAGS with an explicit --target applies to the target only, not to build scripts.
-    quietly "cargo build --release --target x86_64-unknown-linux-gnu (static x86_64 vmm)" \
-        env RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build -j"$JOBS" --release --target x86_64-unknown-linux-gnu --bin vmm \
-        --manifest-path "$ROOT/Cargo.toml"
-    local vmm="$ROOT/target/x86_64-unknown-linux-gnu/release/vmm"
+    # The normal release build: .cargo/config.toml makes it static (musl).
+    quietly "cargo build --release (static x86_64 vmm)" \
+        cargo build -j"$JOBS" --release --bin vmm --manifest-path "$ROOT/Cargo.toml"
+    local vmm="$ROOT/target/x86_64-unknown-linux-musl/release/vmm"
     # The lab host has no dynamic loader or libc: a dynamic vmm would fail there as "not found".
     # (ldd is no test: it prints "statically linked" and exits 0 for a static-pie binary.)
     if readelf -lW "$vmm" | grep -q 'program interpreter'; then

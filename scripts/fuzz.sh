@@ -43,7 +43,9 @@ step "fuzz: tools"
 # cargo-fuzz needs a nightly toolchain (-Zsanitizer); a machine without one gets it here.
 cargo +nightly --version >/dev/null 2>&1 ||
     quietly "rustup toolchain install nightly" rustup toolchain install nightly --profile minimal
-cargo fuzz --version >/dev/null 2>&1 || quietly "cargo install cargo-fuzz" cargo install --locked cargo-fuzz
+# From $HOME: the project's .cargo/config.toml would build the tool for musl.
+cargo fuzz --version >/dev/null 2>&1 ||
+    (cd "$HOME" && quietly "cargo install cargo-fuzz" cargo install --locked cargo-fuzz)
 (cd "$FUZZ" && quietly "build the fuzz targets" cargo +nightly fuzz build)
 
 BIN=$FUZZ/target/x86_64-unknown-linux-gnu/release

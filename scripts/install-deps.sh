@@ -62,7 +62,8 @@ LIST
 install_rust() {
     local installed t c
     installed=$(rustup target list --installed)
-    for t in riscv64gc-unknown-linux-gnu riscv64gc-unknown-none-elf; do
+    # musl: vmm's own x86_64 build (.cargo/config.toml); riscv64: the lab's vmm and the guests.
+    for t in x86_64-unknown-linux-musl riscv64gc-unknown-linux-gnu riscv64gc-unknown-none-elf; do
         grep -qx "$t" <<<"$installed" || quietly "rustup target add $t" rustup target add "$t"
     done
     installed=$(rustup component list --installed)

@@ -14,5 +14,6 @@ step "RISC-V guests";                       scripts/build-riscv-guests.sh
 step "x86 Linux kernel + initramfs";        scripts/build-x86-kernel.sh
 step "x86 lab host (SVM kernel + static x86_64 vmm)"; scripts/build-x86-lab.sh
 step "riscv64 lab host (kernels + riscv64 vmm)"; scripts/build-riscv-lab.sh
+# Static (musl, .cargo/config.toml): target/x86_64-unknown-linux-musl/release/vmm.
 step "vmm (release)";                       quietly "cargo build --release" cargo build --release --bin vmm
 echo "setup: done in $(( $(date +%s) - t0 )) s"

@@ -284,12 +284,11 @@ pub fn x86_vm(args: &RunArgs, vm: VmConfig) -> Result<Box<dyn VirtualMachine>> {
 }
 
 /// `vmm bench --arch x86`: guests, kernels and the C baseline are found from the repository
-/// holding this binary (target/<profile>/vmm), else from the current directory.
+/// holding this binary ([`common::layout::repo_root`]), else from the current directory.
 #[cfg(target_arch = "x86_64")]
 pub fn x86_bench(args: &BenchArgs) -> Result<String> {
     let exe = std::env::current_exe().map_err(|e| Error::bad_input(format!("cannot find the vmm binary: {e}")))?;
-    let root = exe.ancestors().nth(3).filter(|r| r.join("benches").is_dir()).map(PathBuf::from);
-    let root = match root {
+    let root = match common::layout::repo_root() {
         Some(r) => r,
         None => std::env::current_dir().map_err(|e| Error::bad_input(format!("no current directory: {e}")))?,
     };

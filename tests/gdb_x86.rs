@@ -178,7 +178,10 @@ fn bad_gdb_options_are_one_line_usage_errors() {
     let port = taken.local_addr().unwrap().port().to_string();
     let out = run_vmm(&["run", "--mode", "long", "--gdb", &port, &bin], LIMIT);
     assert_exit(&out, 2);
-    assert_eq!(stderr(&out), format!("vmm: --gdb 127.0.0.1:{port}: cannot listen: Address already in use\n"));
+    // The C library's text for EADDRINUSE (glibc and musl word it differently).
+    let in_use = std::io::Error::from_raw_os_error(libc::EADDRINUSE).to_string();
+    let in_use = in_use.split(" (os error").next().unwrap();
+    assert_eq!(stderr(&out), format!("vmm: --gdb 127.0.0.1:{port}: cannot listen: {in_use}\n"));
     assert_eq!(stdout(&out), "", "the guest did not run");
     let out = run_vmm(&["run", "--gdb", "1234", "--lab", &bin], LIMIT);
     assert_exit(&out, 2);

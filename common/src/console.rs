@@ -154,7 +154,8 @@ pub fn jail_probe_requested(thread: &str) -> bool {
 /// The forbidden call of [`jail_probe_requested`]: opening a file.
 pub fn jail_probe() {
     // SAFETY: opening a constant path read-only; under the jail this raises SIGSYS instead.
-    unsafe { libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY) };
+    // openat, not open: musl's open() is the old `open` call, glibc's is openat.
+    unsafe { libc::openat(libc::AT_FDCWD, c"/etc/hostname".as_ptr(), libc::O_RDONLY) };
 }
 
 /// Ctrl-A handling on an interactive console: `C-a x` quits, `C-a C-a` sends one C-a,

@@ -42,7 +42,7 @@ pub fn apply_with_ioctls(thread: &'static str, allowed: &[i64], ioctls: &[u64]) 
     if !allowed.contains(&libc::SYS_ioctl) {
         // One rule per request; the rules of a call are alternatives. The request is compared
         // as 32 bits, as the kernel reads it.
-        let requests = std::iter::once(libc::TCSETS).chain(ioctls.iter().copied());
+        let requests = std::iter::once(libc::TCSETS as u64).chain(ioctls.iter().copied());
         let by_request = requests
             .map(|request| {
                 SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
@@ -215,6 +215,7 @@ names!(
     SYS_kill,
     SYS_tgkill,
     SYS_tkill,
+    SYS_tkill,
     SYS_uname,
     SYS_fcntl,
     SYS_flock,
@@ -357,14 +358,14 @@ mod tests {
     /// ioctl is allowed for the listed requests only: FIONREAD passes, FIONBIO is refused.
     #[test]
     fn an_ioctl_outside_the_requests_is_refused() {
-        let listed = refused_on_a_jailed_thread(&[], &[libc::FIONREAD], || {
+        let listed = refused_on_a_jailed_thread(&[], &[libc::FIONREAD as u64], || {
             let mut n: libc::c_int = 0;
             // SAFETY: FIONREAD on stdin writes one int we own (it may fail with ENOTTY: that
             // it is allowed is what counts).
             unsafe { libc::ioctl(libc::STDIN_FILENO, libc::FIONREAD, &mut n) };
         });
         assert_eq!(listed, 0, "a listed request passes");
-        let unlisted = refused_on_a_jailed_thread(&[], &[libc::FIONREAD], || {
+        let unlisted = refused_on_a_jailed_thread(&[], &[libc::FIONREAD as u64], || {
             let mut on: libc::c_int = 0;
             // SAFETY: FIONBIO reads one int we own; the jail refuses it before it runs.
             unsafe { libc::ioctl(libc::STDIN_FILENO, libc::FIONBIO, &mut on) };

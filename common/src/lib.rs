@@ -14,6 +14,7 @@
 //! - [`marks`]: points a guest marks in its run, where the lab reads the counters.
 //! - [`trace`]: `--trace`, one line per exit or trap.
 //! - [`mem_file`]: `--mem-file`, guest RAM backed by a file.
+//! - [`layout`]: where the running vmm finds what set-up built beside it.
 pub mod bus;
 pub mod console;
 pub mod devices;
@@ -22,6 +23,7 @@ pub mod gdb;
 pub mod image;
 pub mod irq;
 pub mod jail;
+pub mod layout;
 pub mod marks;
 pub mod mem_file;
 pub mod memory;

@@ -192,10 +192,9 @@ fn progress(text: &str) {
     eprintln!("vmm lab: {text}");
 }
 
-/// target/guests beside the running vmm (target/<profile>/vmm).
+/// target/guests beside the running vmm.
 fn default_guests() -> Result<PathBuf> {
-    let exe = std::env::current_exe().map_err(|e| Error::bad_input(format!("cannot find the vmm binary: {e}")))?;
-    Ok(exe.parent().and_then(Path::parent).unwrap_or(Path::new(".")).join("guests"))
+    Ok(common::layout::target_dir()?.join("guests"))
 }
 
 /// One planned run.

@@ -172,7 +172,7 @@ pub fn require_x86_lab() {
             .expect("run scripts/build-x86-lab.sh");
         assert!(out.status.success(), "cannot build the static x86_64 vmm for the lab: {}", describe(&out));
     });
-    artifact("x86_64-unknown-linux-gnu/release/vmm");
+    artifact("x86_64-unknown-linux-musl/release/vmm");
 }
 
 /// A scratch disk of `sectors` whose sector s starts with the line "sector s of the vmm test disk".

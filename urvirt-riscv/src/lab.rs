@@ -27,7 +27,7 @@ const FALLBACK_GUEST: &str = "/guest.bin";
 
 /// The riscv64 lab: `$VMM_RISCV_LAB/{Image,vmm}` if set, else beside this executable's target
 /// dir: `<target>/riscv-lab/Image` and `<target>/riscv64gc-unknown-linux-gnu/release/vmm`, where
-/// `<target>` is the grandparent of the running vmm (target/release/vmm -> target/).
+/// `<target>` is the running vmm's ([`common::layout::target_dir`]).
 pub fn locate() -> Result<LabHost> {
     let (kernel, vmm) = match std::env::var_os("VMM_RISCV_LAB") {
         Some(dir) => {
@@ -35,9 +35,7 @@ pub fn locate() -> Result<LabHost> {
             (dir.join("Image"), dir.join("vmm"))
         }
         None => {
-            let exe = std::env::current_exe()
-                .map_err(|e| Error::bad_input(format!("cannot find the running vmm executable: {e}")))?;
-            let target = exe.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+            let target = common::layout::target_dir()?;
             (target.join("riscv-lab/Image"), target.join("riscv64gc-unknown-linux-gnu/release/vmm"))
         }
     };

@@ -46,8 +46,9 @@ pub struct BenchOptions {
     pub baseline_c: PathBuf,
     /// Where the C baseline is compiled to.
     pub build_dir: PathBuf,
-    /// Link the C baseline statically (for the x86 lab host, which has no libc).
-    pub static_baseline: bool,
+    /// Only the statically linked C baseline (in the x86 lab host, which has no libc or gcc:
+    /// the outer vmm builds it); elsewhere both, since vmm itself is linked statically.
+    pub static_baseline_only: bool,
     /// Rounds of (a), each side.
     pub rounds: usize,
     /// Spawns of (b), each side.
@@ -63,7 +64,7 @@ impl BenchOptions {
             guests: root.join("target/guests/x86"),
             baseline_c: root.join("benches/baseline/kvm_hello.c"),
             build_dir: root.join("target/bench"),
-            static_baseline: false,
+            static_baseline_only: std::env::var_os(lab::keys::ENV).is_some(),
             rounds: 5,
             spawns: 30,
         })
@@ -170,9 +171,10 @@ fn raw_exit_round(image: &Image) -> Result<f64> {
     Ok(took.as_secs_f64() * 1e6 / exits as f64)
 }
 
-/// Compiles the C baseline if it is missing or older than its source; returns its path.
-pub fn build_baseline(opts: &BenchOptions) -> Result<PathBuf> {
-    let exe = opts.build_dir.join(if opts.static_baseline { "kvm_hello-static" } else { "kvm_hello" });
+/// Compiles the C baseline (linked statically or as gcc links by default) if it is missing or
+/// older than its source; returns its path.
+pub fn build_baseline(opts: &BenchOptions, static_link: bool) -> Result<PathBuf> {
+    let exe = opts.build_dir.join(if static_link { "kvm_hello-static" } else { "kvm_hello" });
     let fresh = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
     if fresh(&exe).is_some() && fresh(&exe) >= fresh(&opts.baseline_c) {
         return Ok(exe);
@@ -181,7 +183,7 @@ pub fn build_baseline(opts: &BenchOptions) -> Result<PathBuf> {
         .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", opts.build_dir.display())))?;
     let status = Command::new("gcc")
         .args(["-O2", "-Wall"])
-        .args(opts.static_baseline.then_some("-static"))
+        .args(static_link.then_some("-static"))
         .arg("-o")
         .arg(&exe)
         .arg(&opts.baseline_c)
@@ -226,7 +228,10 @@ pub fn run(opts: &BenchOptions) -> Result<String> {
     let outs = read_guest(opts, "outs.bin")?;
     let hello = opts.guests.join("hello.bin");
     read_guest(opts, "hello.bin")?;
-    let baseline = build_baseline(opts)?;
+    // vmm is a static executable (.cargo/config.toml): it is compared with the C program both
+    // as gcc links it by default and linked statically like vmm.
+    let links: &[bool] = if opts.static_baseline_only { &[true] } else { &[false, true] };
+    let baselines = links.iter().map(|&s| Ok((s, build_baseline(opts, s)?))).collect::<Result<Vec<_>>>()?;
 
     let (mut vmm_us, mut raw_us, mut handling_us) = (Vec::new(), Vec::new(), Vec::new());
     let mut traced_us = Vec::new();
@@ -263,24 +268,47 @@ pub fn run(opts: &BenchOptions) -> Result<String> {
     let (handling_us, handling_us_min) = summary(handling_us);
     let (traced_us, traced_us_min) = summary(traced_us);
 
-    let (mut vmm_hlt, mut vmm_exit, mut base_hlt, mut base_exit) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut vmm_hlt, mut vmm_exit) = (Vec::new(), Vec::new());
+    // Per baseline: milliseconds to HLT, and to exit, of each spawn.
+    let mut base: Vec<[Vec<f64>; 2]> = vec![Default::default(); baselines.len()];
     for _ in 0..opts.spawns.max(1) {
         // Interleaved, one of each at a time, for the same reason as above.
-        let mut c = Command::new(&baseline);
-        c.arg(&hello).arg(MEM.to_string());
-        let (h, e) = spawn_once(c)?;
-        base_hlt.push(h);
-        base_exit.push(e);
+        for ((_, exe), [hlt, exit]) in baselines.iter().zip(base.iter_mut()) {
+            let mut c = Command::new(exe);
+            c.arg(&hello).arg(MEM.to_string());
+            let (h, e) = spawn_once(c)?;
+            hlt.push(h);
+            exit.push(e);
+        }
         let mut c = Command::new(&opts.vmm);
         c.args(["run", "--arch", "x86"]).arg(&hello);
         let (h, e) = spawn_once(c)?;
         vmm_hlt.push(h);
         vmm_exit.push(e);
     }
-    let ((vh, vh_min), (ve, ve_min)) = (summary(vmm_hlt), summary(vmm_exit));
-    let ((bh, bh_min), (be, be_min)) = (summary(base_hlt), summary(base_exit));
+    let (vh, ve) = (summary(vmm_hlt), summary(vmm_exit));
+    // One block per end point: vmm's row, then per baseline its row and vmm's ratio to it.
+    let block = |title: String, vmm: (f64, f64), end: usize| {
+        let mut rows = vec![title, format!("  {:<44} {:8.3} {:8.3} ms", "vmm run --arch x86 hello.bin", vmm.0, vmm.1)];
+        for ((static_link, _), runs) in baselines.iter().zip(&base) {
+            let (b, b_min) = summary(runs[end].clone());
+            let how = if *static_link { "static" } else { "dynamic, gcc's default" };
+            rows.push(format!("  {:<44} {b:8.3} {b_min:8.3} ms", format!("C baseline, {how}")));
+            rows.push(format!("  {:<44} {:8.3} {:8.3}", format!("ratio vmm/C {how}"), vmm.0 / b, vmm.1 / b_min));
+        }
+        rows.join("\n")
+    };
+    let to_hlt = block(
+        format!(
+            "x86 process start to HLT, hello.bin; {} spawns each ({})",
+            opts.spawns.max(1),
+            short(&opts.baseline_c)
+        ),
+        vh,
+        0,
+    );
+    let to_exit = block("x86 process start to exit (HLT + tear-down)".to_string(), ve, 1);
 
-    let label = format!("C baseline ({})", short(&opts.baseline_c));
     let rows = [
         format!("x86 exit cost: guest doing {OUTS} `out`s; {} rounds each       median      min", opts.rounds.max(1)),
         format!("  {:<44} {vmm_us:8.3} {vmm_us_min:8.3} us/exit", "vmm (dispatch + Bus + DebugPort + Stats)"),
@@ -306,14 +334,8 @@ pub fn run(opts: &BenchOptions) -> Result<String> {
             note_off_min / note_none_min
         ),
         format!("  {:<44} {note_on:8.1} {note_on_min:8.1} ns/exit", "bookkeeping alone, --trace on (to a file)"),
-        format!("x86 process start to HLT, hello.bin; {} spawns each", opts.spawns.max(1)),
-        format!("  {:<44} {vh:8.3} {vh_min:8.3} ms", "vmm run --arch x86 hello.bin"),
-        format!("  {label:<44} {bh:8.3} {bh_min:8.3} ms"),
-        format!("  {:<44} {:8.3} {:8.3}", "ratio vmm/baseline", vh / bh, vh_min / bh_min),
-        "x86 process start to exit (HLT + tear-down)".to_string(),
-        format!("  {:<44} {ve:8.3} {ve_min:8.3} ms", "vmm run --arch x86 hello.bin"),
-        format!("  {label:<44} {be:8.3} {be_min:8.3} ms"),
-        format!("  {:<44} {:8.3} {:8.3}", "ratio vmm/baseline", ve / be, ve_min / be_min),
+        to_hlt,
+        to_exit,
     ];
     // (c) The disk device, shared with RISC-V (common::virtio::bench), with a guest driving it.
     let guest = guest_disk_round(opts)?;

@@ -76,6 +76,7 @@ pub const CONSOLE: &[i64] = &[
     libc::SYS_getpid,
     libc::SYS_gettid,
     libc::SYS_tgkill,
+    libc::SYS_tkill, // musl's pthread_kill
     libc::SYS_rt_sigaction,
     libc::SYS_rt_sigprocmask,
     libc::SYS_mmap,

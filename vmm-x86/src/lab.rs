@@ -20,8 +20,8 @@ const FALLBACK_IMAGE: &str = "/guest.img";
 const FALLBACK_INITRD: &str = "/guest.initrd";
 
 /// The x86 lab: `$VMM_X86_LAB/{bzImage,vmm}` if set, else beside this executable's target dir:
-/// `<target>/x86-lab/bzImage` and `<target>/x86_64-unknown-linux-gnu/release/vmm`, where
-/// `<target>` is the grandparent of the running vmm (target/release/vmm -> target/).
+/// `<target>/x86-lab/bzImage` and `<target>/x86_64-unknown-linux-musl/release/vmm`, where
+/// `<target>` is the running vmm's ([`common::layout::target_dir`]).
 pub fn locate() -> Result<LabHost> {
     let (kernel, vmm) = parts()?;
     let qemu = std::env::var_os("VMM_QEMU_X86").map_or(PathBuf::from("qemu-system-x86_64"), PathBuf::from);
@@ -72,10 +72,8 @@ fn parts() -> Result<(PathBuf, PathBuf)> {
             (dir.join("bzImage"), dir.join("vmm"))
         }
         None => {
-            let exe = std::env::current_exe()
-                .map_err(|e| Error::bad_input(format!("cannot find the running vmm executable: {e}")))?;
-            let target = exe.parent().and_then(Path::parent).unwrap_or(Path::new("."));
-            (target.join("x86-lab/bzImage"), target.join("x86_64-unknown-linux-gnu/release/vmm"))
+            let target = common::layout::target_dir()?;
+            (target.join("x86-lab/bzImage"), target.join("x86_64-unknown-linux-musl/release/vmm"))
         }
     })
 }
@@ -142,14 +140,13 @@ pub fn bench(root: &Path, linux_runs: Option<usize>) -> Result<Outcome> {
     let mut args: Vec<String> = ["bench", "--arch", "x86"].map(String::from).to_vec();
     match linux_runs {
         None => {
-            let mut opts = crate::bench::BenchOptions::in_repo(root)?;
-            opts.static_baseline = true;
-            let baseline = crate::bench::build_baseline(&opts)?;
+            let opts = crate::bench::BenchOptions::in_repo(root)?;
+            let baseline = crate::bench::build_baseline(&opts, true)?;
             for (inside, path) in [
                 ("target/guests/x86/outs.bin", opts.guests.join("outs.bin")),
                 ("target/guests/x86/hello.bin", opts.guests.join("hello.bin")),
                 ("benches/baseline/kvm_hello.c", opts.baseline_c.clone()),
-                ("target/bench/kvm_hello", baseline),
+                ("target/bench/kvm_hello-static", baseline),
             ] {
                 files.push((inside.to_string(), read(&path)?));
             }

@@ -32,18 +32,16 @@ fn install_handler() {
     });
 }
 
-/// A raw pointer to the vCPU's kvm_run that may cross to another thread.
-struct RunPtr(*mut kvm_run);
-// SAFETY: kickers only write the one-byte immediate_exit field, which KVM documents as
-// settable from another thread, and only while the vCPU thread holds the `Armed` guard
-// (so the vCPU and its mapping are alive).
-unsafe impl Send for RunPtr {}
-
 /// The vCPU thread and its kvm_run, while it runs the guest.
 struct Target {
-    run: RunPtr,
+    run: *mut kvm_run,
     thread: libc::pthread_t,
 }
+// SAFETY: kickers only write the one-byte immediate_exit field, which KVM documents as
+// settable from another thread, and signal the thread (a pointer in musl's pthread_t), both
+// only while the vCPU thread holds the `Armed` guard (so the thread, the vCPU and its
+// mapping are alive).
+unsafe impl Send for Target {}
 
 /// Makes the vCPU thread leave KVM_RUN, from any thread (the watchdog, the console's Ctrl-A x).
 /// Cheap to clone; a kick while no vCPU thread is armed (before or after the run) does nothing.
@@ -63,7 +61,7 @@ impl Kicker {
         install_handler();
         // SAFETY: pthread_self has no preconditions.
         let thread = unsafe { libc::pthread_self() };
-        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(Target { run: RunPtr(run), thread });
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(Target { run, thread });
         Armed(self)
     }
 
@@ -74,7 +72,7 @@ impl Kicker {
         let Some(t) = target.as_ref() else { return false };
         // SAFETY: `run` points into the vCPU's kvm_run mapping, alive while armed (we hold the
         // lock the guard needs to disarm); a volatile byte write is what KVM expects here.
-        unsafe { std::ptr::addr_of_mut!((*t.run.0).immediate_exit).write_volatile(1) };
+        unsafe { std::ptr::addr_of_mut!((*t.run).immediate_exit).write_volatile(1) };
         // SAFETY: the armed thread is alive: it disarms (under this lock) before it ends.
         unsafe { libc::pthread_kill(t.thread, kick_signal()) };
         true

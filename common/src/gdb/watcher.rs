@@ -39,6 +39,7 @@ const WATCHER_SYSCALLS: &[i64] = &[
     libc::SYS_getpid,
     libc::SYS_gettid,
     libc::SYS_tgkill,
+    libc::SYS_tkill, // musl's pthread_kill
     libc::SYS_rt_sigprocmask,
     libc::SYS_mmap,
     libc::SYS_mprotect,

@@ -79,6 +79,9 @@ impl BenchConfig {
 pub struct BenchReport {
     pub vmm: Vec<Vec<Duration>>,
     pub qemu: Vec<Vec<Duration>>,
+    /// The guest's own uptime at the marker (s), from each run whose init printed it.
+    pub vmm_uptime: Vec<f64>,
+    pub qemu_uptime: Vec<f64>,
 }
 
 /// The median over runs of phase `phase`.
@@ -115,6 +118,11 @@ impl std::fmt::Display for BenchReport {
             let last = runs.iter().filter_map(|r| r.last());
             last.map(|d| format!("{:.3}", d.as_secs_f64())).collect::<Vec<_>>().join(" ")
         };
+        if !self.vmm_uptime.is_empty() && !self.qemu_uptime.is_empty() {
+            let (v, q) =
+                (common::stats::median(self.vmm_uptime.clone()), common::stats::median(self.qemu_uptime.clone()));
+            writeln!(f, "  {:<20} {v:>8.3} {q:>13.3} {:>8.3}", "guest's own uptime", v / q.max(f64::MIN_POSITIVE))?;
+        }
         writeln!(f, "  to the marker, every run: vmm [{}], qemu [{}]", list(&self.vmm), list(&self.qemu))?;
         write!(
             f,
@@ -143,10 +151,25 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-/// Starts `cmd` and returns the time from just before the spawn until each of `markers` has
-/// appeared on its stdout, in order; the process is killed either way, and also when we are
-/// killed ourselves.
-pub fn time_to_markers(mut cmd: Command, markers: &[&str], limit: Duration) -> Result<Vec<Duration>> {
+/// What one boot showed: the time from just before the spawn to each marker, and the text
+/// after the last marker up to the end of its line (where the init prints its uptime).
+#[derive(Debug, Clone, Default)]
+pub struct Timed {
+    pub times: Vec<Duration>,
+    pub rest_of_line: String,
+}
+
+/// What the reader thread of [`time_to_markers`] sends: each marker's time, then the rest of
+/// the last marker's line, or that the output ended first.
+enum Seen {
+    Marker(Duration),
+    RestOfLine(String),
+    Ended,
+}
+
+/// Starts `cmd` and times each of `markers` on its stdout, in order (see [`Timed`]); the
+/// process is killed either way, and also when we are killed ourselves.
+pub fn time_to_markers(mut cmd: Command, markers: &[&str], limit: Duration) -> Result<Timed> {
     let what = format!("{:?}", cmd.get_program());
     die_with_parent(&mut cmd);
     let start = Instant::now();
@@ -157,37 +180,46 @@ pub fn time_to_markers(mut cmd: Command, markers: &[&str], limit: Duration) -> R
         .spawn()
         .map_err(|e| Error::bad_input(format!("cannot start {what}: {e}")))?;
     let mut out = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel::<Seen>();
     let needles: Vec<Vec<u8>> = markers.iter().map(|m| m.as_bytes().to_vec()).collect();
     std::thread::spawn(move || {
         let (mut seen, mut from) = (Vec::new(), 0);
         let mut buf = [0u8; 4096];
+        let mut more = |seen: &mut Vec<u8>| match out.read(&mut buf) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                seen.extend_from_slice(&buf[..n]);
+                true
+            }
+        };
         for needle in needles {
             // Each marker is looked for after the one before it.
             loop {
                 if let Some(at) = seen[from..].windows(needle.len()).position(|w| w == needle) {
                     from += at + needle.len();
-                    let _ = tx.send(Some(start.elapsed()));
+                    let _ = tx.send(Seen::Marker(start.elapsed()));
                     break;
                 }
-                match out.read(&mut buf) {
-                    Ok(0) | Err(_) => {
-                        let _ = tx.send(None);
-                        return;
-                    }
-                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                if !more(&mut seen) {
+                    let _ = tx.send(Seen::Ended);
+                    return;
                 }
             }
         }
+        while !seen[from..].contains(&b'\n') && more(&mut seen) {}
+        let line = seen[from..].split(|&b| b == b'\n').next().unwrap_or_default();
+        let _ = tx.send(Seen::RestOfLine(String::from_utf8_lossy(line).trim().to_string()));
     });
     let deadline = start + limit;
-    let mut times = Vec::new();
+    let mut timed = Timed::default();
     let mut failure = None;
-    for marker in markers {
+    for marker in markers.iter().map(Some).chain([None]) {
+        let waiting_for = marker.map_or("the end of the marker's line".to_string(), |m| format!("\"{m}\""));
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Some(t)) => times.push(t),
-            Ok(None) => failure = Some(format!("{what} ended before printing \"{marker}\"")),
-            Err(_) => failure = Some(format!("{what} did not print \"{marker}\" within {}s", limit.as_secs())),
+            Ok(Seen::Marker(t)) => timed.times.push(t),
+            Ok(Seen::RestOfLine(rest)) => timed.rest_of_line = rest,
+            Ok(Seen::Ended) => failure = Some(format!("{what} ended before printing {waiting_for}")),
+            Err(_) => failure = Some(format!("{what} did not print {waiting_for} within {}s", limit.as_secs())),
         }
         if failure.is_some() {
             break;
@@ -197,8 +229,13 @@ pub fn time_to_markers(mut cmd: Command, markers: &[&str], limit: Duration) -> R
     let _ = child.wait();
     match failure {
         Some(why) => Err(Error::guest(why)),
-        None => Ok(times),
+        None => Ok(timed),
     }
+}
+
+/// The guest's uptime in seconds from the init's `VMM-INIT-OK uptime=<s>` line, if it printed one.
+pub fn uptime_of(rest_of_line: &str) -> Option<f64> {
+    rest_of_line.split_whitespace().find_map(|w| w.strip_prefix("uptime=")?.parse().ok())
 }
 
 /// Runs the benchmark: `runs` boots of each, alternating vmm and QEMU.
@@ -214,8 +251,12 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let mut report = BenchReport::default();
     for _ in 0..config.runs.max(1) {
         let markers = PHASES.map(|(_, marker)| marker);
-        report.vmm.push(time_to_markers(config.vmm_command(), &markers, config.limit)?);
-        report.qemu.push(time_to_markers(config.qemu_command(), &markers, config.limit)?);
+        let vmm = time_to_markers(config.vmm_command(), &markers, config.limit)?;
+        report.vmm_uptime.extend(uptime_of(&vmm.rest_of_line));
+        report.vmm.push(vmm.times);
+        let qemu = time_to_markers(config.qemu_command(), &markers, config.limit)?;
+        report.qemu_uptime.extend(uptime_of(&qemu.rest_of_line));
+        report.qemu.push(qemu.times);
     }
     Ok(report)
 }
@@ -228,19 +269,30 @@ mod tests {
     fn report_takes_medians_and_ratio() {
         let ms = Duration::from_millis;
         let run = |last| vec![ms(10), ms(20), ms(30), ms(last)];
-        let r = BenchReport { vmm: vec![run(300), run(100), run(200)], qemu: vec![run(400), run(400), run(900)] };
+        let r = BenchReport {
+            vmm: vec![run(300), run(100), run(200)],
+            qemu: vec![run(400), run(400), run(900)],
+            vmm_uptime: vec![0.2, 0.1, 0.3],
+            qemu_uptime: vec![0.4, 0.4, 0.5],
+        };
         assert_eq!(r.vmm_median(), ms(200));
         assert_eq!(r.qemu_median(), ms(400));
         assert!((r.ratio() - 0.5).abs() < 1e-9);
         let text = r.to_string();
         assert!(text.contains("vmm faster") && text.contains("Serial: 8250"), "{text}");
+        assert!(text.contains("guest's own uptime      0.200         0.400    0.500"), "{text}");
     }
 
     #[test]
     fn markers_are_timed_in_order_on_a_real_process() {
         let mut c = Command::new("sh");
-        c.args(["-c", "echo boot; sleep 0.2; echo 'Serial: 8250'; echo VMM-INIT-OK; sleep 5"]);
-        let t = time_to_markers(c, &["boot", "Serial: 8250", "VMM-INIT-OK"], Duration::from_secs(4)).unwrap();
+        c.args([
+            "-c",
+            "echo boot; sleep 0.2; echo 'Serial: 8250'; printf 'VMM-INIT-OK up'; sleep 0.1; echo 'time=1.25'; sleep 5",
+        ]);
+        let timed = time_to_markers(c, &["boot", "Serial: 8250", "VMM-INIT-OK"], Duration::from_secs(4)).unwrap();
+        assert_eq!(uptime_of(&timed.rest_of_line), Some(1.25), "{timed:?}");
+        let t = timed.times;
         assert_eq!(t.len(), 3);
         assert!(t[0] < t[1] && t[1] <= t[2] && t[2] < Duration::from_secs(3), "{t:?}");
         // A marker printed before the one it must follow does not count.
@@ -248,6 +300,7 @@ mod tests {
         c.args(["-c", "echo VMM-INIT-OK; echo 'Serial: 8250'"]);
         let e = time_to_markers(c, &["Serial: 8250", "VMM-INIT-OK"], Duration::from_secs(4)).unwrap_err();
         assert!(e.message.contains("ended before printing \"VMM-INIT-OK\""), "{}", e.message);
+        assert_eq!(uptime_of("no uptime here"), None);
     }
 
     #[test]
