@@ -42,6 +42,7 @@ pub fn apply_with_ioctls(thread: &'static str, allowed: &[i64], ioctls: &[u64]) 
     if !allowed.contains(&libc::SYS_ioctl) {
         // One rule per request; the rules of a call are alternatives. The request is compared
         // as 32 bits, as the kernel reads it.
+        #[allow(clippy::unnecessary_cast)] // an int in musl, an unsigned long in glibc
         let requests = std::iter::once(libc::TCSETS as u64).chain(ioctls.iter().copied());
         let by_request = requests
             .map(|request| {
