@@ -64,6 +64,16 @@ pub enum Failure {
     Unhandled(&'static str),
 }
 
+impl Action<'_> {
+    /// The port of a port write (the UART's queue follows its register writes).
+    pub fn pio_write_port(&self) -> Option<u16> {
+        match self {
+            Action::PioWrite { port, .. } => Some(*port),
+            _ => None,
+        }
+    }
+}
+
 /// What the run loop does next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action<'a> {

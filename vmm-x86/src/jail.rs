@@ -57,6 +57,13 @@ pub const GDB_IOCTLS: &[u64] = &[
     kvm_iow(0x9b, std::mem::size_of::<kvm_bindings::kvm_guest_debug>()),
 ];
 
+/// What the vCPU thread also asks for a Linux guest whose UART writes KVM queues (coalesced.rs):
+/// KVM_REGISTER_COALESCED_MMIO and KVM_UNREGISTER_COALESCED_MMIO, on the THR port only.
+pub const QUEUE_IOCTLS: &[u64] = &[
+    kvm_iow(0x67, std::mem::size_of::<kvm_bindings::kvm_coalesced_mmio_zone>()),
+    kvm_iow(0x68, std::mem::size_of::<kvm_bindings::kvm_coalesced_mmio_zone>()),
+];
+
 /// The vCPU thread's ioctl requests: KVM_RUN (`_IO(KVMIO, 0x80)`) and KVM_GET_REGS (the RIP of
 /// a failed exit's message).
 pub const VCPU_IOCTLS: &[u64] = &[0xAE80, kvm_ior(0x81, std::mem::size_of::<kvm_bindings::kvm_regs>())];
@@ -97,13 +104,15 @@ mod tests {
         assert_eq!(VCPU_IOCTLS, &[0xAE80, 0x8090_AE81]);
         // KVM_SET_REGS, KVM_GET_SREGS, KVM_TRANSLATE, KVM_GET_FPU, KVM_SET_FPU, KVM_SET_GUEST_DEBUG
         assert_eq!(GDB_IOCTLS, &[0x4090_AE82, 0x8138_AE83, 0xC018_AE85, 0x81A0_AE8C, 0x41A0_AE8D, 0x4048_AE9B]);
+        // KVM_REGISTER_COALESCED_MMIO, KVM_UNREGISTER_COALESCED_MMIO
+        assert_eq!(QUEUE_IOCTLS, &[0x4010_AE67, 0x4010_AE68]);
     }
 
     #[test]
     fn counters_are_readable_only_when_counting() {
         for gdb in [false, true] {
-            let (plain, _) = crate::gdb::jail_lists(gdb, false);
-            let (counting, _) = crate::gdb::jail_lists(gdb, true);
+            let (plain, _) = crate::gdb::jail_lists(gdb, false, false);
+            let (counting, _) = crate::gdb::jail_lists(gdb, true, false);
             for nr in COUNTING {
                 assert!(!plain.contains(nr) && counting.contains(nr), "{}", common::jail::syscall_name(*nr));
             }

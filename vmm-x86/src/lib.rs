@@ -18,6 +18,7 @@
 //! - [`teach`] - the teaching lab's x86 workloads: their run arguments, native compute, lab devices.
 //! - [`kvm_stats`] - KVM's binary statistics of the vCPU (what KVM handled without vmm).
 pub mod bench;
+pub mod coalesced;
 pub mod config;
 pub mod diag;
 pub mod disks;

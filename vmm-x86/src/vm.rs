@@ -60,6 +60,9 @@ pub struct X86Vm {
     trace: Option<common::trace::Tracer>,
     /// `--mem-file`: the file behind guest RAM (kept open while the RAM is mapped).
     mem_file: Option<common::mem_file::MemFile>,
+    /// Linux's UART THR writes queued by KVM while they cannot be seen (coalesced.rs); None for
+    /// flat guests and where KVM cannot queue port writes.
+    queued_thr: Option<crate::coalesced::QueuedThr>,
     /// The mark port's ids (teach.rs); the port is on flat guests' buses only (Linux never
     /// writes it, and the strict bus should not hide a stray access to port 0xf2).
     marks: teach::MarkHandle,
@@ -93,6 +96,7 @@ impl X86Vm {
             input: None,
             trace,
             mem_file,
+            queued_thr: None,
             marks: teach::MarkHandle::default(),
         })
     }
@@ -197,6 +201,7 @@ impl X86Vm {
         let gdb =
             self.config.vm.gdb.map(|g| crate::gdb::start(&g, &self.mem, &kicker, self.config.vm.jail)).transpose()?;
         let cx = RunContext {
+            vm: &self.vm,
             devices: &self.devices,
             timeout: self.config.vm.timeout,
             kicker: &kicker,
@@ -205,11 +210,12 @@ impl X86Vm {
         };
         let vcpu = self.vcpu.as_mut().ok_or_else(|| Error::bad_input("no image loaded"))?;
         let trace = &mut self.trace;
+        let queued_thr = &mut self.queued_thr;
         let mut marks = teach::MarkRecorder::start(self.marks.clone(), &self.kvm, vcpu, stats, self.config.stats)?;
         let ending = std::thread::scope(|s| {
             let thread = std::thread::Builder::new()
                 .name("vcpu".into())
-                .spawn_scoped(s, || run_loop(vcpu, &cx, stats, gdb, trace, &mut marks))
+                .spawn_scoped(s, || run_loop(vcpu, &cx, stats, gdb, trace, queued_thr, &mut marks))
                 .map_err(|e| {
                     Error::bad_input(format!("cannot start the vCPU thread: {}", common::image::io_reason(&e)))
                 })?;
@@ -218,6 +224,7 @@ impl X86Vm {
         })?;
         if self.config.stats {
             stats.notes.extend(marks.notes());
+            stats.notes.extend(self.queued_thr.as_ref().map(|q| q.note()));
         }
         Ok(match ending {
             Ok(exit) => exit,
@@ -252,6 +259,8 @@ impl X86Vm {
 
 /// What the run loop needs besides the vCPU; shared with the vCPU thread.
 struct RunContext<'a> {
+    /// For the UART's queued writes' (un)registering.
+    vm: &'a VmFd,
     devices: &'a Devices,
     timeout: Option<Duration>,
     kicker: &'a Kicker,
@@ -269,6 +278,7 @@ fn run_loop(
     stats: &mut Stats,
     gdb: Option<crate::gdb::GdbLink>,
     trace: &mut Option<common::trace::Tracer>,
+    queued_thr: &mut Option<crate::coalesced::QueuedThr>,
     marks: &mut teach::MarkRecorder,
 ) -> Result<std::result::Result<GuestExit, Pending>> {
     let run: *mut kvm_run = vcpu.get_kvm_run();
@@ -278,7 +288,7 @@ fn run_loop(
     let watchdog = cx.timeout.map(|t| Watchdog::start(t, cx.kicker.clone())).transpose()?;
     let probe = common::console::jail_probe_requested("vcpu");
     if cx.jail {
-        let (calls, ioctls) = crate::gdb::jail_lists(gdb.is_some(), marks.counting());
+        let (calls, ioctls) = crate::gdb::jail_lists(gdb.is_some(), marks.counting(), queued_thr.is_some());
         common::jail::apply_with_ioctls("vcpu", &calls, &ioctls)?;
     }
     let mut gdb = gdb.map(crate::gdb::Debugger::new);
@@ -308,6 +318,10 @@ fn run_loop(
         }
         let result = vcpu.run();
         let returned = Instant::now();
+        // The UART writes KVM queued come before this exit, whatever it is.
+        if let Some(q) = queued_thr.as_mut() {
+            q.replay(cx.devices);
+        }
         let (mut kind, action) = match result {
             Ok(exit) => {
                 // SAFETY: `run` is this vCPU's kvm_run mapping, alive as long as `vcpu`;
@@ -340,21 +354,26 @@ fn run_loop(
                 None => Err(Failure::Unhandled("debug")),
             },
             Action::Fail(f) => Err(f),
-            io => match exits::apply(io, cx.devices) {
-                Applied::Done { device: d } => {
+            io => match (io.pio_write_port(), exits::apply(io, cx.devices)) {
+                (port, Applied::Done { device: d }) => {
                     device = d;
                     marks.after_exit(d, stats);
-                    Ok(None)
+                    // An IER, LCR or MCR write may start or stop the UART's queue.
+                    match (port, queued_thr.as_mut()) {
+                        (Some(port), Some(q)) => q.follow(cx.vm, port).err().map(|e| GuestExit::Failed(e.message)),
+                        _ => None,
+                    }
+                    .map_or(Ok(None), |failed| Ok(Some(failed)))
                 }
-                Applied::Request { device: d, request: DeviceRequest::PowerOff(code) } => {
+                (_, Applied::Request { device: d, request: DeviceRequest::PowerOff(code) }) => {
                     device = d;
                     Ok(Some(GuestExit::PowerOff(code)))
                 }
-                Applied::Ignored(k) => {
+                (_, Applied::Ignored(k)) => {
                     kind = k;
                     Ok(None)
                 }
-                Applied::Unknown(u) => {
+                (_, Applied::Unknown(u)) => {
                     let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
                     Ok(Some(GuestExit::Failed(exits::unknown_access_message(&u, rip))))
                 }
@@ -399,9 +418,11 @@ impl VirtualMachine for X86Vm {
                 )));
             }
             // The in-kernel irqchip must exist before the vCPU, so Linux set-up comes first.
-            self.input = Some(linux::setup_vm(&self.vm, &mut self.devices.pio, &self.config.vm.console)?);
+            let linux_devices = linux::setup_vm(&self.vm, &mut self.devices.pio, &self.config.vm.console)?;
+            self.input = Some(linux_devices.input);
             let announce = disks::attach(Some(&self.vm), &mut self.devices.mmio, &self.mem, &self.config.vm)?;
             let vcpu = self.create_vcpu()?;
+            self.queued_thr = crate::coalesced::QueuedThr::new(&self.kvm, &self.vm, &vcpu, linux_devices.serial)?;
             linux::load(&self.vm, &vcpu, &self.kvm, &self.mem, image, &self.config.linux, &announce)?;
             self.vcpu = Some(vcpu);
             // Linux probes ports that do not exist: count those, do not fail.

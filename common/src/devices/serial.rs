@@ -50,6 +50,9 @@ const IIR: u64 = 2;
 const IIR_NONE: u8 = 0x01;
 const IIR_THR_EMPTY: u8 = 0x02;
 const IIR_RDA: u8 = 0x04;
+/// IER's THR-empty interrupt enable, and MCR's loopback bit.
+const IER_THR_EMPTY: u8 = 0x02;
+const MCR_LOOP: u8 = 0x10;
 
 pub struct Serial<T: Trigger> {
     uart: Uart<T, NoEvents, ConsoleWriter>,
@@ -84,6 +87,15 @@ impl<T: Trigger> Serial<T> {
         let asking =
             iir & IIR_NONE == 0 && (iir & IIR_RDA != 0 && ier & 1 != 0 || iir & IIR_THR_EMPTY != 0 && ier & 2 != 0);
         line.set_level(asking);
+    }
+
+    /// Whether a byte written to THR could change what the guest sees before its next access to
+    /// another of the UART's registers: only with the THR-empty interrupt enabled (each write
+    /// raises it) or in loopback (the byte comes back as input). Otherwise the byte only goes
+    /// to the console, and x86 may let KVM queue such writes (vmm-x86's coalesced.rs).
+    pub fn thr_write_visible(&self) -> bool {
+        let st = self.uart.state();
+        st.interrupt_enable & IER_THR_EMPTY != 0 || st.modem_control & MCR_LOOP != 0
     }
 
     /// Puts as many of `bytes` as fit into the receive FIFO (raising the interrupt);
@@ -172,6 +184,21 @@ mod tests {
         let mut lsr = [0u8; 1];
         s.read(LSR, &mut lsr);
         assert_eq!(lsr[0] & 0x20, 0x20, "transmitter holding register empty");
+    }
+
+    #[test]
+    fn thr_writes_are_visible_only_with_the_thr_interrupt_or_loopback() {
+        let mut s = Serial::new(Counter::default(), Console::capture());
+        assert!(!s.thr_write_visible(), "a UART out of reset raises nothing");
+        s.write(IER, &[0x01]); // received-data interrupt only: a THR write still shows nothing
+        assert!(!s.thr_write_visible());
+        s.write(IER, &[0x03]);
+        assert!(s.thr_write_visible(), "THR empty enabled: each write raises it");
+        s.write(IER, &[0x00]);
+        s.write(4, &[0x10]); // MCR loopback: the byte comes back as input
+        assert!(s.thr_write_visible());
+        s.write(4, &[0x00]);
+        assert!(!s.thr_write_visible());
     }
 
     #[test]

@@ -49,8 +49,11 @@ pub fn start(config: &GdbConfig, mem: &GuestMemoryMmap, kicker: &Kicker, jail: b
 
 /// The vCPU thread's syscall and ioctl lists, with what serving gdb adds when `gdb` and what
 /// reading counters at marks adds when `counting` (--stats, --stats-json).
-pub fn jail_lists(gdb: bool, counting: bool) -> (Vec<i64>, Vec<u64>) {
+pub fn jail_lists(gdb: bool, counting: bool, queued_uart: bool) -> (Vec<i64>, Vec<u64>) {
     let (mut calls, mut ioctls) = (crate::jail::VCPU.to_vec(), crate::jail::VCPU_IOCTLS.to_vec());
+    if queued_uart {
+        ioctls.extend_from_slice(crate::jail::QUEUE_IOCTLS);
+    }
     if counting {
         calls.extend_from_slice(crate::jail::COUNTING);
     }

@@ -22,6 +22,15 @@ pub const COM1_IRQ: u32 = 4;
 /// Where console input goes: for Linux, the UART's receive FIFO.
 pub type InputSink = Box<dyn FnMut(&[u8]) + Send>;
 
+/// The console UART, shared by the PIO bus and the run loop's queued writes (coalesced.rs).
+pub type SharedSerial = Arc<Mutex<Serial<IrqFdLine>>>;
+
+/// What the run needs of the devices [`setup_vm`] made.
+pub struct LinuxDevices {
+    pub input: InputSink,
+    pub serial: SharedSerial,
+}
+
 fn pio_insert(pio: &mut Bus, base: u64, len: u64, name: &'static str, dev: SharedDevice) -> Result<()> {
     pio.insert(base, len, name, dev).map_err(|e| Error::bad_input(format!("PIO bus: {name}: {e}")))
 }
@@ -35,12 +44,12 @@ pub(crate) fn create_irqchip_and_pit(vm: &VmFd) -> Result<()> {
     vm.create_pit2(pit).map_err(|e| setup_error("KVM_CREATE_PIT2", e))
 }
 
-/// Everything VM-wide for Linux, before any vCPU exists. Returns where console input goes
-/// (the UART); the run starts the input thread.
-pub fn setup_vm(vm: &VmFd, pio: &mut Bus, console: &Console) -> Result<InputSink> {
+/// Everything VM-wide for Linux, before any vCPU exists. Returns the UART and where console
+/// input goes (into it); the run starts the input thread.
+pub fn setup_vm(vm: &VmFd, pio: &mut Bus, console: &Console) -> Result<LinuxDevices> {
     create_irqchip_and_pit(vm)?;
 
-    let serial = Arc::new(Mutex::new(Serial::new(IrqFdLine::register(vm, COM1_IRQ)?, console.clone())));
+    let serial: SharedSerial = Arc::new(Mutex::new(Serial::new(IrqFdLine::register(vm, COM1_IRQ)?, console.clone())));
     pio_insert(pio, COM1_BASE, SERIAL_REGS, "serial-0x3f8", serial.clone())?;
     // Both ports' lines: Linux's probe waits for IRQ 12 after the AUX loopback.
     let (kbd, aux) = (IrqFdLine::register(vm, KBD_IRQ)?, IrqFdLine::register(vm, AUX_IRQ)?);
@@ -50,5 +59,6 @@ pub fn setup_vm(vm: &VmFd, pio: &mut Bus, console: &Console) -> Result<InputSink
     pio_insert(pio, POST_PORT, 1, "post-0x80", Arc::new(Mutex::new(FixedPort(0))))?;
     pio_insert(pio, PCI_CONFIG_BASE, PCI_CONFIG_PORTS, "pci-config", Arc::new(Mutex::new(FixedPort(PCI_ABSENT))))?;
 
-    Ok(Box::new(move |bytes: &[u8]| feed_input(&serial, bytes)))
+    let input_side = serial.clone();
+    Ok(LinuxDevices { input: Box::new(move |bytes: &[u8]| feed_input(&input_side, bytes)), serial })
 }

@@ -26,7 +26,7 @@ use common::Result;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap};
 
-pub use devices::InputSink;
+pub use devices::{InputSink, SharedSerial};
 
 /// The command line when none is given: the console on the first UART; reboot through the
 /// i8042 (so a guest reboot or panic ends the VM with a clean exit); reboot one second after
@@ -48,9 +48,9 @@ pub fn is_linux_kernel(image: &[u8]) -> bool {
     loader::looks_like_bzimage(image) || loader::is_elf(image)
 }
 
-/// VM-wide set-up, before any vCPU exists: irqchip, PIT, devices; returns where console
-/// input goes.
-pub fn setup_vm(vm: &VmFd, pio: &mut Bus, console: &Console) -> Result<InputSink> {
+/// VM-wide set-up, before any vCPU exists: irqchip, PIT, devices; returns the console UART
+/// and where console input goes.
+pub fn setup_vm(vm: &VmFd, pio: &mut Bus, console: &Console) -> Result<devices::LinuxDevices> {
     devices::setup_vm(vm, pio, console)
 }
 
