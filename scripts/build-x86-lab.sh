@@ -86,9 +86,12 @@ check_qemu() {
 
 build_vmm() {
     # The normal release build: .cargo/config.toml makes it static (musl).
+    # --target as well: cargo reads .cargo/config.toml from the current directory only.
     quietly "cargo build --release (static x86_64 vmm)" \
-        cargo build -j"$JOBS" --release --bin vmm --manifest-path "$ROOT/Cargo.toml"
+        cargo build -j"$JOBS" --release --target x86_64-unknown-linux-musl --bin vmm \
+        --manifest-path "$ROOT/Cargo.toml"
     local vmm="$ROOT/target/x86_64-unknown-linux-musl/release/vmm"
+    [[ -x "$vmm" ]] || die "cargo left no $vmm"
     # The lab host has no dynamic loader or libc: a dynamic vmm would fail there as "not found".
     # (ldd is no test: it prints "statically linked" and exits 0 for a static-pie binary.)
     if readelf -lW "$vmm" | grep -q 'program interpreter'; then

@@ -136,7 +136,8 @@ fn a_linux_boot_has_no_exit_storm_and_the_monitor_stays_small() {
     assert!(!stdout(&out).contains("Keylock active"), "{}", describe(&out));
     let polls = row_count(&stderr(&out), "io-in i8042").unwrap_or_else(|| panic!("no i8042 row: {}", describe(&out)));
     assert!(polls <= 400, "{polls} i8042 reads in one boot: {}", describe(&out));
-    // About 5,000 console bytes in this boot: an exit per byte would be that many `out`s.
+    // About 5,000 console bytes in this boot: a THR exit per byte would be that many `out`s
+    // (the LSR poll before each byte still exits: an `in`).
     let (so, se) = (stdout(&out), stderr(&out));
     let outs = row_count(&se, "io-out serial-0x3f8").unwrap_or_else(|| panic!("no UART row: {}", describe(&out)));
     let queued: u64 = se
@@ -154,7 +155,6 @@ fn a_linux_boot_has_no_exit_storm_and_the_monitor_stays_small() {
             so[from..].find(phase).unwrap_or_else(|| panic!("{phase:?} missing or out of order: {}", describe(&out)));
         from += at + phase.len();
     }
-    assert!(so.len() as u64 >= queued, "{} console bytes, but {queued} writes queued", so.len());
     let rss = monitor_rss_kib(&out);
     assert!(rss <= 5 << 10, "monitor RSS after a Linux boot is {rss} KiB, over 5 MiB");
     let out = lab_vmm(&["run", "--arch", "x86", "--lab", "--stats", path_str(&guest("hello.bin"))], 120);

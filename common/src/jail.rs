@@ -216,7 +216,6 @@ names!(
     SYS_kill,
     SYS_tgkill,
     SYS_tkill,
-    SYS_tkill,
     SYS_uname,
     SYS_fcntl,
     SYS_flock,

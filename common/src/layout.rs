@@ -37,6 +37,7 @@ mod tests {
         for exe in [
             "/r/target/release/vmm",
             "/r/target/debug/vmm",
+            "/r/target/x86_64-unknown-linux-musl/release/vmm",
             "/r/target/x86_64-unknown-linux-gnu/release/vmm",
             "/r/target/riscv64gc-unknown-linux-gnu/debug/vmm",
         ] {

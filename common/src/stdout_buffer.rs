@@ -34,6 +34,7 @@ const JAIL: &[i64] = &[
     libc::SYS_write,
     libc::SYS_futex,
     libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep, // musl's sleep (std before Rust 1.95 calls nanosleep())
     libc::SYS_clock_gettime,
     libc::SYS_mmap,
     libc::SYS_mprotect,

@@ -1,13 +1,14 @@
-//! Console output without a trip to vmm per byte. Linux's console path (every printk until
-//! init opens the tty) turns the 8250's interrupts off, then for each character polls LSR and
-//! writes THR: two exits a byte, about 5,000 of each in a boot. While neither an enabled
+//! Console output with one exit per byte instead of two. Linux's console path (every printk
+//! until init opens the tty) turns the 8250's interrupts off, then for each character polls LSR
+//! and writes THR: two exits a byte, about 5,000 of each in a boot. The LSR read must exit. While neither an enabled
 //! THR-empty interrupt nor loopback can make a THR write visible to the guest
 //! ([`Serial::thr_write_visible`]), such a write changes nothing the guest can see before its
 //! next access to another UART register, and that access exits anyway. So KVM is asked to queue
 //! THR writes in its coalesced-I/O ring (KVM_REGISTER_COALESCED_MMIO with a port address, as
 //! QEMU does for some of its devices), and the run loop replays the ring, in order, before it
 //! handles any exit: the UART still sees every write in the order the guest made it, and the
-//! console every byte. When the guest enables the THR-empty interrupt (the tty driver's own
+//! console every byte (a byte may wait for the guest's next exit, which a kick for --timeout
+//! or Ctrl-A x also is: none is lost). When the guest enables the THR-empty interrupt (the tty driver's own
 //! output) or loopback, the port exits per write again. A full ring costs nothing special: KVM
 //! then exits for the write as usual, after the queued ones.
 use crate::exits::{self, Action, Devices};
@@ -18,7 +19,7 @@ use common::{Error, Result};
 use kvm_bindings::{kvm_coalesced_mmio, kvm_coalesced_mmio_ring};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, VcpuFd, VmFd};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// KVM's coalesced-I/O ring: one page of the vCPU fd (at the page KVM_CAP_COALESCED_MMIO
 /// names), which KVM fills and we empty. Mapped here rather than through kvm-ioctls' copy,
@@ -30,8 +31,8 @@ struct Ring {
     slots: u32,
 }
 
-// SAFETY: the mapping is this run's own and only the vCPU thread reads it, one at a time
-// (the run loop holds the QueuedThr by &mut).
+// SAFETY: the mapping is owned by the Ring (made and unmapped once, from any thread: a page
+// has no thread affinity) and read only through `&mut self`, so by one thread at a time.
 unsafe impl Send for Ring {}
 
 impl Ring {
@@ -64,21 +65,33 @@ impl Ring {
 
     /// The oldest queued write, taken off the ring.
     fn pop(&mut self) -> Option<kvm_coalesced_mmio> {
-        // SAFETY: `page` is the mapped ring page; `first` is ours to write, `last` KVM's. The
-        // fence orders reading `last` before reading the entry KVM published with it.
-        unsafe {
-            let first = std::ptr::addr_of!((*self.page).first).read_volatile();
-            let last = std::ptr::addr_of!((*self.page).last).read_volatile();
-            if first == last || first >= self.slots {
-                return None;
-            }
-            fence(Ordering::Acquire);
-            let entry = (*self.page).coalesced_mmio.as_ptr().add(first as usize).read_volatile();
-            fence(Ordering::Release);
-            std::ptr::addr_of_mut!((*self.page).first).write_volatile((first + 1) % self.slots);
-            Some(entry)
-        }
+        // SAFETY: `page` is the mapped ring page, `slots` entries long.
+        unsafe { take_oldest(self.page, self.slots) }
     }
+}
+
+/// The consumer's half of KVM's ring protocol: KVM writes an entry, then advances `last`; we
+/// read the entry, then advance `first` (KVM sees the room). `last` is loaded with Acquire so
+/// the entry is read after it; `first` stored with Release after the entry is read.
+///
+/// # Safety
+/// `ring` points to a ring page (header plus `slots` entries) that nobody else consumes.
+unsafe fn take_oldest(ring: *mut kvm_coalesced_mmio_ring, slots: u32) -> Option<kvm_coalesced_mmio> {
+    // SAFETY: the header's u32s are aligned and live as long as the page (the caller's promise).
+    let (first, last) = unsafe {
+        (
+            AtomicU32::from_ptr(std::ptr::addr_of_mut!((*ring).first)),
+            AtomicU32::from_ptr(std::ptr::addr_of_mut!((*ring).last)),
+        )
+    };
+    let (at, end) = (first.load(Ordering::Relaxed), last.load(Ordering::Acquire));
+    if at == end || at >= slots {
+        return None;
+    }
+    // SAFETY: `at` < `slots`, so the entry is inside the page.
+    let entry = unsafe { (*ring).coalesced_mmio.as_ptr().add(at as usize).read_volatile() };
+    first.store((at + 1) % slots, Ordering::Release);
+    Some(entry)
 }
 
 impl Drop for Ring {
@@ -105,7 +118,9 @@ impl QueuedThr {
         if !kvm.check_extension(Cap::CoalescedPio) {
             return Ok(None);
         }
-        let mut queue = QueuedThr { ring: Ring::map(kvm, vcpu)?, serial, queuing: false, replayed: 0 };
+        // Without the ring the UART exits per write: slower, never wrong.
+        let Ok(ring) = Ring::map(kvm, vcpu) else { return Ok(None) };
+        let mut queue = QueuedThr { ring, serial, queuing: false, replayed: 0 };
         queue.follow(vm, COM1_BASE as u16 + 1)?;
         Ok(Some(queue))
     }
@@ -151,5 +166,52 @@ impl QueuedThr {
     /// The --stats note.
     pub fn note(&self) -> String {
         format!("UART THR writes KVM queued instead of exiting: {} (replayed in order at the next exit)", self.replayed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ring page on the heap, with `first` and `last` set and entry i holding byte i.
+    fn fake_page(slots: u32, first: u32, last: u32) -> Vec<u64> {
+        let bytes =
+            std::mem::size_of::<kvm_coalesced_mmio_ring>() + slots as usize * std::mem::size_of::<kvm_coalesced_mmio>();
+        let mut page = vec![0u64; bytes.div_ceil(8)];
+        let ring = page.as_mut_ptr() as *mut kvm_coalesced_mmio_ring;
+        // SAFETY: the vector is large enough and 8-byte aligned for the header and entries.
+        unsafe {
+            (*ring).first = first;
+            (*ring).last = last;
+            for i in 0..slots as usize {
+                let e = (*ring).coalesced_mmio.as_mut_ptr().add(i);
+                (*e).phys_addr = 0x3f8;
+                (*e).len = 1;
+                (*e).data[0] = i as u8;
+            }
+        }
+        page
+    }
+
+    fn drain(page: &mut [u64], slots: u32) -> Vec<u8> {
+        let ring = page.as_mut_ptr() as *mut kvm_coalesced_mmio_ring;
+        // SAFETY: a fake page made by fake_page with `slots` entries, consumed only here.
+        std::iter::from_fn(|| unsafe { take_oldest(ring, slots) }).map(|e| e.data[0]).collect()
+    }
+
+    #[test]
+    fn entries_come_out_oldest_first_across_the_wrap() {
+        let mut page = fake_page(4, 2, 1); // entries 2, 3, then 0 after the wrap
+        assert_eq!(drain(&mut page, 4), [2, 3, 0]);
+        // SAFETY: reading the header of the fake page.
+        let first = unsafe { (*(page.as_ptr() as *const kvm_coalesced_mmio_ring)).first };
+        assert_eq!(first, 1, "the consumer's index ends where KVM's is: the ring is empty");
+        assert!(drain(&mut page, 4).is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_index_reads_nothing() {
+        let mut page = fake_page(4, 9, 1);
+        assert!(drain(&mut page, 4).is_empty(), "an index past the page is never followed");
     }
 }

@@ -80,6 +80,7 @@ pub const CONSOLE: &[i64] = &[
     libc::SYS_futex,
     libc::SYS_clock_gettime,
     libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep, // musl's sleep (std before Rust 1.95 calls nanosleep())
     libc::SYS_getpid,
     libc::SYS_gettid,
     libc::SYS_tgkill,
@@ -116,6 +117,15 @@ mod tests {
             for nr in COUNTING {
                 assert!(!plain.contains(nr) && counting.contains(nr), "{}", common::jail::syscall_name(*nr));
             }
+        }
+    }
+
+    #[test]
+    fn queue_ioctls_only_for_a_queued_uart() {
+        let (_, plain) = crate::gdb::jail_lists(false, false, false);
+        let (_, queued) = crate::gdb::jail_lists(false, false, true);
+        for request in QUEUE_IOCTLS {
+            assert!(!plain.contains(request) && queued.contains(request), "{request:#x}");
         }
     }
 

@@ -359,11 +359,13 @@ fn run_loop(
                     device = d;
                     marks.after_exit(d, stats);
                     // An IER, LCR or MCR write may start or stop the UART's queue.
-                    match (port, queued_thr.as_mut()) {
-                        (Some(port), Some(q)) => q.follow(cx.vm, port).err().map(|e| GuestExit::Failed(e.message)),
-                        _ => None,
+                    let mut step = Ok(None);
+                    if let (Some(port), Some(q)) = (port, queued_thr.as_mut()) {
+                        if let Err(e) = q.follow(cx.vm, port) {
+                            step = Ok(Some(GuestExit::Failed(e.message)));
+                        }
                     }
-                    .map_or(Ok(None), |failed| Ok(Some(failed)))
+                    step
                 }
                 (_, Applied::Request { device: d, request: DeviceRequest::PowerOff(code) }) => {
                     device = d;

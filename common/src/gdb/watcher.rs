@@ -36,6 +36,7 @@ const WATCHER_SYSCALLS: &[i64] = &[
     libc::SYS_futex,
     libc::SYS_clock_gettime,
     libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep, // musl's sleep (std before Rust 1.95 calls nanosleep())
     libc::SYS_getpid,
     libc::SYS_gettid,
     libc::SYS_tgkill,
