@@ -229,7 +229,7 @@ pub fn boot(host: &LabHost, vm: &VmConfig, initramfs: &[u8]) -> Result<Outcome> 
             // The output thread always sends Ended before it goes, so only a timeout gets here.
             Err(_) => {
                 break GuestExit::Failed(format!(
-                    "{} did not stop within its --timeout plus {} s; stopped the lab host",
+                    "{} did not stop within its time limit (--timeout) plus {} s; stopped the lab host",
                     host.inner,
                     RUN_SLACK.as_secs()
                 ))

@@ -249,11 +249,15 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         }
     }
     let mut report = BenchReport::default();
-    for _ in 0..config.runs.max(1) {
+    let runs = config.runs.max(1);
+    for run in 1..=runs {
         let markers = PHASES.map(|(_, marker)| marker);
+        eprintln!("vmm bench: boot {run} of {runs}: vmm");
         let vmm = time_to_markers(config.vmm_command(), &markers, config.limit)?;
         report.vmm_uptime.extend(uptime_of(&vmm.rest_of_line));
+        let took = vmm.times.last().map_or(0.0, Duration::as_secs_f64);
         report.vmm.push(vmm.times);
+        eprintln!("vmm bench: boot {run} of {runs}: vmm {took:.3} s to the marker; now qemu");
         let qemu = time_to_markers(config.qemu_command(), &markers, config.limit)?;
         report.qemu_uptime.extend(uptime_of(&qemu.rest_of_line));
         report.qemu.push(qemu.times);
