@@ -160,8 +160,8 @@ pub fn bench(root: &Path, linux_runs: Option<usize>) -> Result<Outcome> {
             args.extend(["--linux".into(), "--runs".into(), runs.to_string()]);
         }
     }
-    // A bound on the whole benchmark, so that a boot stuck inside the lab host (seen twice in
-    // ten `--linux --runs 5` runs here, cause unknown: the lab host sat idle) ends in a line,
+    // A bound on the whole benchmark, so that a boot stuck inside the lab host (seen in three of
+    // nine `--linux --runs 5` runs here, cause unknown: the lab host sat idle) ends in a line,
     // not a hang: each boot's own limit is 60 s (linux/bench.rs).
     let limit = linux_runs.map_or(600, |runs| 2 * 60 * runs as u64 + 120);
     let vm = VmConfig {
