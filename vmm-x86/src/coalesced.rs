@@ -121,7 +121,7 @@ impl QueuedThr {
         // Without the ring the UART exits per write: slower, never wrong.
         let Ok(ring) = Ring::map(kvm, vcpu) else { return Ok(None) };
         let mut queue = QueuedThr { ring, serial, queuing: false, replayed: 0 };
-        queue.follow(vm, COM1_BASE as u16 + 1)?;
+        queue.sync(vm)?;
         Ok(Some(queue))
     }
 
@@ -135,14 +135,19 @@ impl QueuedThr {
         }
     }
 
-    /// After the guest wrote the UART register at `port` (any other port is ignored): queue THR
-    /// writes exactly while they cannot be visible. An IER, LCR (DLAB) or MCR write is what can
-    /// change that, and it exits.
+    /// After the guest wrote the UART register at `port` (any other port is ignored): an IER or
+    /// MCR write can change whether THR writes are visible, and such writes always exit (only
+    /// THR is queued). Checked on every UART register write but THR's: a few hundred a boot.
     pub fn follow(&mut self, vm: &VmFd, port: u16) -> Result<()> {
         let uart = COM1_BASE + 1..COM1_BASE + SERIAL_REGS;
         if !uart.contains(&u64::from(port)) {
             return Ok(());
         }
+        self.sync(vm)
+    }
+
+    /// Queues THR writes exactly while the UART says they cannot be visible.
+    fn sync(&mut self, vm: &VmFd) -> Result<()> {
         let queue = !self.serial.lock().unwrap_or_else(|e| e.into_inner()).thr_write_visible();
         if queue == self.queuing {
             return Ok(());

@@ -358,7 +358,7 @@ fn run_loop(
                 (port, Applied::Done { device: d }) => {
                     device = d;
                     marks.after_exit(d, stats);
-                    // An IER, LCR or MCR write may start or stop the UART's queue.
+                    // An IER or MCR write may start or stop the UART's queue.
                     let mut step = Ok(None);
                     if let (Some(port), Some(q)) = (port, queued_thr.as_mut()) {
                         if let Err(e) = q.follow(cx.vm, port) {
